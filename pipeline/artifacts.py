@@ -1,0 +1,220 @@
+"""The artifact store: atomic Parquet writes with a JSON sidecar that records what produced them.
+
+Every artifact ``X.parquet`` gets a sidecar ``X.parquet.json``::
+
+    {"stage": "pose", "contract": "keypoints", "input_hash": "<sha256>", "config_hash": "<sha256>",
+     "config": {...}, "versions": {"python": ..., "torch": ...}, "created": "2026-...Z", "rows": 180}
+
+A stage whose sidecar matches its inputs (:func:`is_up_to_date`) is skipped on rerun, so a crashed or
+extended cohort run redoes only what is missing. Writes are atomic: the Parquet file is written to a
+temporary file in the same folder and renamed into place, then the sidecar likewise. A crash between
+the two leaves an artifact without sidecar, which counts as *not* up to date and is redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.contracts import CONTRACTS, Contract, conform
+
+__all__ = [
+    "sha256_file",
+    "sha256_files",
+    "config_hash",
+    "package_versions",
+    "sidecar_path",
+    "write_artifact",
+    "read_artifact",
+    "read_sidecar",
+    "is_up_to_date",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
+
+SIDECAR_SUFFIX = ".json"
+_VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "torchvision", "mediapipe", "statsmodels", "opencv-contrib-python")
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_files(paths: Iterable[str | os.PathLike]) -> str:
+    """One hash over several files (order-independent: sorted by name, then content hashes)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+def config_hash(config: Any) -> str:
+    """Stable sha256 of a config (dataclass, mapping or JSON-able value), independent of key order."""
+    text = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_artifact(
+    data: pa.Table | pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    contract: Contract | str | None,
+    stage: str,
+    input_hash: str = "",
+    config: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Validate ``data`` against ``contract``, write it atomically as Parquet, then its sidecar.
+
+    Parameters
+    ----------
+    data : pyarrow.Table or pandas.DataFrame
+    path : path of the ``.parquet`` file
+    contract : Contract, contract name, or None (no validation, e.g. for a QC table)
+    stage : name of the producing stage (``"pose"``, ``"infer"``, ...)
+    input_hash : sha256 of the input (video or upstream artifact)
+    config : the stage config (dataclass or mapping); stored and hashed
+    extra : further JSON-able facts to record in the sidecar
+
+    Returns
+    -------
+    pathlib.Path of the written Parquet file.
+
+    Raises
+    ------
+    pipeline.contracts.ContractError
+        If the table breaks the contract; nothing is written then.
+    """
+    path = Path(path)
+    if contract is not None:
+        c = CONTRACTS[contract] if isinstance(contract, str) else contract
+        table = conform(data, c)
+        contract_name = c.name
+    else:
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        contract_name = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A stale sidecar must never vouch for the new file: remove it before replacing the data.
+    sidecar_path(path).unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sidecar = {
+        "stage": stage,
+        "contract": contract_name,
+        "input_hash": input_hash,
+        "config_hash": config_hash(config),
+        "config": _jsonable(config),
+        "versions": package_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": table.num_rows,
+    }
+    if extra:
+        sidecar.update(_jsonable(dict(extra)))
+    atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The sidecar of an artifact, or None if absent or unreadable."""
+    sp = sidecar_path(path)
+    try:
+        return json.loads(sp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_artifact(path: str | os.PathLike, contract: Contract | str | None = None) -> pa.Table:
+    """Read a Parquet artifact and validate it against ``contract`` (errors name the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"artifact not found: {path}")
+    table = pq.read_table(path)
+    if contract is not None:
+        table = conform(table, contract, source=str(path))
+    return table
+
+
+def is_up_to_date(path: str | os.PathLike, *, input_hash: str, config: Any) -> bool:
+    """Whether ``path`` exists with a sidecar recording the same input hash and config hash."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    meta = read_sidecar(path)
+    if not meta:
+        return False
+    return meta.get("input_hash") == input_hash and meta.get("config_hash") == config_hash(config)

@@ -1,0 +1,82 @@
+"""Command-line conventions shared by every ``python -m <package>.<module>`` entry point.
+
+- ``--help`` explains every option (argparse, with defaults shown).
+- Exit code 0 on success, 2 on bad input (:class:`BadInput`, a missing file, a broken contract) with
+  a one-line reason on stderr, 1 when some items of a batch failed (e.g. one video of many).
+- Results: the CLI prints where it wrote them (``wrote <path>``) on stdout.
+- Logging goes to stderr; ``-v`` for debug, ``-q`` for warnings only.
+- Long loops show a progress bar (:func:`progress`), silenced when stderr is not a terminal or
+  ``--quiet`` is given, so CI logs stay readable.
+
+Example
+-------
+>>> def main(argv=None):
+...     parser = make_parser("Do a thing.", prog="python -m pkg.thing")
+...     args = parser.parse_args(argv)
+...     with handle_errors():
+...         ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+from pipeline.contracts import ContractError
+
+__all__ = ["BadInput", "EXIT_OK", "EXIT_PARTIAL", "EXIT_BAD_INPUT", "make_parser", "setup_logging", "handle_errors", "progress", "report_written"]
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_BAD_INPUT = 2
+
+T = TypeVar("T")
+_quiet = False
+
+
+class BadInput(ValueError):
+    """The user gave input the program cannot use. The message is shown as the one-line reason."""
+
+
+def make_parser(description: str, *, prog: str) -> argparse.ArgumentParser:
+    """An argparse parser with the project's common options (``-v``, ``-q``)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    return parser
+
+
+def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
+    global _quiet
+    _quiet = quiet
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+@contextlib.contextmanager
+def handle_errors(prog: str = "") -> Iterator[None]:
+    """Turn bad-input exceptions into a one-line message on stderr and exit code 2."""
+    try:
+        yield
+    except (BadInput, ContractError, FileNotFoundError) as exc:
+        name = f"{prog}: " if prog else ""
+        print(f"{name}error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """A tqdm progress bar on stderr, disabled when quiet or when stderr is not a terminal."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=_quiet or None, file=sys.stderr, dynamic_ncols=True)
+
+
+def report_written(path: object, what: str = "") -> None:
+    """Print where a result was written (stdout, one line per file)."""
+    print(f"wrote {what + ': ' if what else ''}{path}")

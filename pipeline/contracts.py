@@ -266,6 +266,13 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
+def _fmt(value: object) -> str:
+    """repr of a cell value without numpy's type wrapper (``101.0``, not ``np.float64(101.0)``)."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    return repr(value)
+
+
 def validate(data: pa.Table | pd.DataFrame, contract: Contract | str, *, source: str = "") -> pa.Table:
     """Check a table against a contract; return it unchanged if it conforms.
 
@@ -304,6 +311,8 @@ def validate(data: pa.Table | pd.DataFrame, contract: Contract | str, *, source:
 
     for f in c.schema:
         col = table.column(f.name)
+        if pa.types.is_null(col.type) and f.nullable:
+            continue  # an all-missing optional column (e.g. every note empty)
         if not _compatible(col.type, f.type):
             raise ContractError(f"{prefix}: column {f.name!r} has type {col.type}, expected {f.type}")
         if not f.nullable and col.null_count:
@@ -313,7 +322,7 @@ def validate(data: pa.Table | pd.DataFrame, contract: Contract | str, *, source:
             vals = col.to_numpy(zero_copy_only=False).astype(np.float64)
             bad = np.flatnonzero(~np.isfinite(vals))
             if bad.size:
-                raise ContractError(f"{prefix}: column {f.name!r} row {int(bad[0])}: value {vals[bad[0]]} is not finite")
+                raise ContractError(f"{prefix}: column {f.name!r} row {int(bad[0])}: value {_fmt(vals[bad[0]])} is not finite")
         if pa.types.is_fixed_size_list(f.type):
             lengths = pa.compute.list_value_length(col).to_numpy(zero_copy_only=False)
             bad = np.flatnonzero(lengths != f.type.list_size)
@@ -339,14 +348,14 @@ def validate(data: pa.Table | pd.DataFrame, contract: Contract | str, *, source:
         bad = np.flatnonzero(~ok)
         if bad.size:
             r = int(bad[0])
-            raise ContractError(f"{prefix}: column {rule.column!r} row {r}: value {vals[r]!r} is not {rule.what}")
+            raise ContractError(f"{prefix}: column {rule.column!r} row {r}: value {_fmt(vals[r])} is not {rule.what}")
 
     if c.unique:
         keys = table.select(list(c.unique)).to_pandas()
         dup = keys.duplicated(keep=False)
         if dup.any():
             rows = np.flatnonzero(dup.to_numpy())
-            key = ", ".join(f"{k}={keys.iloc[rows[0]][k]!r}" for k in c.unique)
+            key = ", ".join(f"{k}={_fmt(keys.iloc[rows[0]][k])}" for k in c.unique)
             raise ContractError(
                 f"{prefix}: duplicate rows for ({key}) at rows {rows[0]} and {rows[1]}; "
                 f"({', '.join(c.unique)}) must be unique"

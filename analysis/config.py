@@ -1,0 +1,154 @@
+"""Typed configuration of the hurdle analysis and of its outputs.
+
+The same dataclasses back the Python API (:func:`analysis.hurdle.hurdle_analysis`) and the command
+line (``python -m analysis.hurdle``), so both accept exactly the same options. Every choice that
+changes a number (action selection rule, correction method and family, Firth fallback, CI level) is
+a field here and is written into the outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_GROUPS",
+    "CORRECTIONS",
+    "FAMILIES",
+    "RANK_BY",
+    "HurdleConfig",
+    "OutputConfig",
+]
+
+DEFAULT_GROUPS: tuple[str, ...] = ("ASD", "PSY", "TDC")
+
+# Multiple-comparison methods (names as in statsmodels.stats.multitest.multipletests, plus "none").
+CORRECTIONS: tuple[str, ...] = ("fdr_bh", "holm", "bonferroni", "fdr_by", "none")
+
+# How tests are grouped into families for the correction (see analysis.correction).
+FAMILIES: tuple[str, ...] = ("part", "all", "action", "contrast")
+
+# How "most frequent" actions are ranked for --top-actions (see analysis.cohort.select_actions).
+RANK_BY: tuple[str, ...] = ("engaged", "mean")
+
+
+@dataclass(frozen=True)
+class HurdleConfig:
+    """Options of the two-part (hurdle) analysis.
+
+    Attributes
+    ----------
+    groups : tuple of str
+        Group labels, in the order used for contrasts: every pair ``(groups[i], groups[j])`` with
+        ``i < j`` is one contrast "groups[i] vs groups[j]" and effects are group i relative to group j.
+        The first group is the reference level of the model's treatment coding (this does not change
+        any contrast).
+    actions : tuple of str or None
+        Analyse exactly these actions (overrides ``top_actions``).
+    top_actions : int or None
+        Analyse the N most frequent actions (ranked by ``rank_by``); None or 0 = all actions.
+    rank_by : {"engaged", "mean"}
+        "Frequent" means the largest share of participants with any engagement (``"engaged"``) or the
+        largest mean percent time over all participants (``"mean"``). Ties are broken by the other
+        criterion, then by action name.
+    covariates : tuple of str
+        Participant-level columns adjusted for in both parts.
+    categorical : tuple of str
+        Covariates to treat as categorical even when numeric (string, boolean and categorical columns
+        are detected as categorical automatically).
+    min_engaged : int
+        Minimum number of engagers in each group of a contrast for the intensity part.
+    correction : str
+        One of :data:`CORRECTIONS`.
+    family : str
+        One of :data:`FAMILIES`.
+    pairwise_subsets : bool
+        Refit each contrast on the two groups' participants only, instead of one model with all
+        groups and pairwise Wald (or penalised-likelihood-ratio) contrasts.
+    firth : {"auto", "always"}
+        ``"auto"``: maximum likelihood, switching to Firth's penalised likelihood for an action's
+        probability model when separation is detected; ``"always"``: Firth for every probability model.
+    firth_ci : {"profile", "wald"}
+        Confidence interval of Firth contrasts: profile penalised likelihood or Wald.
+    ci_level : float
+        Confidence level of all intervals.
+    ignore_other_groups : bool
+        Drop participants whose group is not in ``groups`` instead of rejecting the cohort.
+    """
+
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    actions: tuple[str, ...] | None = None
+    top_actions: int | None = 10
+    rank_by: Literal["engaged", "mean"] = "engaged"
+    covariates: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    min_engaged: int = 3
+    correction: str = "fdr_bh"
+    family: str = "part"
+    pairwise_subsets: bool = False
+    firth: Literal["auto", "always"] = "auto"
+    firth_ci: Literal["profile", "wald"] = "profile"
+    ci_level: float = 0.95
+    ignore_other_groups: bool = False
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: normalise sequences given as lists into tuples.
+        for name in ("groups", "covariates", "categorical"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.actions is not None:
+            object.__setattr__(self, "actions", tuple(self.actions))
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {', '.join(RANK_BY)}, got {self.rank_by!r}")
+        if self.firth not in ("auto", "always"):
+            raise ValueError(f"firth must be 'auto' or 'always', got {self.firth!r}")
+        if self.firth_ci not in ("profile", "wald"):
+            raise ValueError(f"firth_ci must be 'profile' or 'wald', got {self.firth_ci!r}")
+        if not 0.5 < self.ci_level < 1:
+            raise ValueError(f"ci_level must be in (0.5, 1), got {self.ci_level}")
+        if self.min_engaged < 2:
+            raise ValueError(f"min_engaged must be >= 2, got {self.min_engaged}")
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError(f"groups must be distinct, got {self.groups}")
+        if len(self.groups) < 2:
+            raise ValueError(f"at least 2 groups are needed, got {self.groups}")
+        if self.top_actions is not None and self.top_actions < 0:
+            raise ValueError(f"top_actions must be >= 0, got {self.top_actions}")
+
+    @property
+    def selection(self) -> str:
+        """The action-selection rule in words (written into the outputs)."""
+        if self.actions is not None:
+            return "actions given by the user"
+        if not self.top_actions:
+            return "all actions"
+        crit = "share of participants engaged" if self.rank_by == "engaged" else "mean percent time"
+        return f"top {self.top_actions} actions by {crit}"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What is written besides the results table.
+
+    Attributes
+    ----------
+    table_rows : int
+        Rows of the publication table (the K most significant tests by raw p).
+    plots : bool
+        Draw the per-action violin plots and the overview figure.
+    plot_p : {"adjusted", "raw"}
+        Which p decides the significance brackets in the plots.
+    alpha : float
+        Significance threshold for brackets (stars: * < alpha, ** < 0.01, *** < 0.001).
+    formats : tuple of str
+        Figure formats.
+    """
+
+    table_rows: int = 10
+    plots: bool = True
+    plot_p: Literal["adjusted", "raw"] = "adjusted"
+    alpha: float = 0.05
+    formats: tuple[str, ...] = field(default=("png", "svg"))

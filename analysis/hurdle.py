@@ -1,0 +1,386 @@
+"""Two-part (hurdle) statistics of a cohort table: API and command line.
+
+``python -m analysis.hurdle --cohort cohort.parquet`` or, in a notebook::
+
+    from analysis.hurdle import hurdle_analysis
+    from analysis.config import HurdleConfig
+    results = hurdle_analysis(cohort_df, HurdleConfig(covariates=("age", "sex")))
+
+For each selected action and each pair of groups, two tests:
+
+1. *probability* of any engagement: logistic GLM on ``percent_time > 0`` (:mod:`analysis.logistic`,
+   Firth's penalised likelihood under separation);
+2. *intensity* among engagers: fractional logit on ``percent_time / 100`` with robust standard errors
+   (:mod:`analysis.fractional`).
+
+By default one model per action and part holds all groups (plus covariates) and the pairs are Wald
+contrasts of it (penalised LR for Firth fits); ``pairwise_subsets`` refits on each pair's participants.
+Effects are odds ratios of group_a relative to group_b (for intensity: the ratio of the odds
+``mu / (1 - mu)`` of the mean fraction of time). p-values are adjusted over the configured family
+(:mod:`analysis.correction`). The result is a tidy table, one row per action x contrast x part, which
+includes non-significant and non-estimable tests (those with a ``note`` and no numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.cli import handle_errors, make_parser, progress, setup_logging
+
+from .cohort import categorical_covariates, load_cohort, select_actions, validate_cohort
+from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, RANK_BY, HurdleConfig, OutputConfig
+from .contrasts import contrast_label, direction, pairs, wald_contrast
+from .correction import adjust_pvalues, family_label
+from .design import build_design
+from .fractional import FractionalFit, fit_fractional
+from .logistic import fit_logistic, logistic_contrast
+
+__all__ = ["RESULT_COLUMNS", "probability_part", "intensity_part", "hurdle_analysis", "main"]
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS: list[str] = [
+    "action", "action_id", "contrast", "group_a", "group_b", "part", "direction",
+    "n_a", "n_b", "engaged_a", "engaged_b", "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b",
+    "estimate", "se", "effect", "ci_low", "ci_high", "statistic", "test", "p", "p_adj", "ame_pp",
+    "n_fit", "method", "ci_method", "correction", "family", "selection", "covariates", "ci_level", "note",
+]  # fmt: skip
+
+_PROB_METHOD = "logistic GLM (maximum likelihood)"
+_INT_METHOD = FractionalFit.method_label
+
+
+def _counts(data: pd.DataFrame, g: str) -> dict[str, float]:
+    pct = data.loc[data["group"] == g, "percent_time"].to_numpy(dtype=np.float64)
+    eng = pct[pct > 0]
+    return {
+        "n": int(pct.size),
+        "engaged": int(eng.size),
+        "pct_engaged": 100.0 * eng.size / pct.size if pct.size else np.nan,
+        "mean": float(eng.mean()) if eng.size else np.nan,
+    }
+
+
+def _base_row(data: pd.DataFrame, a: str, b: str, part: str) -> dict:
+    ca, cb = _counts(data, a), _counts(data, b)
+    return {
+        "contrast": contrast_label(a, b), "group_a": a, "group_b": b, "part": part,
+        "n_a": ca["n"], "n_b": cb["n"], "engaged_a": ca["engaged"], "engaged_b": cb["engaged"],
+        "pct_engaged_a": ca["pct_engaged"], "pct_engaged_b": cb["pct_engaged"],
+        "mean_a": ca["mean"], "mean_b": cb["mean"],
+    }  # fmt: skip
+
+
+def _numbers(row: dict, test: dict, a: str, b: str) -> None:
+    """Fill estimate, effect (exp), CI (exp) and p into a row."""
+    est = float(test["estimate"])
+    row.update(
+        estimate=est,
+        se=float(test["se"]),
+        effect=float(np.exp(est)),
+        ci_low=float(np.exp(test["ci_low"])),
+        ci_high=float(np.exp(test["ci_high"])),
+        statistic=float(test["statistic"]),
+        test=str(test["test"]),
+        p=float(test["p"]),
+        direction=direction(a, b, est),
+    )
+
+
+def _samples(data: pd.DataFrame, config: HurdleConfig) -> Iterable[tuple[list[str], list[tuple[str, str]], pd.DataFrame]]:
+    """(groups in the model, pairs it answers, its rows): one all-group model, or one per pair."""
+    all_pairs = pairs(config.groups)
+    if not config.pairwise_subsets:
+        yield list(config.groups), all_pairs, data
+        return
+    for a, b in all_pairs:
+        yield [a, b], [(a, b)], data[data["group"].isin([a, b])]
+
+
+def _join(*notes: str | None) -> str | None:
+    text = "; ".join(n for n in notes if n)
+    return text or None
+
+
+def _levels(data: pd.DataFrame, config: HurdleConfig) -> tuple[list[str], dict[str, list]]:
+    cats = categorical_covariates(data, config.covariates, config.categorical)
+    return cats, {c: sorted(pd.unique(data[c].astype(str))) for c in cats}
+
+
+def probability_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) -> pd.DataFrame:
+    """Engagement-probability contrasts for one action.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per participant for a single action: ``group``, ``percent_time`` and the covariates.
+    config : HurdleConfig
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per contrast (part ``"probability"``), columns as :data:`RESULT_COLUMNS` less the
+        action and correction columns. ``effect`` is the odds ratio of engagement, group_a vs group_b;
+        ``ame_pp`` the average marginal effect in percentage points of probability.
+    """
+    cats, levels = _levels(data, config)
+    rows = []
+    for groups, prs, sample in _samples(data, config):
+        y = (sample["percent_time"].to_numpy(dtype=np.float64) > 0).astype(np.float64)
+        whole = None
+        if not y.any():
+            whole = "not estimable: no engagers in any group"
+        elif y.all():
+            whole = "not estimable: every participant engaged"
+        fit = None
+        if whole is None:
+            design = build_design(sample, groups, config.covariates, cats, levels)
+            fit = fit_logistic(design, y, firth=config.firth)
+            if fit.method == "firth" and not fit.converged:
+                whole = "not estimable: Firth fit did not converge"
+        for a, b in prs:
+            row = _base_row(sample, a, b, "probability")
+            row.update(method=fit.method_label if fit is not None else _PROB_METHOD, n_fit=int(len(sample)))
+            if whole is not None:
+                row["note"] = whole
+                rows.append(row)
+                continue
+            if row["engaged_a"] == 0 and row["engaged_b"] == 0:
+                row["note"] = "not estimable: no engagers in either group"
+            elif row["engaged_a"] == row["n_a"] and row["engaged_b"] == row["n_b"]:
+                row["note"] = "not estimable: all engaged in both groups"
+            else:
+                test = logistic_contrast(fit, a, b, ci_level=config.ci_level, ci=config.firth_ci)
+                _numbers(row, test, a, b)
+                X = fit.design
+                row["ame_pp"] = float(100 * np.mean(fit.predict(X.with_group(a)) - fit.predict(X.with_group(b))))
+                row["ci_method"] = test.get("ci", "wald")
+                sep = None
+                if fit.method == "firth":
+                    sep = (
+                        f"separation ({fit.separation}): Firth penalised likelihood, penalised LR p, {row['ci_method']} CI"
+                        if fit.separation
+                        else "Firth penalised likelihood (requested), penalised LR p"
+                    )
+                dropped = f"covariate columns dropped (no variation): {', '.join(X.dropped)}" if X.dropped else None
+                row["note"] = _join(sep, dropped)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) -> pd.DataFrame:
+    """Intensity-among-engagers contrasts for one action (fractional logit, robust SE).
+
+    Groups with fewer than ``config.min_engaged`` engagers are left out of the model; their contrasts
+    get the note "not estimable: too few engagers" and no numbers.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per participant for a single action (engagers and non-engagers).
+    config : HurdleConfig
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per contrast (part ``"intensity"``). ``effect`` is the odds ratio of the mean fraction
+        of time, group_a vs group_b; ``ame_pp`` the average marginal effect on percent time among
+        engagers, in percentage points.
+    """
+    cats, levels = _levels(data, config)
+    rows = []
+    for groups, prs, sample in _samples(data, config):
+        eng = sample[sample["percent_time"] > 0]
+        n_eng = {g: int((eng["group"] == g).sum()) for g in groups}
+        ok = [g for g in groups if n_eng[g] >= config.min_engaged]
+        fit = None
+        if len(ok) >= 2:
+            fitted = eng[eng["group"].isin(ok)]
+            design = build_design(fitted, ok, config.covariates, cats, levels)
+            fit = fit_fractional(design, fitted["percent_time"].to_numpy(dtype=np.float64) / 100.0)
+        for a, b in prs:
+            row = _base_row(sample, a, b, "intensity")
+            row.update(method=_INT_METHOD, n_fit=int(len(fit.y)) if fit is not None else 0)
+            few = [g for g in (a, b) if n_eng[g] < config.min_engaged]
+            if few:
+                detail = ", ".join(f"{g}: {n_eng[g]}" for g in few)
+                row["note"] = f"not estimable: too few engagers ({detail} < {config.min_engaged})"
+            elif fit.problem:
+                row["note"] = f"not estimable: {fit.problem}"
+            else:
+                D = fit.design
+                test = dict(wald_contrast(fit.params, fit.cov, D.contrast_vector(a, b), config.ci_level), test="Wald z (robust)")
+                if not np.isfinite(test["se"]) or test["se"] <= 0:
+                    row["note"] = "not estimable: no variation in intensity"
+                else:
+                    _numbers(row, test, a, b)
+                    row["ci_method"] = "wald"
+                    row["ame_pp"] = float(100 * np.mean(fit.predict(D.with_group(a)) - fit.predict(D.with_group(b))))
+                    left_out = [g for g in groups if g not in ok]
+                    row["note"] = _join(
+                        f"groups left out of the model (too few engagers): {', '.join(left_out)}" if left_out else None,
+                        f"covariate columns dropped (no variation): {', '.join(D.dropped)}" if D.dropped else None,
+                    )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _participant_rows(cohort: pd.DataFrame, action: str, config: HurdleConfig) -> pd.DataFrame:
+    cols = ["participant_id", "group", "percent_time", *[c for c in config.covariates if c not in ("group", "percent_time")]]
+    return cohort.loc[cohort["action"] == action, cols].reset_index(drop=True)
+
+
+def hurdle_analysis(
+    cohort: pd.DataFrame,
+    config: HurdleConfig = HurdleConfig(),
+    *,
+    validate: bool = True,
+    show_progress: bool = False,
+) -> pd.DataFrame:
+    """Run both hurdle parts for the selected actions and all pairwise group contrasts.
+
+    Parameters
+    ----------
+    cohort : pandas.DataFrame
+        Cohort table (long): participant_id, group, action_id, action, percent_time (0-100),
+        observed_s and participant-level covariates.
+    config : HurdleConfig
+        All options (groups, actions, covariates, correction, family, ...).
+    validate : bool
+        Check the table first (:func:`analysis.cohort.validate_cohort`); raises
+        :class:`analysis.cohort.CohortError` on bad input.
+    show_progress : bool
+        Progress bar over actions (stderr).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy results, one row per action x contrast x part, columns :data:`RESULT_COLUMNS`
+        (probability rows first within an action).
+    """
+    if validate:
+        cohort = validate_cohort(cohort, config)
+    else:
+        cohort = cohort.astype({"participant_id": str, "group": str, "action": str})
+    actions = select_actions(cohort, config)
+    ids = cohort.drop_duplicates("action").set_index("action")["action_id"]
+    by_action = dict(tuple(cohort.groupby("action", sort=False)))
+    keep_cols = ["participant_id", "group", "percent_time", *[c for c in config.covariates if c not in ("group", "percent_time")]]
+    frames = []
+    it = progress(actions, desc="actions", unit="action") if show_progress else actions
+    for action in it:
+        data = by_action[action][keep_cols].reset_index(drop=True)
+        for part in (probability_part(data, config), intensity_part(data, config)):
+            part.insert(0, "action_id", int(ids[action]))
+            part.insert(0, "action", action)
+            frames.append(part)
+    res = pd.concat(frames, ignore_index=True)
+    res = res.reindex(columns=RESULT_COLUMNS)
+    res["p_adj"] = adjust_pvalues(res, config.correction, config.family)
+    res["correction"] = config.correction
+    res["family"] = family_label(config.correction, config.family)
+    res["selection"] = config.selection
+    res["covariates"] = ", ".join(config.covariates) if config.covariates else "none"
+    res["ci_level"] = config.ci_level
+    res["ci_method"] = res["ci_method"].where(res["p"].notna(), None)
+    for c in ("n_a", "n_b", "engaged_a", "engaged_b", "n_fit", "action_id"):
+        res[c] = res[c].astype("int64")
+    for c in ("estimate", "se", "effect", "ci_low", "ci_high", "statistic", "p", "p_adj", "ame_pp",
+              "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b"):  # fmt: skip
+        res[c] = res[c].astype("float64")
+    for c in ("direction", "test", "ci_method", "note"):
+        res[c] = res[c].astype(object).where(res[c].notna(), None)
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------------
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser(
+        "Hurdle statistics of a cohort table: per action and pair of groups, (1) probability of any "
+        "engagement (logistic GLM; Firth's penalised likelihood under separation) and (2) intensity among "
+        "engagers (fractional logit with robust SE). Writes results.parquet/.csv, a publication table "
+        "(HTML, Markdown, LaTeX), descriptives and violin plots.",
+        prog="python -m analysis.hurdle",
+    )
+    p.add_argument("--cohort", required=True, type=Path, help="cohort table (.parquet, or .csv) in the cohort schema")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <cohort name>_hurdle next to the cohort file)")
+    p.add_argument("--groups", type=_csv_list, default=DEFAULT_GROUPS, help="group labels, comma-separated, in contrast order (each pair A vs B, effect = A relative to B)")
+    p.add_argument("--ignore-other-groups", action="store_true", help="drop participants of groups not in --groups instead of failing")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--actions", type=_csv_list, default=None, help="analyse exactly these actions (comma-separated names)")
+    sel.add_argument("--top-actions", type=int, default=10, help="analyse the N most frequent actions (0 = all actions)")
+    sel.add_argument("--all-actions", action="store_true", help="analyse every action in the cohort")
+    p.add_argument("--rank-by", choices=RANK_BY, default="engaged", help="'frequent' means: engaged = largest share of participants with any engagement; mean = largest mean percent time")
+    p.add_argument("--covariates", type=_csv_list, default=(), help="participant-level covariate columns adjusted for in both parts, comma-separated")
+    p.add_argument("--categorical", type=_csv_list, default=(), help="covariates to treat as categorical although numeric (text/bool columns are categorical automatically)")
+    p.add_argument("--min-engaged", type=int, default=3, help="minimum engagers per group for the intensity part; fewer gives a 'not estimable' row")
+    p.add_argument("--correction", choices=CORRECTIONS, default="fdr_bh", help="multiple-comparison correction")
+    p.add_argument("--family", choices=FAMILIES, default="part", help="tests corrected together: part = each hurdle part's tests (all actions x contrasts); all; action; contrast")
+    p.add_argument("--pairwise-subsets", action="store_true", help="refit each contrast on the two groups' participants only (default: one model with all groups, pairwise contrasts)")
+    p.add_argument("--firth", choices=("auto", "always"), default="auto", help="auto: Firth's penalised logistic regression only when separation is detected; always: for every engagement model")
+    p.add_argument("--firth-ci", choices=("profile", "wald"), default="profile", help="confidence interval of Firth contrasts")
+    p.add_argument("--ci-level", type=float, default=0.95, help="confidence level of all intervals")
+    p.add_argument("--table-rows", type=int, default=10, help="rows of the publication table (the K most significant tests by raw p)")
+    p.add_argument("--no-plots", action="store_true", help="skip the violin plots")
+    p.add_argument("--plot-p", choices=("adjusted", "raw"), default="adjusted", help="which p decides the significance brackets in the plots")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for brackets (* < alpha, ** < .01, *** < .001)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 on bad input, nothing written then)."""
+    from .outputs import default_out_dir, write_outputs
+
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    with handle_errors("analysis.hurdle"):
+        from pipeline.cli import BadInput
+
+        try:
+            config = HurdleConfig(
+                groups=args.groups,
+                actions=args.actions,
+                top_actions=0 if args.all_actions else args.top_actions,
+                rank_by=args.rank_by,
+                covariates=args.covariates,
+                categorical=args.categorical,
+                min_engaged=args.min_engaged,
+                correction=args.correction,
+                family=args.family,
+                pairwise_subsets=args.pairwise_subsets,
+                firth=args.firth,
+                firth_ci=args.firth_ci,
+                ci_level=args.ci_level,
+                ignore_other_groups=args.ignore_other_groups,
+            )
+            out_cfg = OutputConfig(table_rows=args.table_rows, plots=not args.no_plots, plot_p=args.plot_p, alpha=args.alpha)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        bad_cov = [c for c in config.categorical if c not in config.covariates]
+        if bad_cov:
+            raise BadInput(f"--categorical names {', '.join(bad_cov)} which are not in --covariates")
+        raw = load_cohort(args.cohort)
+        cohort = validate_cohort(raw, config, source=str(args.cohort))
+        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
+        out = args.out if args.out is not None else default_out_dir(args.cohort)
+        write_outputs(results, cohort, config, out_cfg, out, source=args.cohort)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

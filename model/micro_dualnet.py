@@ -1,0 +1,259 @@
+"""Micro-DualNet: keypoint-guided entities, dual ST/TS paths, entity-level routing (paper III).
+
+::
+
+    frames [B, T, 3, H, W]      (ImageNet-normalised RGB)
+    keypoints [B, T, J, 3]      (x, y in pixels of `frames`, confidence; J = 25 or 33)
+      |
+      |-- TSM ResNet --> maps [B, T, 2048, H/32, W/32], pooled [B, T, 2048]
+      |-- Eq. 1: entity boxes [B, T, K, 4], entity confidence c [B, T, K]
+      |-- SEM (Eq. 2): ROIAlign + E_i + p_i --> X [B, T, K, D]
+      |
+      |-- ST path: Temporal-T(Spatial-T(X) + MLP_s(X))  --> x_st [B, T, K, D]   (Eqs. 9-10)
+      |-- TS path: Spatial-T(Temporal-T(X) + MLP_t(X))  --> x_ts [B, T, K, D]   (Eqs. 11-12)
+      |-- routing (Eqs. 13-15) --> alpha [B, T, K, 2], fused [B, T, K, D]
+      |
+      |-- f_entity = mean over T, K of fused            [B, D]    (Eq. 19)
+      |-- f_cnn = mean over T of pooled, Linear -> D    [B, D]    (GAP, projected: see config)
+      '-- classifier([f_cnn; f_entity]): 2D -> 256 -GELU-Dropout(0.5)-> C   --> logits [B, C]
+
+The MAC loss (:mod:`model.losses`) uses ``x_st``, ``x_ts`` and ``entity_conf`` from the output.
+Ablations (:class:`model.config.MicroDualNetConfig`): ``paths`` ("dual", "st", "ts"), ``fusion``
+("routing", "average"), ``use_mac``, ``modality`` ("rgb_pose", "rgb", "pose").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from model.backbone import TSMResNet
+from model.config import MicroDualNetConfig
+from model.entity_module import PoseEntityEncoder, SpatialEntityModule
+from model.losses import LossTerms, micro_dualnet_loss
+from model.routing import AverageFusion, EntityRouter
+from model.transformers import SpatialTransformer, TemporalTransformer
+
+__all__ = [
+    "MicroDualNet", "MicroDualNetOutput", "DualPath",
+    "micro_dualnet", "micro_dualnet_ma52", "micro_dualnet_imigue", "micro_dualnet_tiny",
+]
+
+if TYPE_CHECKING:  # model.weights imports this module; import it lazily at run time
+    from model.weights import BackboneWeights
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class MicroDualNetOutput:
+    """What :class:`MicroDualNet` returns.
+
+    Attributes
+    ----------
+    logits : [B, C]
+    x_st, x_ts : [B, T, K, D] or None
+        Raw path outputs before routing (None for the path a single-path ablation lacks).
+    routing : [B, T, K, 2]
+        Fusion weights (ST, TS), summing to 1; one-hot for single-path models, 0.5 for "average".
+    entity_conf : [B, T, K]
+        Entity keypoint confidence (the MAC weights of Eq. 17); 1 for the "rgb" modality.
+    boxes : [B, T, K, 4] or None
+        Entity boxes in pixels of the input frames (None for the "pose" modality).
+    fused : [B, T, K, D]
+        Routed entity features.
+    """
+
+    logits: torch.Tensor
+    x_st: torch.Tensor | None
+    x_ts: torch.Tensor | None
+    routing: torch.Tensor
+    entity_conf: torch.Tensor
+    boxes: torch.Tensor | None
+    fused: torch.Tensor
+
+
+def _residual_mlp(dim: int, hidden: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class DualPath(nn.Module):
+    """The ST and TS paths (Eqs. 9-12) and their fusion (Eqs. 13-15), on entity features.
+
+    ::
+
+        X [B, T, K, D] -> (fused [B, T, K, D], x_st | None, x_ts | None, alpha [B, T, K, 2])
+
+    With ``share_path_transformers`` both paths call the same Spatial-T and Temporal-T; otherwise
+    each path has its own pair (default). Single-path ablations build only their own path.
+    """
+
+    def __init__(self, cfg: MicroDualNetConfig) -> None:
+        super().__init__()
+        d, layout = cfg.embed_dim, cfg.layout
+        kw = dict(num_layers=cfg.num_layers, num_heads=cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout)
+        self.paths = cfg.paths
+        self.share = cfg.share_path_transformers
+        if self.paths in ("dual", "st"):
+            self.st_spatial = SpatialTransformer(layout, d, **kw)
+            self.st_temporal = TemporalTransformer(d, **kw)
+            self.st_mlp = _residual_mlp(d, cfg.residual_mlp_hidden)  # MLP_s
+        if self.paths in ("dual", "ts"):
+            if self.share and self.paths == "dual":
+                self.ts_spatial, self.ts_temporal = self.st_spatial, self.st_temporal
+            else:
+                self.ts_spatial = SpatialTransformer(layout, d, **kw)
+                self.ts_temporal = TemporalTransformer(d, **kw)
+            self.ts_mlp = _residual_mlp(d, cfg.residual_mlp_hidden)  # MLP_t
+        if self.paths == "dual":
+            self.fusion = (EntityRouter(cfg.num_entities, d, hidden=cfg.routing_hidden, dropout=cfg.routing_dropout,
+                                        temperature=cfg.routing_temperature)
+                           if cfg.fusion == "routing" else AverageFusion())
+
+    def st(self, x: torch.Tensor) -> torch.Tensor:
+        return self.st_temporal(self.st_spatial(x) + self.st_mlp(x))
+
+    def ts(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ts_spatial(self.ts_temporal(x) + self.ts_mlp(x))
+
+    def forward(self, x: torch.Tensor):
+        if self.paths == "dual":
+            x_st, x_ts = self.st(x), self.ts(x)
+            fused, alpha = self.fusion(x_st, x_ts)
+            return fused, x_st, x_ts, alpha
+        one_hot = x.new_zeros((*x.shape[:-1], 2), dtype=torch.float32)
+        if self.paths == "st":
+            x_st = self.st(x)
+            one_hot[..., 0] = 1
+            return x_st, x_st, None, one_hot
+        x_ts = self.ts(x)
+        one_hot[..., 1] = 1
+        return x_ts, None, x_ts, one_hot
+
+
+class MicroDualNet(nn.Module):
+    """The full recognition model. ``MicroDualNet(cfg)(frames, keypoints) -> MicroDualNetOutput``.
+
+    ``frames`` may be None for the "pose" modality and ``keypoints`` None for the "rgb" modality.
+    Frames are expected ImageNet-normalised (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`).
+    """
+
+    def __init__(self, cfg: MicroDualNetConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or MicroDualNetConfig()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.uses_rgb = cfg.modality in ("rgb_pose", "rgb")
+        if self.uses_rgb:
+            self.backbone = TSMResNet(cfg.backbone, shift_div=cfg.tsm_shift_div, block_interval=cfg.tsm_block_interval,
+                                      width_per_group=cfg.backbone_width_per_group)
+            c = self.backbone.out_channels
+            self.entities = SpatialEntityModule(
+                cfg.layout, c, d, roi_size=cfg.roi_size, sampling_ratio=cfg.roi_sampling_ratio,
+                feature_stride=cfg.feature_stride, threshold=cfg.keypoint_threshold, padding=cfg.box_padding,
+                use_keypoints=cfg.modality == "rgb_pose")
+            self.global_proj = nn.Linear(c, d) if cfg.project_global else nn.Identity()
+            head_in = d + (d if cfg.project_global else c)
+        else:
+            self.pose_entities = PoseEntityEncoder(cfg.layout, d, threshold=cfg.keypoint_threshold)
+            head_in = d  # no CNN, hence no global appearance feature
+        self.dual_path = DualPath(cfg)
+        self.classifier = nn.Sequential(
+            nn.Linear(head_in, cfg.classifier_hidden), nn.GELU(), nn.Dropout(cfg.classifier_dropout),
+            nn.Linear(cfg.classifier_hidden, cfg.num_classes))
+
+    @property
+    def num_entities(self) -> int:
+        return self.cfg.num_entities
+
+    def entity_features(self, frames: torch.Tensor | None, keypoints: torch.Tensor | None):
+        """-> (X [B, T, K, D], conf [B, T, K], boxes [B, T, K, 4] | None, f_cnn [B, C'] | None)."""
+        if self.uses_rgb:
+            if frames is None:
+                raise ValueError(f"modality {self.cfg.modality!r} needs frames [B, T, 3, H, W]")
+            b, t, _, h, w = frames.shape
+            boxes, conf = self.entities.boxes(keypoints, b, t, h, w, frames.device)
+            maps, pooled = self.backbone(frames)
+            x = self.entities(maps, boxes)
+            f_cnn = self.global_proj(pooled.mean(dim=1))
+            return x, conf.to(x.device), boxes, f_cnn
+        if keypoints is None:
+            raise ValueError("modality 'pose' needs keypoints [B, T, J, 3]")
+        if frames is not None:
+            h, w = frames.shape[-2:]
+        else:
+            h, w = self.cfg.image_size
+        from pipeline.entities import entity_boxes  # confidences only; the boxes are not used
+        with torch.no_grad():
+            conf = entity_boxes(keypoints.float(), (w, h), layout=self.cfg.layout,
+                                threshold=self.cfg.keypoint_threshold, padding=self.cfg.box_padding).confidence
+        return self.pose_entities(keypoints, h, w), conf, None, None
+
+    def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor | None = None) -> MicroDualNetOutput:
+        x, conf, boxes, f_cnn = self.entity_features(frames, keypoints)
+        fused, x_st, x_ts, alpha = self.dual_path(x)
+        f_entity = fused.mean(dim=(1, 2))  # Eq. 19
+        feat = f_entity if f_cnn is None else torch.cat([f_cnn.to(f_entity.dtype), f_entity], dim=-1)  # Eq. 20
+        return MicroDualNetOutput(logits=self.classifier(feat), x_st=x_st, x_ts=x_ts, routing=alpha,
+                                  entity_conf=conf, boxes=boxes, fused=fused)
+
+    def loss(self, output: MicroDualNetOutput, labels: torch.Tensor, **kwargs: Any) -> LossTerms:
+        """Eq. 21 with this model's config (lambda, tau, MAC on/off)."""
+        return micro_dualnet_loss(output, labels, mac_weight=self.cfg.mac_weight,
+                                  mac_temperature=self.cfg.mac_temperature, use_mac=self.cfg.mac_active, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Builders (keyword-only, weights are explicit local-file objects; nothing is downloaded)
+# --------------------------------------------------------------------------------------------------
+
+
+def micro_dualnet(*, config: MicroDualNetConfig | None = None, weights: "Path | str | None" = None,
+                  backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
+    """Build a Micro-DualNet.
+
+    Parameters
+    ----------
+    config : MicroDualNetConfig, optional
+        Defaults to :meth:`MicroDualNetConfig.ma52`; ``overrides`` replace its fields.
+    weights : path, optional
+        A full checkpoint written by :func:`model.weights.save_checkpoint`. Its stored config is
+        used (``config`` and ``overrides`` must then be omitted).
+    backbone_weights : model.weights.BackboneWeights, optional
+        Local ImageNet / TSM / mmaction2 backbone weights to start from.
+    """
+    from model.weights import load_backbone_weights, load_checkpoint
+
+    if weights is not None:
+        if config is not None or overrides:
+            raise ValueError("a checkpoint carries its own config; do not pass config or overrides with weights=")
+        model = load_checkpoint(weights)
+    else:
+        cfg = (config or MicroDualNetConfig.ma52())
+        if overrides:
+            cfg = cfg.replace(**overrides)
+        model = MicroDualNet(cfg)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def micro_dualnet_ma52(*, backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
+    """MA-52 setting: TSM ResNet-101, K=6, T=8, 52 classes."""
+    return micro_dualnet(config=MicroDualNetConfig.ma52(**overrides), backbone_weights=backbone_weights)
+
+
+def micro_dualnet_imigue(*, backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
+    """iMiGUE setting: TSM ResNet-101, K=5, T=16, 32 classes."""
+    return micro_dualnet(config=MicroDualNetConfig.imigue(**overrides), backbone_weights=backbone_weights)
+
+
+def micro_dualnet_tiny(**overrides: Any) -> MicroDualNet:
+    """Toy-size model with the same architecture (tests, CPU demos)."""
+    return micro_dualnet(config=MicroDualNetConfig.tiny(**overrides))
+

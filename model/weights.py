@@ -1,0 +1,208 @@
+"""Weights from local files: backbone initialisation and full Micro-DualNet checkpoints.
+
+Nothing here downloads. Backbone weights come in three key layouts, converted to this project's
+:class:`model.backbone.TSMResNet` names:
+
+=============  ==========================================  =========================================
+format         example keys                                dropped
+=============  ==========================================  =========================================
+torchvision    ``conv1.weight``, ``bn1.*``,                ``fc.*``
+(ImageNet)     ``layer1.0.conv1.weight``,
+               ``layer1.0.downsample.0.weight``
+tsm            ``module.base_model.conv1.weight``,         ``module.new_fc.*``, anything outside
+(official)     ``module.base_model.layer1.0.conv1.net.w``  ``base_model``
+mmaction2      ``backbone.conv1.conv.weight``,             ``cls_head.*``, anything outside
+               ``backbone.conv1.bn.*``,                    ``backbone``
+               ``backbone.layer1.0.conv1.conv.net.weight``,
+               ``backbone.layer1.0.conv2.bn.*``,
+               ``backbone.layer1.0.downsample.conv.weight``
+=============  ==========================================  =========================================
+
+All three are first brought to torchvision's plain names (the shift wrapper's ``.net`` removed),
+then mapped onto the model, where the first convolution of a shifted block is ``conv1.net``. So a
+checkpoint's shift placement need not match the model's: an ImageNet ResNet (no shift) or a TSM
+checkpoint with a different block interval loads all the same (the shift has no parameters).
+
+Files are read with ``torch.load(weights_only=True)``. A checkpoint that pickles other objects
+(some mmaction2 files store ``meta`` with arbitrary objects) must first be re-saved as a plain
+state dict.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from model.backbone import TSMResNet
+from model.config import MicroDualNetConfig
+
+__all__ = [
+    "BackboneWeights", "LoadReport", "WeightsMismatchError", "load_backbone_weights", "read_state_dict",
+    "detect_format", "to_torchvision_names", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT",
+]
+
+Format = Literal["auto", "torchvision", "tsm", "mmaction2"]
+CHECKPOINT_FORMAT = "micro-dualnet/1"
+
+
+@dataclass(frozen=True)
+class BackboneWeights:
+    """A local backbone weight file and its key layout ("auto" detects it from the keys)."""
+
+    path: Path | str
+    format: Format = "auto"
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_backbone_weights` did."""
+
+    format: str
+    loaded: int
+    dropped: list[str] = field(default_factory=list)
+    """Source keys deliberately ignored (classifier heads)."""
+
+
+class WeightsMismatchError(ValueError):
+    """Source and model disagree; the message lists missing, unexpected and mis-shaped keys."""
+
+
+def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
+    """Load a file with ``weights_only=True`` and unwrap ``{"state_dict": ...}`` / ``{"model": ...}``."""
+    obj: Any = torch.load(Path(path), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def detect_format(state_dict: dict[str, torch.Tensor]) -> str:
+    keys = list(state_dict)
+    if any(k.startswith(("module.base_model.", "base_model.")) for k in keys):
+        return "tsm"
+    if any(k.startswith("backbone.") for k in keys):
+        return "mmaction2"
+    return "torchvision"
+
+
+_MM_RULES = (
+    (re.compile(r"^conv1\.conv\.(.+)$"), r"conv1.\1"),
+    (re.compile(r"^conv1\.bn\.(.+)$"), r"bn1.\1"),
+    (re.compile(r"^(layer\d+\.\d+)\.conv(\d)\.conv\.(?:net\.)?(.+)$"), r"\1.conv\2.\3"),
+    (re.compile(r"^(layer\d+\.\d+)\.conv(\d)\.bn\.(.+)$"), r"\1.bn\2.\3"),
+    (re.compile(r"^(layer\d+\.\d+)\.downsample\.conv\.(.+)$"), r"\1.downsample.0.\2"),
+    (re.compile(r"^(layer\d+\.\d+)\.downsample\.bn\.(.+)$"), r"\1.downsample.1.\2"),
+)
+
+
+def to_torchvision_names(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """-> (backbone tensors under torchvision's names, dropped source keys)."""
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for key, value in state_dict.items():
+        name = key
+        if fmt == "tsm":
+            name = name.removeprefix("module.")
+            if not name.startswith("base_model."):
+                dropped.append(key)  # new_fc, consensus
+                continue
+            name = name.removeprefix("base_model.")
+        elif fmt == "mmaction2":
+            name = name.removeprefix("module.")
+            if not name.startswith("backbone."):
+                dropped.append(key)  # cls_head, data preprocessor
+                continue
+            name = name.removeprefix("backbone.")
+            for pattern, repl in _MM_RULES:
+                if pattern.match(name):
+                    name = pattern.sub(repl, name)
+                    break
+        elif fmt != "torchvision":
+            raise ValueError(f"unknown backbone weight format {fmt!r}")
+        if name.startswith("fc."):
+            dropped.append(key)
+            continue
+        out[name.replace(".net.", ".")] = value
+    return out, dropped
+
+
+def _model_backbone(model: nn.Module) -> TSMResNet:
+    if isinstance(model, TSMResNet):
+        return model
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, TSMResNet):
+        raise ValueError("model has no TSM backbone (the 'pose' modality has no CNN)")
+    return backbone
+
+
+def load_backbone_weights(model: nn.Module, weights: BackboneWeights | Path | str) -> LoadReport:
+    """Copy local backbone weights into ``model`` (a :class:`MicroDualNet` or :class:`TSMResNet`).
+
+    Raises :class:`WeightsMismatchError` listing every missing, unexpected or mis-shaped key; the
+    model is left untouched in that case. BatchNorm ``num_batches_tracked`` counters may be absent
+    from the source (old checkpoints) and are then left as they are.
+    """
+    if not isinstance(weights, BackboneWeights):
+        weights = BackboneWeights(weights)
+    backbone = _model_backbone(model)
+    source = read_state_dict(weights.path)
+    fmt = detect_format(source) if weights.format == "auto" else weights.format
+    canonical, dropped = to_torchvision_names(source, fmt)
+
+    target = backbone.state_dict()
+    target_by_canonical = {k.replace(".conv1.net.", ".conv1."): k for k in target}
+    missing = [c for c in target_by_canonical if c not in canonical and not c.endswith("num_batches_tracked")]
+    unexpected = [c for c in canonical if c not in target_by_canonical]
+    mis_shaped = [f"{c}: file {tuple(canonical[c].shape)} vs model {tuple(target[t].shape)}"
+                  for c, t in target_by_canonical.items() if c in canonical and canonical[c].shape != target[t].shape]
+    if missing or unexpected or mis_shaped:
+        def lines(title: str, items: list[str]) -> str:
+            shown = "\n    ".join(items[:40]) + (f"\n    ... and {len(items) - 40} more" if len(items) > 40 else "")
+            return f"  {title} ({len(items)}):\n    {shown}" if items else ""
+        parts = [lines("missing in file", missing), lines("unexpected in file", unexpected), lines("shape mismatch", mis_shaped)]
+        raise WeightsMismatchError(
+            f"{weights.path} ({fmt} layout) does not fit the {backbone.arch} backbone:\n" + "\n".join(p for p in parts if p))
+
+    new_state = {t: canonical[c] for c, t in target_by_canonical.items() if c in canonical}
+    backbone.load_state_dict(new_state, strict=False)
+    return LoadReport(format=fmt, loaded=len(new_state), dropped=dropped)
+
+
+# --------------------------------------------------------------------------------------------------
+# Full-model checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path | str, model: nn.Module, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``{"format", "config" (plain dict), "state_dict", "extra"}``, loadable with weights_only=True.
+
+    ``extra`` must be plain data too (numbers, strings, lists, dicts, tensors): e.g. epoch, metrics.
+    """
+    cfg: MicroDualNetConfig = model.cfg
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "state_dict": state, "extra": extra or {}}, path)
+    return path
+
+
+def load_checkpoint(path: Path | str, *, map_location: str | torch.device = "cpu", with_extra: bool = False):
+    """Rebuild the model from a checkpoint of :func:`save_checkpoint` (strict key match).
+
+    Returns the model, or ``(model, extra)`` with ``with_extra=True``.
+    """
+    from model.micro_dualnet import MicroDualNet
+
+    obj = torch.load(Path(path), map_location=map_location, weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a Micro-DualNet checkpoint ({CHECKPOINT_FORMAT})")
+    model = MicroDualNet(MicroDualNetConfig.from_dict(obj["config"]))
+    model.load_state_dict(obj["state_dict"])
+    return (model, obj.get("extra", {})) if with_extra else model

@@ -21,7 +21,7 @@ from .config import CORRECTIONS, FAMILIES
 
 __all__ = ["FAMILY_KEYS", "adjust_pvalues", "family_label"]
 
-FAMILY_KEYS: dict[str, list[str]] = {"part": ["part"], "all": [], "action": ["action"], "contrast": ["contrast"]}
+FAMILY_KEYS: dict[str, str | None] = {"part": "part", "all": None, "action": "action", "contrast": "contrast"}
 
 _METHOD_NAMES = {
     "fdr_bh": "Benjamini-Hochberg FDR",
@@ -66,8 +66,8 @@ def adjust_pvalues(results: pd.DataFrame, correction: str = "fdr_bh", family: st
     out = pd.Series(np.nan, index=results.index, dtype=np.float64)
     if correction == "none":
         return p.copy()
-    keys = FAMILY_KEYS[family]
-    groups = [(None, results.index)] if not keys else results.groupby(keys, sort=False).groups.items()
+    key = FAMILY_KEYS[family]
+    groups = [(None, results.index)] if key is None else results.groupby(key, sort=False).groups.items()
     for _, idx in groups:
         vals = p.loc[idx]
         ok = vals.notna()

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 __all__ = ["stars", "draw_violins", "violin_figure", "overview_figure", "save_figure"]
 
@@ -113,7 +114,10 @@ def violin_figure(
     ax.set_title(f"“{action}”", fontsize=11)
     ax.set_ylabel("Percent time engaged (%)\namong participants with engagement")
     which = "adjusted" if p_column == "p_adj" else "raw"
-    fig.text(0.01, 0.005, f"dashed: median, solid: mean; brackets: intensity contrasts, {which} p", fontsize=6.5, color="0.35")
+    handles = [Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="median"),
+               Line2D([], [], color="black", linestyle="-", linewidth=1.2, label="mean")]  # fmt: skip
+    ax.legend(handles=handles, loc="upper right", fontsize=7, frameon=False,
+              title=f"brackets: intensity, {which} p", title_fontsize=6.5)  # fmt: skip
     return fig
 
 

@@ -1,0 +1,132 @@
+"""Video access (pipeline.video): probe, frame selection, rotation, odd sizes and broken files."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.video import VideoError, iter_frames, probe
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0, fourcc: str = "mp4v") -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def numbered_frames(n: int, w: int = 160, h: int = 120) -> list[np.ndarray]:
+    """Frames whose mean brightness encodes their index (robust to lossy coding)."""
+    return [np.full((h, w, 3), 10 + (12 * i) % 240, np.uint8) for i in range(n)]
+
+
+def set_rotation(path: Path, degrees: int) -> Path:
+    """Patch the MP4 track header's display matrix so players rotate the video by ``degrees`` clockwise."""
+    data = bytearray(path.read_bytes())
+    i = data.find(b"tkhd")
+    assert i > 0 and data[i + 4] == 0, "expects a version-0 tkhd box"
+    m = i + 4 + 4 + 4 * 5 + 8 + 8  # ver/flags, 5 x 32-bit fields, reserved, layer/group/volume/reserved
+    one = 1 << 16
+    cos, sin = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    data[m : m + 36] = struct.pack(">9i", cos * one, sin * one, 0, -sin * one, cos * one, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_probe_synthetic(tmp_path):
+    p = write_video(tmp_path / "a.mp4", numbered_frames(20), fps=25.0)
+    info = probe(p)
+    assert (info.width, info.height) == (160, 120)
+    assert info.fps == pytest.approx(25.0)
+    assert info.frame_count == 20
+    assert info.duration_s == pytest.approx(20 / 25)
+    assert info.rotation == 0
+    assert info.size == (160, 120)
+    assert info.to_dict()["frame_count"] == 20
+
+
+def test_iter_all_and_selected_frames(tmp_path):
+    p = write_video(tmp_path / "a.mp4", numbered_frames(20), fps=25.0)
+    allf = list(iter_frames(p))
+    assert [i for i, _, _ in allf] == list(range(20))
+    times = np.array([t for _, t, _ in allf])
+    np.testing.assert_allclose(times, np.arange(20) / 25.0, atol=1e-3)
+    sel = list(iter_frames(p, [15, 3, 3, 7, 100]))  # unordered, duplicate, past the end
+    assert [i for i, _, _ in sel] == [3, 7, 15]
+    for i, t, img in sel:
+        assert img.shape == (120, 160, 3)
+        assert abs(float(img.mean()) - (10 + (12 * i) % 240)) < 6  # the frame really is frame i
+        assert t == pytest.approx(i / 25.0, abs=1e-3)
+    assert list(iter_frames(p, [])) == []
+
+
+def test_odd_size(tmp_path):
+    # Not a multiple of 16 (macroblocks) nor of 4; the decoded size is what counts.
+    p = write_video(tmp_path / "odd.avi", numbered_frames(5, w=202, h=98), fourcc="MJPG")
+    info = probe(p)
+    img = next(iter_frames(p))[2]
+    assert (info.width, info.height) == (img.shape[1], img.shape[0])
+    assert info.frame_count == 5
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:30, :40] = 255  # a white block in the stored top-left corner
+    p = set_rotation(write_video(tmp_path / "r.mp4", [frame] * 5), 90)
+    info = probe(p)
+    assert info.rotation == 90
+    assert (info.width, info.height) == (120, 160)  # displayed (portrait) size
+    img = next(iter_frames(p))[2]
+    assert img.shape == (160, 120, 3)
+    ys, xs = np.nonzero(img[..., 0] > 128)
+    # 90 degrees clockwise: the stored top-left block is displayed top-right
+    assert ys.max() < 50 and xs.min() > 120 - 50
+
+
+def test_zero_length_file(tmp_path):
+    p = tmp_path / "empty.mp4"
+    p.write_bytes(b"")
+    with pytest.raises(VideoError, match="empty.mp4: empty file"):
+        probe(p)
+
+
+def test_missing_and_folder(tmp_path):
+    with pytest.raises(VideoError, match="nope.mp4: file not found"):
+        probe(tmp_path / "nope.mp4")
+    with pytest.raises(VideoError, match="is a folder"):
+        probe(tmp_path)
+
+
+def test_corrupt_file(tmp_path):
+    p = tmp_path / "garbage.mp4"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoError, match="garbage.mp4"):
+        probe(p)
+
+
+def test_truncated_mp4(tmp_path):
+    good = write_video(tmp_path / "good.mp4", numbered_frames(30))
+    bad = tmp_path / "truncated.mp4"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # loses the index at the end
+    with pytest.raises(VideoError, match="truncated.mp4"):
+        probe(bad)
+    with pytest.raises(VideoError, match="truncated.mp4"):
+        list(iter_frames(bad))
+
+
+def test_truncated_avi_yields_the_readable_part(tmp_path):
+    # AVI keeps its frames readable without the trailing index: the readable frames come out,
+    # the caller sees fewer frames than it asked for.
+    good = write_video(tmp_path / "good.avi", numbered_frames(30), fourcc="MJPG")
+    bad = tmp_path / "cut.avi"
+    bad.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.6)])
+    got = [i for i, _, _ in iter_frames(bad)]
+    assert 0 < len(got) < 30
+    assert got == list(range(len(got)))

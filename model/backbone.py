@@ -101,6 +101,9 @@ class TSMResNet(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
         self.arch = arch
+        # Set by model.inference.prepare_for_inference: the frames folded into [B*T, 3, H, W] are
+        # made channels_last there, since a 5-D clip tensor cannot carry that layout itself.
+        self.memory_format = torch.contiguous_format
         self.shifted_blocks: list[str] = []
         if block_interval > 0:
             for stage in ("layer1", "layer2", "layer3", "layer4"):
@@ -125,6 +128,6 @@ class TSMResNet(nn.Module):
             raise ValueError(f"frames must be [B, T, 3, H, W], got {tuple(frames.shape)}")
         b, t = frames.shape[:2]
         self._set_num_frames(t)
-        maps = self.forward_maps(frames.flatten(0, 1))
+        maps = self.forward_maps(frames.flatten(0, 1).contiguous(memory_format=self.memory_format))
         pooled = maps.mean(dim=(-2, -1))
         return maps.unflatten(0, (b, t)), pooled.unflatten(0, (b, t))

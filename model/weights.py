@@ -69,7 +69,20 @@ class LoadReport:
 
 
 class WeightsMismatchError(ValueError):
-    """Source and model disagree; the message lists missing, unexpected and mis-shaped keys."""
+    """Source and model disagree; the message lists every missing, unexpected and mis-shaped key.
+
+    The lists are also kept as attributes (names in torchvision's layout).
+    """
+
+    def __init__(self, source: str, arch: str, missing: list[str], unexpected: list[str], mis_shaped: list[str]) -> None:
+        self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+        parts = [f"{source} does not fit the {arch} backbone:"]
+        for title, items in (("missing in file", missing), ("unexpected in file", unexpected),
+                             ("shape mismatch", mis_shaped)):
+            if items:
+                parts.append(f"  {title} ({len(items)}):")
+                parts += [f"    {item}" for item in items]
+        super().__init__("\n".join(parts))
 
 
 def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
@@ -163,12 +176,7 @@ def load_backbone_weights(model: nn.Module, weights: BackboneWeights | Path | st
     mis_shaped = [f"{c}: file {tuple(canonical[c].shape)} vs model {tuple(target[t].shape)}"
                   for c, t in target_by_canonical.items() if c in canonical and canonical[c].shape != target[t].shape]
     if missing or unexpected or mis_shaped:
-        def lines(title: str, items: list[str]) -> str:
-            shown = "\n    ".join(items[:40]) + (f"\n    ... and {len(items) - 40} more" if len(items) > 40 else "")
-            return f"  {title} ({len(items)}):\n    {shown}" if items else ""
-        parts = [lines("missing in file", missing), lines("unexpected in file", unexpected), lines("shape mismatch", mis_shaped)]
-        raise WeightsMismatchError(
-            f"{weights.path} ({fmt} layout) does not fit the {backbone.arch} backbone:\n" + "\n".join(p for p in parts if p))
+        raise WeightsMismatchError(f"{weights.path} ({fmt} layout)", backbone.arch, missing, unexpected, mis_shaped)
 
     new_state = {t: canonical[c] for c, t in target_by_canonical.items() if c in canonical}
     backbone.load_state_dict(new_state, strict=False)

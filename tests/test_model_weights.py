@@ -1,0 +1,134 @@
+"""Backbone weight conversion (torchvision / official TSM / mmaction2) and full checkpoints."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.resnet import Bottleneck, ResNet
+
+from model.backbone import TSMResNet
+from model.config import MicroDualNetConfig
+from model.micro_dualnet import MicroDualNet, micro_dualnet
+from model.weights import (BackboneWeights, WeightsMismatchError, load_backbone_weights, load_checkpoint,
+                           save_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def r101_state():
+    torch.manual_seed(0)
+    return torchvision.models.resnet101(weights=None).state_dict()
+
+
+def _as_tsm(sd, shifted_blocks):
+    """Official TSM layout: module.base_model.*, shifted convs under conv1.net, new_fc head."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("fc."):
+            continue
+        m = re.match(r"^(layer\d+\.\d+)\.conv1\.(.+)$", k)
+        if m and m.group(1) in shifted_blocks:
+            k = f"{m.group(1)}.conv1.net.{m.group(2)}"
+        out[f"module.base_model.{k}"] = v
+    out["module.new_fc.weight"] = torch.zeros(52, 2048)
+    out["module.new_fc.bias"] = torch.zeros(52)
+    return out
+
+
+def _as_mmaction2(sd, shifted_blocks):
+    """mmaction2 ResNetTSM layout: ConvModule names, backbone.*, cls_head.*."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("fc."):
+            continue
+        k2 = re.sub(r"^conv1\.", "conv1.conv.", k)
+        k2 = re.sub(r"^bn1\.", "conv1.bn.", k2)
+        m = re.match(r"^(layer\d+\.\d+)\.(conv|bn)(\d)\.(.+)$", k)
+        if m:
+            block, kind, n, rest = m.groups()
+            net = ".net" if kind == "conv" and n == "1" and block in shifted_blocks else ""
+            k2 = f"{block}.conv{n}.{'conv' + net if kind == 'conv' else 'bn'}.{rest}"
+        k2 = re.sub(r"\.downsample\.0\.", ".downsample.conv.", k2)
+        k2 = re.sub(r"\.downsample\.1\.", ".downsample.bn.", k2)
+        out[f"backbone.{k2}"] = v
+    out["cls_head.fc_cls.weight"] = torch.zeros(400, 2048)
+    out["cls_head.fc_cls.bias"] = torch.zeros(400)
+    return {"meta": {"epoch": 50}, "state_dict": out}
+
+
+def _assert_equal_to_source(backbone: TSMResNet, sd):
+    got = backbone.state_dict()
+    n = 0
+    for k, v in sd.items():
+        if k.startswith("fc."):
+            continue
+        target = k
+        m = re.match(r"^(layer\d+\.\d+)\.conv1\.(.+)$", k)
+        if m and m.group(1) in backbone.shifted_blocks:
+            target = f"{m.group(1)}.conv1.net.{m.group(2)}"
+        assert torch.equal(got[target], v), k
+        n += 1
+    assert n == len(got)  # every backbone tensor came from the source
+
+
+@pytest.mark.parametrize("fmt", ["torchvision", "tsm", "mmaction2"])
+def test_resnet101_layouts_load_exactly(fmt, r101_state, tmp_path):
+    backbone = TSMResNet("resnet101", block_interval=2)
+    assert "layer3.0" in backbone.shifted_blocks and "layer3.1" not in backbone.shifted_blocks
+    # The file's shift placement is deliberately different (every block): it must not matter.
+    all_blocks = {f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 23, 3)) for i in range(n)}
+    src = {"torchvision": lambda: r101_state, "tsm": lambda: _as_tsm(r101_state, all_blocks),
+           "mmaction2": lambda: _as_mmaction2(r101_state, all_blocks)}[fmt]()
+    path = tmp_path / f"{fmt}.pth"
+    torch.save(src, path)
+    report = load_backbone_weights(backbone, path)
+    assert report.format == fmt
+    assert report.loaded == len(backbone.state_dict())
+    if fmt != "torchvision":
+        assert report.dropped  # the classifier head was dropped, not loaded
+    _assert_equal_to_source(backbone, r101_state)
+
+
+def test_mismatch_lists_missing_and_unexpected_keys(tmp_path):
+    sd = torchvision.models.resnet50(weights=None).state_dict()
+    path = tmp_path / "r50.pth"
+    torch.save(sd, path)
+    backbone = TSMResNet("resnet101")
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    with pytest.raises(WeightsMismatchError) as err:
+        load_backbone_weights(backbone, BackboneWeights(path, "torchvision"))
+    msg = str(err.value)
+    assert "missing in file" in msg and "layer3.22.conv1.weight" in msg
+    assert "layer3.22.conv1.weight" in err.value.missing and not err.value.unexpected
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())  # untouched
+    sd["layer9.extra.weight"] = torch.zeros(1)
+    torch.save(sd, path)
+    with pytest.raises(WeightsMismatchError, match="unexpected in file"):
+        load_backbone_weights(TSMResNet("resnet50"), path)
+
+
+def test_tiny_model_loads_backbone_through_builder(tmp_path):
+    torch.manual_seed(0)
+    src = ResNet(Bottleneck, [1, 1, 1, 1], width_per_group=16).state_dict()
+    path = tmp_path / "tiny.pth"
+    torch.save(src, path)
+    model = micro_dualnet(config=MicroDualNetConfig.tiny(), backbone_weights=BackboneWeights(path))
+    _assert_equal_to_source(model.backbone, src)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    cfg = MicroDualNetConfig.tiny(routing_temperature=0.7, extra={"run": "t1"})
+    model = MicroDualNet(cfg).eval()
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, extra={"epoch": 3})
+    raw = torch.load(path, weights_only=True)
+    assert raw["config"]["routing_temperature"] == 0.7
+    loaded, extra = load_checkpoint(path, with_extra=True)
+    assert loaded.cfg == cfg and extra == {"epoch": 3}
+    frames = torch.randn(1, 4, 3, 64, 64)
+    kp = torch.rand(1, 4, 25, 3) * torch.tensor([64.0, 64.0, 1.0])
+    with torch.no_grad():
+        assert torch.allclose(model(frames, kp).logits, loaded.eval()(frames, kp).logits)
+    assert micro_dualnet(weights=path).cfg == cfg

@@ -145,12 +145,15 @@ def firth_fit(
         big = np.max(np.abs(step)) if step.size else 0.0
         if big > max_step:
             step *= max_step / big
-        # Step halving keeps the iteration monotone in the penalised likelihood.
-        for _ in range(30):
+        # Step halving keeps the iteration strictly ascending in the penalised likelihood. Fisher
+        # scoring on the modified score is not Newton on the penalised likelihood and can fall into a
+        # 2-cycle around the optimum (e.g. a group of one participant); a strict ascent requirement
+        # halves such a step onto the optimum.
+        for _ in range(40):
             cand = gamma + step
             b2, e2, p2, w2, i2 = parts(cand)
             pll2 = firth_penalized_loglik(X, y, b2)
-            if pll2 >= pll - 1e-12 * max(1.0, abs(pll)):
+            if pll2 > pll:
                 break
             step *= 0.5
         gamma = cand

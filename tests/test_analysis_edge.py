@@ -1,0 +1,157 @@
+"""Edge cases of real cohorts: separation, all-zero actions, tiny groups, 100 % engagement.
+
+Each must give documented rows (a note, no absurd numbers), never a crash and never a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.config import HurdleConfig
+from analysis.hurdle import RESULT_COLUMNS, hurdle_analysis
+from pipeline.contracts import validate
+
+
+def make_cohort(spec: dict[str, list[float]], action: str = "nodding", **covariates) -> pd.DataFrame:
+    rows, k = [], 0
+    for g, values in spec.items():
+        for v in values:
+            rows.append({"participant_id": f"p{k:04d}", "group": g, "action_id": 9, "action": action,
+                         "percent_time": float(v), "observed_s": 150.0})  # fmt: skip
+            k += 1
+    df = pd.DataFrame(rows)
+    for name, vals in covariates.items():
+        df[name] = np.asarray(vals)
+    return df
+
+
+def mixed(n: int, share: float, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(np.where(rng.random(n) < share, rng.uniform(1, 30, n), 0.0))
+
+
+def run(df: pd.DataFrame, **kw) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may spill to the user
+        res = hurdle_analysis(df, HurdleConfig(**kw))
+    assert list(res.columns) == RESULT_COLUMNS
+    validate(res, "hurdle_results")
+    est = res["p"].notna()
+    # never an estimate that ran off to infinity
+    assert np.isfinite(res.loc[est, ["estimate", "effect", "ci_low", "ci_high", "se"]].to_numpy()).all()
+    assert (res.loc[est, "effect"].between(1e-6, 1e6)).all()
+    # non-estimable rows say why and carry no numbers
+    assert res.loc[~est, "note"].str.startswith("not estimable").all()
+    assert res.loc[~est, ["estimate", "effect", "ci_low", "ci_high", "p_adj"]].isna().all().all()
+    return res
+
+
+@pytest.mark.filterwarnings("error")
+def test_group_without_engagers_uses_firth():
+    df = make_cohort({"ASD": mixed(30, 0.5, 1), "PSY": [0.0] * 12, "TDC": mixed(30, 0.4, 2)})
+    res = run(df)
+    prob = res[res["part"] == "probability"].set_index("contrast")
+    assert prob["method"].eq("Firth penalised logistic regression").all()
+    assert prob.loc["ASD vs PSY", "note"].startswith("separation (PSY: no engagers): Firth")
+    assert prob.loc["ASD vs PSY", "effect"] > 1 and prob.loc["ASD vs PSY", "direction"] == "ASD > PSY"
+    inten = res[res["part"] == "intensity"].set_index("contrast")
+    assert inten.loc["ASD vs PSY", "note"].startswith("not estimable: too few engagers (PSY: 0 < 3)")
+    assert np.isfinite(inten.loc["ASD vs TDC", "p"])
+
+
+@pytest.mark.filterwarnings("error")
+def test_separation_by_covariate_switches_to_firth():
+    n = 40
+    age = np.linspace(5, 50, 2 * n)
+    pct = np.where(age > 27, 10.0, 0.0)  # age predicts engagement perfectly
+    df = make_cohort({"ASD": list(pct[:n]), "TDC": list(pct[n:])}, age=age)
+    df["group"] = np.where(np.arange(2 * n) % 2 == 0, "ASD", "TDC")
+    res = run(df, groups=("ASD", "TDC"), covariates=("age",))
+    prob = res[res["part"] == "probability"].iloc[0]
+    assert prob["method"] == "Firth penalised logistic regression"
+    assert "separation" in prob["note"]
+
+
+@pytest.mark.filterwarnings("error")
+def test_all_zero_action_gives_documented_rows():
+    df = make_cohort({"ASD": [0.0] * 20, "PSY": [0.0] * 8, "TDC": [0.0] * 20})
+    res = run(df)
+    assert len(res) == 6 and res["p"].isna().all()
+    assert (res.loc[res["part"] == "probability", "note"] == "not estimable: no engagers in any group").all()
+    assert res.loc[res["part"] == "intensity", "note"].str.contains("too few engagers").all()
+    assert (res[["engaged_a", "engaged_b"]] == 0).all().all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_everyone_engaged():
+    rng = np.random.default_rng(0)
+    df = make_cohort({g: list(rng.uniform(1, 40, n)) for g, n in (("ASD", 25), ("PSY", 10), ("TDC", 25))})
+    res = run(df)
+    assert (res.loc[res["part"] == "probability", "note"] == "not estimable: every participant engaged").all()
+    assert res.loc[res["part"] == "intensity", "p"].notna().all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_one_group_fully_engaged_and_one_not():
+    df = make_cohort({"ASD": [5.0] * 10, "PSY": [0.0] * 10, "TDC": mixed(30, 0.5, 3)})
+    res = run(df)
+    prob = res[res["part"] == "probability"].set_index("contrast")
+    assert prob.loc["ASD vs PSY", "effect"] > 10 and np.isfinite(prob.loc["ASD vs PSY", "ci_high"])
+    assert "ASD: all engaged" in prob.loc["ASD vs PSY", "note"] and "PSY: no engagers" in prob.loc["ASD vs PSY", "note"]
+
+
+@pytest.mark.filterwarnings("error")
+def test_group_with_one_participant():
+    df = make_cohort({"ASD": mixed(30, 0.5, 4), "PSY": [12.0], "TDC": mixed(30, 0.5, 5)})
+    res = run(df)
+    rows = res[(res["group_a"] == "PSY") | (res["group_b"] == "PSY")]
+    assert (rows["n_a"].where(rows["group_a"] == "PSY", rows["n_b"]) == 1).all()
+    inten = rows[rows["part"] == "intensity"]
+    assert inten["note"].str.startswith("not estimable: too few engagers").all()
+    prob = rows[rows["part"] == "probability"]
+    assert prob["note"].str.contains("PSY: all engaged").all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_both_groups_without_engagers_in_a_contrast():
+    df = make_cohort({"ASD": [0.0] * 15, "PSY": [0.0] * 10, "TDC": mixed(30, 0.5, 6)})
+    res = run(df)
+    row = res[(res["part"] == "probability") & (res["contrast"] == "ASD vs PSY")].iloc[0]
+    assert row["note"] == "not estimable: no engagers in either group"
+    assert res[(res["part"] == "probability") & (res["contrast"] == "ASD vs TDC")]["p"].notna().all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_intensity_all_at_100_percent_in_a_group():
+    df = make_cohort({"ASD": [100.0] * 8, "TDC": mixed(40, 0.6, 7)})
+    res = run(df, groups=("ASD", "TDC"))
+    row = res[res["part"] == "intensity"].iloc[0]
+    assert row["note"].startswith("not estimable")
+
+
+@pytest.mark.filterwarnings("error")
+def test_pairwise_subsets_refit_each_pair():
+    df = make_cohort({"ASD": mixed(40, 0.5, 8), "PSY": mixed(20, 0.5, 9), "TDC": mixed(40, 0.5, 10)})
+    joint = run(df)
+    pair = run(df, pairwise_subsets=True)
+    assert list(pair["contrast"]) == list(joint["contrast"])
+    # without covariates the probability contrasts coincide (saturated group model)
+    np.testing.assert_allclose(pair.loc[pair.part == "probability", "estimate"], joint.loc[joint.part == "probability", "estimate"], atol=1e-6)
+    assert (pair["n_fit"] <= joint["n_fit"]).all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_categorical_covariate_level_absent_among_engagers_is_dropped():
+    n = 60
+    rng = np.random.default_rng(11)
+    site = np.where(np.arange(n) < 6, "rare", np.where(np.arange(n) % 2, "A", "B"))
+    pct = np.where(rng.random(n) < 0.6, rng.uniform(1, 20, n), 0.0)
+    pct[:6] = 0.0  # nobody from the rare site engages
+    df = make_cohort({"ASD": list(pct[:30]), "TDC": list(pct[30:])}, site=site)
+    res = run(df, groups=("ASD", "TDC"), covariates=("site",))
+    inten = res[res["part"] == "intensity"].iloc[0]
+    assert "covariate columns dropped (no variation): site[rare]" in inten["note"]

@@ -1,0 +1,205 @@
+"""Command lines: bad input gives exit 2 and writes nothing; a good run writes the whole output set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import hurdle, simulate
+from analysis.simulate import SimConfig, simulate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_cohort() -> pd.DataFrame:
+    cfg = SimConfig(groups=(("ASD", 40), ("PSY", 20), ("TDC", 40)), n_actions=6, covariates=True, seed=1)
+    return simulate_cohort(cfg)[0]
+
+
+def _run(tmp_path: Path, df: pd.DataFrame, *extra: str, capsys=None) -> tuple[int, Path]:
+    path = tmp_path / "cohort.parquet"
+    df.to_parquet(path)
+    out = tmp_path / "out"
+    try:
+        rc = hurdle.main(["--cohort", str(path), "--out", str(out), "-q", *extra])
+    except SystemExit as exc:
+        rc = exc.code
+    return rc, out
+
+
+def _corrupt(df: pd.DataFrame, how: str) -> pd.DataFrame:
+    df = df.copy()
+    if how == "missing column":
+        return df.drop(columns="percent_time")
+    if how == "missing covariate":
+        return df.drop(columns="age")
+    if how == "percent range":
+        df.loc[7, "percent_time"] = 130.0
+        df.loc[9, "percent_time"] = -1.0
+    elif how == "nan":
+        df.loc[5, "percent_time"] = np.nan
+    elif how == "nan covariate":
+        df.loc[4, "age"] = np.nan
+    elif how == "duplicate":
+        df = pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    elif how == "conflicting group":
+        df.loc[1, "group"] = "TDC" if df.loc[1, "group"] != "TDC" else "ASD"
+    elif how == "conflicting covariate":
+        df.loc[2, "age"] = df.loc[2, "age"] + 10
+    elif how == "unknown group":
+        df.loc[df["participant_id"] == df.loc[0, "participant_id"], "group"] = "XYZ"
+    elif how == "one group":
+        df = df[df["group"] == "ASD"]
+    elif how == "missing row":
+        df = df.drop(index=0)
+    return df
+
+
+BAD = {
+    "missing column": "missing column 'percent_time'",
+    "missing covariate": "missing covariate column 'age'",
+    "percent range": "must be in [0, 100]; 2 value(s) outside at rows 7, 9",
+    "nan": "column 'percent_time' has missing values (NaN/null) at row 5",
+    "nan covariate": "column 'age' has missing values (NaN/null) at row 4",
+    "duplicate": "duplicate participant x action rows at rows 3, ",
+    "conflicting group": "conflicting 'group' values",
+    "conflicting covariate": "conflicting 'age' values",
+    "unknown group": "unknown group 'XYZ' at rows 0, ",
+    "one group": "fewer than 2 groups",
+    "missing row": "has no row for action(s)",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD))
+def test_bad_input_exits_2_names_problem_and_writes_nothing(tmp_path, capsys, small_cohort, how):
+    rc, out = _run(tmp_path, _corrupt(small_cohort, how), "--covariates", "age,sex")
+    err = capsys.readouterr()
+    assert rc == 2
+    assert BAD[how] in err.err, err.err
+    assert err.err.startswith("analysis.hurdle: error:")
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.parquet"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--actions", "nodding,flying"], "'flying' not in the cohort"),
+        (["--groups", "ASD,PSY,TDC,XX"], "'XX' requested but absent"),
+        (["--min-engaged", "1"], "min_engaged must be >= 2"),
+        (["--categorical", "age"], "not in --covariates"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, capsys, small_cohort, args, message):
+    rc, out = _run(tmp_path, small_cohort, *args)
+    assert rc == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_missing_cohort_file_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        hurdle.main(["--cohort", str(tmp_path / "nope.parquet")])
+    assert exc.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_ignore_other_groups(tmp_path, capsys, small_cohort):
+    rc, out = _run(tmp_path, _corrupt(small_cohort, "unknown group"), "--ignore-other-groups", "--no-plots")
+    assert rc == 0
+    res = pd.read_parquet(out / "results.parquet")
+    assert set(res["group_a"]) | set(res["group_b"]) == {"ASD", "PSY", "TDC"}
+
+
+def test_full_run_writes_complete_output_set(tmp_path, capsys, small_cohort):
+    rc, out = _run(tmp_path, small_cohort, "--covariates", "age,sex", "--top-actions", "3", "--correction", "holm",
+                   "--family", "all", "--table-rows", "5")  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out.splitlines()
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    expected = {"results.parquet", "results.parquet.json", "results.csv", "descriptives.csv", "table.html", "table.md",
+                "table.tex", "overview.png", "overview.svg"}  # fmt: skip
+    assert expected <= files
+    assert len([f for f in files if f.startswith("plots/") and f.endswith(".png")]) == 3
+    assert len([f for f in files if f.startswith("plots/") and f.endswith(".svg")]) == 3
+    assert printed[-1] == f"wrote {out / 'results.parquet'}"  # results.parquet is written last
+    assert {line.removeprefix("wrote ") for line in printed} == {str(out / f) for f in files if not f.endswith(".json")}
+    assert not list(tmp_path.glob(".out.staging-*"))
+    res = pd.read_parquet(out / "results.parquet")
+    csv = pd.read_csv(out / "results.csv")
+    assert len(res) == len(csv) == 3 * 3 * 2
+    assert (res["correction"] == "holm").all() and res["family"].str.startswith("Holm over all tests").all()
+    assert res["selection"].iloc[0] == "top 3 actions by share of participants engaged"
+    assert res["covariates"].iloc[0] == "age, sex"
+    for col in ("action", "contrast", "group_a", "group_b", "part", "n_a", "n_b", "engaged_a", "engaged_b", "effect",
+                "ci_low", "ci_high", "p", "p_adj", "note"):  # fmt: skip
+        assert col in csv.columns
+    side = json.loads((out / "results.parquet.json").read_text())
+    assert side["contract"] == "hurdle_results" and side["config"]["analysis"]["correction"] == "holm"
+    md = (out / "table.md").read_text()
+    assert "| Action | Contrast | Type | Effect | p | p_adj |" in md and "Holm over all tests" in md
+    assert md.count("\n| ") == 1 + 5
+    tex = (out / "table.tex").read_text()
+    assert "\\toprule" in tex and "Holm" in tex
+    assert "<table>" in (out / "table.html").read_text()
+    desc = pd.read_csv(out / "descriptives.csv")
+    assert len(desc) == 3 * 3 and {"n", "n_engaged", "pct_engaged", "mean_percent_engaged", "median_percent_engaged"} <= set(desc.columns)
+    assert (out / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_into_existing_folder_replaces_results(tmp_path, capsys, small_cohort):
+    rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "2")
+    assert rc == 0
+    rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "4")
+    assert rc == 0
+    assert pd.read_parquet(out / "results.parquet")["action"].nunique() == 4
+
+
+def test_failed_write_leaves_no_results_parquet(tmp_path, capsys, small_cohort, monkeypatch):
+    rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "2")
+    assert (out / "results.parquet").exists()
+    from analysis import outputs
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(outputs, "describe_groups", boom)
+    with pytest.raises(RuntimeError):
+        _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "3")
+    # the old complete set is still intact (nothing was moved), and no staging folder is left behind
+    assert (out / "results.parquet").exists() and not list(tmp_path.glob(".out.staging-*"))
+    assert pd.read_parquet(out / "results.parquet")["action"].nunique() == 2
+
+
+def test_help_explains_every_option():
+    for mod, opts in (
+        ("analysis.hurdle", ["--cohort", "--out", "--groups", "--actions", "--top-actions", "--rank-by", "--covariates",
+                             "--categorical", "--min-engaged", "--correction", "--family", "--pairwise-subsets", "--firth",
+                             "--firth-ci", "--table-rows", "--no-plots", "--plot-p"]),
+        ("analysis.simulate", ["--out", "--groups", "--n-actions", "--effect", "--null", "--covariates", "--seed"]),
+    ):  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", mod, "--help"], cwd=REPO, capture_output=True, text=True, check=True)
+        for o in opts:
+            assert o in r.stdout, (mod, o)
+
+
+def test_simulate_cli_writes_cohort_and_truth(tmp_path, capsys):
+    out = tmp_path / "sim.parquet"
+    rc = simulate.main(["--out", str(out), "--groups", "ASD=10,TDC=12", "--n-actions", "3", "--effect",
+                        "nodding:TDC:probability:1.0", "--covariates", "-q"])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and f"wrote {tmp_path / 'sim_truth.parquet'}" in printed
+    df = pd.read_parquet(out)
+    assert len(df) == 22 * 3 and {"age", "sex"} <= set(df.columns) and df["action"].iloc[0] == "nodding"
+    truth = pd.read_parquet(tmp_path / "sim_truth.parquet")
+    row = truth[(truth.action == "nodding") & (truth.part == "probability")].iloc[0]
+    assert row["direction"] == "ASD < TDC" and row["true_log_or"] == -1.0
+    assert json.loads((tmp_path / "sim.parquet.json").read_text())["contract"] == "cohort"
+    with pytest.raises(SystemExit) as exc:
+        simulate.main(["--out", str(tmp_path / "x.parquet"), "--effect", "flying:PSY:intensity:1"])
+    assert exc.value.code == 2

@@ -1,0 +1,120 @@
+"""Units of the hurdle analysis: correction families, action selection, tables, descriptives, simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+
+from analysis.cohort import CohortError, select_actions, validate_cohort
+from analysis.config import HurdleConfig
+from analysis.correction import adjust_pvalues
+from analysis.descriptives import describe_groups
+from analysis.plots import stars
+from analysis.simulate import SimConfig, simulate_cohort, truth_table
+from analysis.tables import format_p, publication_table, to_latex, to_markdown
+
+
+def _results(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in ("x", "y", "z"):
+        for c in ("A vs B", "A vs C", "B vs C"):
+            for part in ("probability", "intensity"):
+                rows.append({"action": a, "contrast": c, "part": part, "p": rng.uniform(0, 0.2)})
+    df = pd.DataFrame(rows)
+    df.loc[4, "p"] = np.nan  # a non-estimable test
+    return df
+
+
+@pytest.mark.parametrize("method", ["fdr_bh", "holm", "bonferroni", "fdr_by"])
+@pytest.mark.parametrize("family,key", [("part", "part"), ("all", None), ("action", "action"), ("contrast", "contrast")])
+def test_adjust_pvalues_families(method, family, key):
+    df = _results()
+    adj = adjust_pvalues(df, method, family)
+    assert np.isnan(adj[4])
+    groups = [df.index] if key is None else df.groupby(key).groups.values()
+    for idx in groups:
+        sub = df.loc[idx].dropna(subset=["p"])
+        np.testing.assert_allclose(adj[sub.index], multipletests(sub["p"], method=method)[1])
+
+
+def test_part_family_is_30_tests_for_10_actions_x_3_contrasts():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame([{"action": f"a{i}", "contrast": c, "part": part, "p": rng.uniform()} for i in range(10)
+                       for c in ("1", "2", "3") for part in ("probability", "intensity")])  # fmt: skip
+    adj = adjust_pvalues(df, "bonferroni", "part")
+    np.testing.assert_allclose(adj, np.minimum(df["p"] * 30, 1))
+    assert adjust_pvalues(df, "none", "part").equals(df["p"])
+
+
+def test_select_actions_by_engaged_share_or_mean():
+    rows = []
+    # a: many engagers with little time; b: few engagers with a lot of time
+    for i in range(10):
+        rows.append({"participant_id": f"p{i}", "action": "a", "percent_time": 1.0 if i < 8 else 0.0})
+        rows.append({"participant_id": f"p{i}", "action": "b", "percent_time": 50.0 if i < 3 else 0.0})
+        rows.append({"participant_id": f"p{i}", "action": "c", "percent_time": 0.0})
+    df = pd.DataFrame(rows).assign(action_id=0, group="A", observed_s=1.0)
+    assert select_actions(df, HurdleConfig(top_actions=2)) == ["a", "b"]
+    assert select_actions(df, HurdleConfig(top_actions=1, rank_by="mean")) == ["b"]
+    assert select_actions(df, HurdleConfig(top_actions=0)) == ["a", "b", "c"]
+    assert select_actions(df, HurdleConfig(actions=("c", "a"))) == ["c", "a"]
+    with pytest.raises(CohortError, match="'q' not in the cohort"):
+        select_actions(df, HurdleConfig(actions=("q",)))
+    assert HurdleConfig(top_actions=2, rank_by="mean").selection == "top 2 actions by mean percent time"
+
+
+def test_validate_cohort_api_raises_cohort_error():
+    df, _ = simulate_cohort(SimConfig(groups=(("ASD", 5), ("TDC", 5)), n_actions=2, effects=()))
+    assert len(validate_cohort(df, HurdleConfig(groups=("ASD", "TDC")))) == 20
+    with pytest.raises(CohortError, match="unknown group 'TDC'"):
+        validate_cohort(df, HurdleConfig(groups=("ASD", "PSY")))
+    bad = df.assign(percent_time=df["percent_time"].astype(str))
+    with pytest.raises(CohortError, match="must be numeric"):
+        validate_cohort(bad, HurdleConfig(groups=("ASD", "TDC")))
+
+
+def test_format_p_and_stars():
+    assert [format_p(p) for p in (0.0004, 0.004, 0.0541, 0.25, 1.0, np.nan)] == ["<.001", ".004", ".054", ".250", "1.000", "—"]
+    assert [stars(p) for p in (0.0005, 0.005, 0.03, 0.2, np.nan)] == ["***", "**", "*", "", ""]
+
+
+def test_publication_table_is_sorted_by_p_and_escaped():
+    res = pd.DataFrame({
+        "action": ["a_b", "c", "d", "e"], "contrast": ["A vs B"] * 4, "part": ["intensity", "probability", "intensity", "probability"],
+        "direction": ["A < B", "A > B", "A > B", None], "effect": [0.37, 3.0, 1.2, np.nan],
+        "p": [0.0001, 0.002, 0.3, np.nan], "p_adj": [0.004, 0.054, 0.5, np.nan],
+    })  # fmt: skip
+    t = publication_table(res, k=10)
+    assert t.values.tolist() == [["a_b", "A < B", "%", "0.37", "<.001", ".004"], ["c", "A > B", "Prob.", "3.00", ".002", ".054"],
+                                 ["d", "A > B", "%", "1.20", ".300", ".500"]]  # fmt: skip
+    assert len(publication_table(res, k=2)) == 2
+    tex = to_latex(t, "100% & more")
+    assert r"a\_b" in tex and r"100\% \& more" in tex and "$<$.001" in tex
+    assert "| a_b | A < B | % | 0.37 | <.001 | .004 |" in to_markdown(t, "cap")
+
+
+def test_describe_groups():
+    df = pd.DataFrame({"action": "a", "group": ["A"] * 4 + ["B"] * 2, "percent_time": [0, 2, 4, 9, 0, 0]})
+    d = describe_groups(df, ["a"], ["A", "B"])
+    a = d.iloc[0]
+    assert (a.n, a.n_engaged, a.pct_engaged, a.mean_percent_engaged, a.median_percent_engaged) == (4, 3, 75.0, 5.0, 4.0)
+    assert d.iloc[1].n_engaged == 0 and np.isnan(d.iloc[1].mean_percent_engaged)
+
+
+def test_simulator_shapes_truth_and_reproducibility():
+    cfg = SimConfig(n_actions=5, covariates=True, seed=3)
+    a, truth = simulate_cohort(cfg)
+    b, _ = simulate_cohort(cfg)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 290 * 5 and a["participant_id"].nunique() == 290
+    assert a.groupby("group")["participant_id"].nunique().to_dict() == {"ASD": 120, "PSY": 46, "TDC": 124}
+    assert a["percent_time"].between(0, 100).all() and (a["percent_time"] > 0).any()
+    assert set(a["action"]) == {"retracting feet", "shaking legs", "turning head", "head up", "shaking body"}
+    assert len(truth) == 5 * 3 * 2 and truth["planted"].sum() == 8
+    r = truth[(truth.action == "retracting feet") & (truth.part == "intensity") & (truth.contrast == "ASD vs PSY")].iloc[0]
+    assert r.true_effect == pytest.approx(1 / 2.5) and r.direction == "ASD < PSY"
+    null = truth_table(SimConfig(effects=(), n_actions=3))
+    assert not null["planted"].any() and null["direction"].isna().all()

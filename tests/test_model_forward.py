@@ -1,0 +1,176 @@
+"""Forward contract, routing behaviour, ablations and the TSM shift of Micro-DualNet."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from model.backbone import TSMResNet, temporal_shift
+from model.config import MicroDualNetConfig
+from model.micro_dualnet import MicroDualNet, MicroDualNetOutput
+from model.routing import EntityRouter
+
+
+def _inputs(b=2, t=4, h=64, w=64, j=25, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randn(b, t, 3, h, w, generator=g)
+    kp = torch.rand(b, t, j, 3, generator=g) * torch.tensor([w, h, 1.0])
+    return frames, kp
+
+
+def _check_contract(out: MicroDualNetOutput, b, t, k, d, c):
+    assert out.logits.shape == (b, c)
+    assert out.x_st.shape == out.x_ts.shape == (b, t, k, d)
+    assert out.routing.shape == (b, t, k, 2)
+    assert out.entity_conf.shape == (b, t, k)
+    assert torch.allclose(out.routing.sum(-1), torch.ones(b, t, k), atol=1e-5)
+    assert torch.isfinite(out.logits).all()
+
+
+@pytest.mark.parametrize("j", [25, 33])
+def test_tiny_forward_contract(j):
+    torch.manual_seed(0)
+    cfg = MicroDualNetConfig.tiny()
+    model = MicroDualNet(cfg).eval()
+    frames, kp = _inputs(j=j)
+    with torch.no_grad():
+        out = model(frames, kp)
+    _check_contract(out, 2, 4, 6, cfg.embed_dim, 52)
+    assert out.boxes.shape == (2, 4, 6, 4)
+    assert ((out.entity_conf >= 0) & (out.entity_conf <= 1)).all()
+
+
+def test_tiny_accepts_other_clip_lengths_and_imigue_layout():
+    torch.manual_seed(0)
+    model = MicroDualNet(MicroDualNetConfig.tiny(entity_layout="imigue", num_classes=32)).eval()
+    frames, kp = _inputs(b=1, t=6)
+    with torch.no_grad():
+        out = model(frames, kp)
+    _check_contract(out, 1, 6, 5, 32, 32)
+
+
+def test_ma52_forward_contract_at_224():
+    """The paper-size model (TSM ResNet-101, random weights): one clip, one pass."""
+    torch.manual_seed(0)
+    cfg = MicroDualNetConfig.ma52()
+    model = MicroDualNet(cfg).eval()
+    frames, kp = _inputs(b=1, t=8, h=224, w=224)
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model(frames, kp)
+    assert time.perf_counter() - start < 60
+    _check_contract(out, 1, 8, 6, 256, 52)
+    assert cfg.backbone == "resnet101" and cfg.num_entities == 6 and cfg.num_frames == 8
+    assert len(model.backbone.layer3) == 23 and len(model.backbone.shifted_blocks) == 2 + 2 + 12 + 2
+    imigue = MicroDualNetConfig.imigue()
+    assert (imigue.num_entities, imigue.num_frames, imigue.num_classes) == (5, 16, 32)
+
+
+def test_routing_parameter_count_paper_size():
+    """K=6, D=256: 6 x (512*128+128 + LN 2*128 + 128*2+2 + prior 2) = 397,080 (paper: "~0.5M")."""
+    router = EntityRouter(6, 256)
+    assert sum(p.numel() for p in router.parameters()) == 397_080
+
+
+def test_routing_sums_to_one_and_sharpens_with_lower_temperature():
+    torch.manual_seed(0)
+    router = EntityRouter(3, 16).eval()
+    x_st, x_ts = torch.randn(2, 5, 3, 16), torch.randn(2, 5, 3, 16)
+    previous = None
+    for tau in (2.0, 1.0, 0.7, 0.3, 0.1):
+        router.temperature = tau
+        fused, alpha = router(x_st, x_ts)
+        assert torch.allclose(alpha.sum(-1), torch.ones(2, 5, 3), atol=1e-6)
+        assert torch.allclose(fused, alpha[..., :1] * x_st + alpha[..., 1:] * x_ts, atol=1e-6)
+        peak = alpha.max(-1).values
+        if previous is not None:
+            assert (peak >= previous - 1e-6).all() and peak.mean() > previous.mean()
+        previous = peak
+    # Zero-initialised prior: with the routing nets' output zeroed, both paths get exactly 0.5.
+    assert torch.equal(router.prior, torch.zeros(3, 2))
+
+
+def test_mac_reaches_both_paths_when_routing_is_forced_to_one():
+    torch.manual_seed(0)
+    model = MicroDualNet(MicroDualNetConfig.tiny())
+    with torch.no_grad():
+        model.dual_path.fusion.prior[:] = torch.tensor([50.0, -50.0])  # everything to ST
+    frames, kp = _inputs()
+    kp[..., 2] = 0.9  # all entities visible, so MAC weighs every term
+    out = model(frames, kp)
+    assert out.routing[..., 0].min() > 0.999
+
+    def grad_norm(module):
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    # Cross-entropy alone: the TS path is (numerically) cut off by the routing.
+    model.zero_grad()
+    model.loss(out, torch.tensor([1, 2])).ce.backward(retain_graph=True)
+    assert grad_norm(model.dual_path.ts_temporal) < 1e-6 * max(grad_norm(model.dual_path.st_temporal), 1e-12)
+    # MAC on the raw path outputs: both paths get gradient.
+    model.zero_grad()
+    model.loss(out, torch.tensor([1, 2])).mac.backward()
+    assert grad_norm(model.dual_path.ts_temporal) > 0 and grad_norm(model.dual_path.ts_spatial) > 0
+    assert grad_norm(model.dual_path.st_temporal) > 0 and grad_norm(model.dual_path.st_spatial) > 0
+
+
+@pytest.mark.parametrize("overrides", [
+    {"paths": "st"}, {"paths": "ts"}, {"fusion": "average"}, {"use_mac": False},
+    {"modality": "rgb"}, {"modality": "pose"}, {"share_path_transformers": True},
+    {"project_global": False}, {"tsm_block_interval": 0},
+])
+def test_ablations_run_forward_and_backward(overrides):
+    torch.manual_seed(0)
+    cfg = MicroDualNetConfig.tiny(**overrides)
+    model = MicroDualNet(cfg)
+    frames, kp = _inputs(j=33)
+    if cfg.modality == "rgb":
+        kp = None  # fixed body regions: keypoints are not needed
+    out = model(None if cfg.modality == "pose" else frames, kp)
+    assert out.logits.shape == (2, 52)
+    assert torch.allclose(out.routing.sum(-1), torch.ones(2, 4, 6))
+    terms = model.loss(out, torch.tensor([3, 4]))
+    terms.total.backward()
+    if cfg.paths != "dual" or not cfg.use_mac:
+        assert terms.mac.item() == 0
+    if cfg.paths == "st":
+        assert out.x_ts is None and (out.routing[..., 0] == 1).all()
+    if cfg.paths == "ts":
+        assert out.x_st is None and (out.routing[..., 1] == 1).all()
+    if cfg.fusion == "average":
+        assert (out.routing == 0.5).all()
+    if cfg.modality == "rgb":
+        assert (out.entity_conf == 1).all() and out.boxes is not None
+    if cfg.modality == "pose":
+        assert not hasattr(model, "backbone") and out.boxes is None
+    if cfg.share_path_transformers:
+        assert model.dual_path.st_spatial is model.dual_path.ts_spatial
+
+
+def test_temporal_shift_moves_one_eighth_each_way():
+    b, t, c = 2, 3, 16
+    x = torch.arange(b * t * c, dtype=torch.float32).reshape(b * t, c, 1, 1)
+    y = temporal_shift(x, t, 8).reshape(b, t, c)
+    v = x.reshape(b, t, c)
+    assert torch.equal(y[:, :-1, :2], v[:, 1:, :2]) and (y[:, -1, :2] == 0).all()
+    assert torch.equal(y[:, 1:, 2:4], v[:, :-1, 2:4]) and (y[:, 0, 2:4] == 0).all()
+    assert torch.equal(y[:, :, 4:], v[:, :, 4:])
+
+
+def test_backbone_mixes_frames_only_through_shifts():
+    torch.manual_seed(0)
+    frames = torch.randn(1, 3, 3, 64, 64)
+    changed = frames.clone()
+    changed[:, 2] = torch.randn(3, 64, 64)
+    for interval, mixes in ((1, True), (0, False)):
+        net = TSMResNet("resnet_tiny", width_per_group=16, block_interval=interval).eval()
+        with torch.no_grad():
+            maps_a, pooled_a = net(frames)
+            maps_b, _ = net(changed)
+        assert maps_a.shape == (1, 3, 2048, 2, 2) and pooled_a.shape == (1, 3, 2048)
+        # Changing frame 2 reaches frames 1 and 0 only through shifts (one frame per shifted block;
+        # the tiny backbone has four), and leaves them untouched without shifts.
+        for f in (0, 1):
+            assert torch.allclose(maps_a[:, f], maps_b[:, f]) is not mixes

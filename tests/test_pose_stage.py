@@ -1,0 +1,322 @@
+"""The pose stage end to end: real MA-52 clips (acceptance), odd inputs, batch behaviour and the CLI.
+
+Pose on the four real clips is computed once per session (``real_run``); tests that need other
+videos build them in ``tmp_path`` from a few frames of a real clip or synthesise them.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from model.taxonomy import BODY25_JOINTS, MA52_ENTITIES
+from pipeline import pose_mediapipe
+from pipeline.artifacts import read_sidecar, sha256_file
+from pipeline.keypoints import read_keypoints
+from pipeline.pose import PoseConfig, VideoJob, keypoints_path, main, make_jobs, process_video, run_pose
+from pipeline.qc import entity_column
+from pipeline.video import iter_frames
+from pipeline.windows import MA52_PLAN
+
+J = {n: i for i, n in enumerate(BODY25_JOINTS)}
+real = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+def write_video(path: Path, frames, fps: float = 30.0) -> Path:
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def clip_frames(clip: Path, n: int) -> list[np.ndarray]:
+    return [img for _, _, img in iter_frames(clip, range(n))]
+
+
+def blank_wall(n: int = 20, size=(320, 240)) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = np.full((size[1], size[0], 3), 170, np.uint8)
+    return [np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+
+
+@pytest.fixture(scope="session")
+def real_run(ma52_clips, tmp_path_factory):
+    """All four clips through the stage once (2 spawned workers, contact sheets on)."""
+    out = tmp_path_factory.mktemp("pose_real")
+    jobs = make_jobs(list(ma52_clips), out, PoseConfig(), overlay="sheet")
+    results = run_pose(jobs, workers=2)
+    return out, {r.video_id: r for r in results}, {Path(c).stem: Path(c) for c in ma52_clips}
+
+
+# --------------------------------------------------------------------------------------------------
+# Acceptance on the real clips
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_clips_acceptance(real_run):
+    out, results, clips = real_run
+    assert set(results) == set(clips)
+    for vid, r in results.items():
+        assert r.status == "ok", r.error
+        kp = read_keypoints(keypoints_path(out, vid))
+        assert kp.size == (1080, 1296) and kp.fps == pytest.approx(30.0)
+        assert len(kp) == r.qc["frames_total"]  # every frame posed
+        # a person in at least 95% of frames
+        assert kp.valid.mean() >= 0.95, vid
+        b = kp.body25
+        present = np.all(b[:, [J["Nose"], J["Neck"], J["MidHip"], J["RShoulder"], J["LShoulder"]], 2] > 0, axis=1)
+        order = (
+            present
+            & (b[:, J["Nose"], 1] < b[:, J["Neck"], 1])
+            & (b[:, J["Neck"], 1] < b[:, J["MidHip"], 1])
+            # frontal: the person's right shoulder is on the image's left
+            & (b[:, J["RShoulder"], 0] < b[:, J["LShoulder"], 0])
+        )
+        assert order.mean() >= 0.95, vid
+        # all six entities get boxes of their own
+        for name in MA52_ENTITIES.names:
+            assert r.qc[entity_column(name)] >= 0.95, (vid, name)
+        assert r.qc["flags"] == ""
+        # coordinates in source pixels, confidences in [0, 1], missing joints exactly zero
+        valid = b[kp.valid]
+        assert valid[..., 0].max() < 1080 and valid[..., 1].max() < 1296 and valid.min() >= 0
+        assert np.all(valid[:, [J["LSmallToe"], J["RSmallToe"]]] == 0)
+        assert np.all(kp.extra[kp.valid][..., 2] <= 1)
+        side = read_sidecar(keypoints_path(out, vid))
+        assert side["stage"] == "pose" and side["input_hash"] == sha256_file(clips[vid])
+        assert side["config"]["settings"]["smooth_landmarks"] is False
+        assert (out / "overlays" / f"{vid}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_rerun_skips_up_to_date(real_run):
+    out, results, clips = real_run
+    vid = sorted(clips)[0]
+    path = keypoints_path(out, vid)
+    before = path.stat().st_mtime_ns
+    r = process_video(VideoJob(str(clips[vid]), vid, str(out), PoseConfig()))
+    assert r.status == "skipped" and r.written == []
+    assert path.stat().st_mtime_ns == before
+    assert r.qc["valid_fraction"] == pytest.approx(results[vid].qc["valid_fraction"])
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_sampled_frames_match_full_tracking(real_run, tmp_path):
+    out, _, clips = real_run
+    vid = max(clips, key=lambda v: read_keypoints(keypoints_path(out, v)).frames.size)
+    full = read_keypoints(keypoints_path(out, vid))
+    r = process_video(VideoJob(str(clips[vid]), vid, str(tmp_path), PoseConfig(frames="sampled")))
+    assert r.status == "ok"
+    kp = read_keypoints(keypoints_path(tmp_path, vid))
+    expected = MA52_PLAN.sampled_frames(len(full), 30.0)
+    assert kp.frames.tolist() == expected.tolist()
+    assert r.qc["frames_posed"] == len(expected) < len(full)
+    # tracking across the gaps gives (nearly) the same skeleton as tracking every frame
+    both = kp.valid & full.valid[expected]
+    a, b = kp.body25[both], full.body25[expected][both]
+    on = (a[..., 2] > 0.5) & (b[..., 2] > 0.5)
+    assert np.abs(a[..., :2] - b[..., :2])[on].mean() < 10.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Odd inputs built from a real clip
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_head_and_shoulders_framing(real_run, tmp_path):
+    out, _, clips = real_run
+    vid = sorted(clips)[2]
+    full = read_keypoints(keypoints_path(out, vid))
+    b0 = full.body25[0]
+    sw = b0[J["LShoulder"], 0] - b0[J["RShoulder"], 0]
+    sh_y = b0[J["Neck"], 1]
+    x1, x2 = int(b0[J["RShoulder"], 0] - 0.7 * sw), int(b0[J["LShoulder"], 0] + 0.7 * sw)
+    y1, y2 = int(b0[J["Nose"], 1] - 1.2 * sw), int(sh_y + 0.3 * sw)
+    w, h = (x2 - x1) // 2 * 2, (y2 - y1) // 2 * 2
+    frames = [cv2.resize(f[y1 : y1 + h, x1 : x1 + w], (2 * w, 2 * h)) for f in clip_frames(clips[vid], 20)]
+    path = write_video(tmp_path / "hs.mp4", frames)
+    r = process_video(VideoJob(str(path), "hs", str(tmp_path / "out"), PoseConfig()))
+    assert r.status == "ok", r.error
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "hs"))
+    kept = kp.valid
+    assert kp.detected.mean() >= 0.9
+    # Documented behaviour: the upper body is kept, hips and below are outside the image and therefore
+    # missing (never extrapolated positions); implausible frames are rejected and zeroed.
+    assert np.all(kp.body25[kept][:, [J["Nose"], J["RShoulder"], J["LShoulder"]], 2] > 0.5)
+    assert np.all(kp.body25[kept][:, [J["RHip"], J["LHip"], J["MidHip"], J["RKnee"], J["LAnkle"]]] == 0)
+    assert np.all(kp.body25[kp.rejected] == 0)
+    assert "low_lower_body" in r.qc["flags"]
+    assert r.qc[entity_column("head")] >= 0.9 and r.qc[entity_column("face")] >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_rotated_video(real_run, tmp_path):
+    out, _, clips = real_run
+    vid = sorted(clips)[2]
+    full = read_keypoints(keypoints_path(out, vid))
+    stored = [cv2.rotate(f, cv2.ROTATE_90_COUNTERCLOCKWISE) for f in clip_frames(clips[vid], 12)]
+    path = write_video(tmp_path / "rot.mp4", stored)
+    data = bytearray(path.read_bytes())  # rotation metadata: display 90 degrees clockwise (upright again)
+    i = data.find(b"tkhd")
+    m = i + 4 + 4 + 4 * 5 + 8 + 8
+    one = 1 << 16
+    data[m : m + 36] = struct.pack(">9i", 0, one, 0, -one, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    r = process_video(VideoJob(str(path), "rot", str(tmp_path / "out"), PoseConfig()))
+    assert r.status == "ok", r.error
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "rot"))
+    assert kp.size == (1080, 1296) and kp.meta["rotation"] == 90
+    assert kp.valid.all()
+    a, b = kp.body25, full.body25[:12]
+    on = (a[..., 2] > 0.5) & (b[..., 2] > 0.5)
+    assert np.abs(a[..., :2] - b[..., :2])[on].mean() < 10.0
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_roi_ignores_a_second_person(real_run, tmp_path):
+    out, _, clips = real_run
+    left_id, right_id = sorted(clips)[0], sorted(clips)[2]
+    n = 8
+    halves = [
+        [cv2.resize(f, (540, 648)) for f in clip_frames(clips[v], n)] for v in (left_id, right_id)
+    ]
+    path = write_video(tmp_path / "two.mp4", [np.hstack([a, b]) for a, b in zip(*halves)])
+    r = process_video(VideoJob(str(path), "two", str(tmp_path / "out"), PoseConfig(), roi=(540, 0, 540, 648)))
+    assert r.status == "ok", r.error
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "two"))
+    assert kp.valid.all()
+    ref = read_keypoints(keypoints_path(out, right_id)).body25[:n]
+    # full-frame coordinates: the right person's keypoints, halved and shifted by the ROI's x
+    on = (kp.body25[..., 2] > 0.5) & (ref[..., 2] > 0.5)
+    expect = ref[..., :2] * 0.5 + np.array([540, 0])
+    assert np.abs(kp.body25[..., :2] - expect)[on].mean() < 8.0
+    assert kp.body25[kp.body25[..., 2] > 0][:, 0].min() >= 540
+    assert kp.meta["roi"] == [540, 0, 540, 648]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_frames_without_a_person(real_run, tmp_path):
+    _, _, clips = real_run
+    vid = sorted(clips)[2]
+    real_frames = clip_frames(clips[vid], 12)
+    wall = blank_wall(8, size=(1080, 1296))
+    path = write_video(tmp_path / "enter.mp4", wall + real_frames)
+    r = process_video(VideoJob(str(path), "enter", str(tmp_path / "out"), PoseConfig()))
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "enter"))
+    assert not kp.detected[:8].any() and np.all(kp.body25[:8] == 0)
+    assert kp.valid[8:].mean() >= 0.9  # the tracker picks the person up once they appear
+    assert r.qc["detected_fraction"] == pytest.approx(kp.detected.mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic inputs (no shared data needed)
+# --------------------------------------------------------------------------------------------------
+def test_blank_wall_and_broken_files_in_one_batch(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "wall.mp4", blank_wall(15))
+    (videos / "zero.mp4").write_bytes(b"")
+    (videos / "corrupt.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    good = write_video(tmp_path / "tmp.mp4", blank_wall(30))
+    (videos / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (videos / "notes.txt").write_text("not a video, ignored")
+    out = tmp_path / "out"
+    rc = main([str(videos), "--out", str(out), "--overlay", "both", "-q"])
+    assert rc == 1  # some inputs failed; the others were processed
+    captured = capsys.readouterr()
+    assert f"wrote {out / 'keypoints' / 'wall.parquet'}" in captured.out
+    assert f"wrote {out / 'qc.csv'}" in captured.out
+    qc = pd.read_parquet(out / "qc.parquet").set_index("video_id")
+    assert sorted(qc.index) == ["corrupt", "truncated", "wall", "zero"]
+    assert qc.loc["wall", "status"] == "ok"
+    assert qc.loc["wall", "detected_fraction"] == 0 and "low_detection" in qc.loc["wall", "flags"]
+    for vid, why in (("zero", "empty file"), ("corrupt", "cannot be opened"), ("truncated", "cannot be opened")):
+        assert qc.loc[vid, "status"] == "failed"
+        assert f"{vid}.mp4" in qc.loc[vid, "error"] and why in qc.loc[vid, "error"], qc.loc[vid, "error"]
+    kp = read_keypoints(out / "keypoints" / "wall.parquet")
+    assert len(kp) == 15 and not kp.detected.any() and np.all(kp.body25 == 0)
+    assert (out / "overlays" / "wall.png").exists()
+    cap = cv2.VideoCapture(str(out / "overlays" / "wall.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
+    cap.release()
+    assert "3 failed" in captured.err
+
+
+def test_only_good_inputs_exit_zero_and_roi_file(tmp_path, capsys):
+    path = write_video(tmp_path / "wall.mp4", blank_wall(5))
+    rois = tmp_path / "rois.csv"
+    rois.write_text("video_id,x,y,w,h\nwall,10,10,200,150\n")
+    rc = main([str(path), "--out", str(tmp_path / "out"), "--roi-file", str(rois), "--frames", "sampled", "-q"])
+    assert rc == 0
+    kp = read_keypoints(tmp_path / "out" / "keypoints" / "wall.parquet")
+    assert kp.meta["roi"] == [10, 10, 200, 150] and kp.frames.tolist() == [0, 4]
+
+
+def test_implausible_frames_are_rejected_and_counted(tmp_path, monkeypatch):
+    """A collapsed skeleton (seen with head-and-shoulders framing) on every other frame."""
+    calls = {"n": 0}
+
+    def fake_landmarks(self, rgb):
+        h, w = rgb.shape[:2]
+        calls["n"] += 1
+        lm = np.zeros((33, 3), np.float32)
+        lm[:, 2] = 0.99
+        if calls["n"] % 2:
+            lm[:, :2] = (w / 2, h / 2)  # everything on one spot
+            lm[:, :2] += np.random.default_rng(calls["n"]).normal(0, 1, (33, 2))
+        else:  # plausible: shoulders above hips
+            lm[:, 0] = w / 2
+            lm[:, 1] = h / 3
+            lm[[11, 23], 0] = w / 2 + 40
+            lm[[12, 24], 0] = w / 2 - 40
+            lm[[23, 24], 1] = h / 3 + 120
+        return lm
+
+    monkeypatch.setattr(pose_mediapipe.MediaPipePose, "landmarks", fake_landmarks)
+    path = write_video(tmp_path / "v.mp4", blank_wall(10, size=(320, 480)))
+    r = process_video(VideoJob(str(path), "v", str(tmp_path / "out"), PoseConfig()))
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "v"))
+    assert kp.detected.all()
+    assert kp.rejected.tolist() == [True, False] * 5
+    assert np.all(kp.body25[kp.rejected] == 0) and np.all(kp.extra[kp.rejected] == 0)
+    assert r.qc["rejected_frames"] == 5 and "many_rejected" in r.qc["flags"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model-complexity", "2"], "model_complexity=2 is not available offline"),
+        (["--roi", "1,2,3"], "--roi must be x,y,w,h"),
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--hop", "0"], "hop_s must be > 0"),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path, capsys, args, message):
+    path = write_video(tmp_path / "wall.mp4", blank_wall(3))
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--out", str(tmp_path / "out"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_input_and_empty_folder_exit_2(tmp_path, capsys):
+    for inputs in ([str(tmp_path / "nope.txt")], [str(tmp_path)]):
+        with pytest.raises(SystemExit) as exc:
+            main([*inputs, "--out", str(tmp_path / "out")])
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no such file or folder" in err and "no inputs found" in err

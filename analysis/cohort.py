@@ -229,7 +229,7 @@ def select_actions(df: pd.DataFrame, config: HurdleConfig) -> list[str]:
     CohortError
         If a requested action is not in the cohort.
     """
-    names = set(df["action"])
+    names = set(df["action"].unique())
     if config.actions is not None:
         unknown = [a for a in config.actions if a not in names]
         if unknown:

@@ -122,16 +122,20 @@ def build_design(
     # (e.g. a level that coincides with a group among the engagers): a singular X'WX would
     # otherwise give no standard errors at all.
     keep = list(range(n_fixed))
+    varying = []
     for j in range(n_fixed, X.shape[1]):
-        col = X[:, j]
-        if np.ptp(col) == 0 if n else True:
+        if n and np.ptp(X[:, j]) > 0:
+            varying.append(j)
+        else:
             dropped.append(names[j])
-            continue
-        trial = keep + [j]
-        if np.linalg.matrix_rank(X[:, trial]) < len(trial):
-            dropped.append(names[j])
-            continue
-        keep.append(j)
+    if np.linalg.matrix_rank(X[:, keep + varying]) == len(keep) + len(varying):
+        keep += varying  # the common case: one rank check
+    else:
+        for j in varying:  # greedy: keep a column only if it adds rank
+            if np.linalg.matrix_rank(X[:, keep + [j]]) == len(keep) + 1:
+                keep.append(j)
+            else:
+                dropped.append(names[j])
     X = X[:, keep]
     names = [names[j] for j in keep]
     return Design(X=X, names=names, groups=list(groups), group_col=group_col, group=group, dropped=dropped)

@@ -57,19 +57,25 @@ _PROB_METHOD = "logistic GLM (maximum likelihood)"
 _INT_METHOD = FractionalFit.method_label
 
 
-def _counts(data: pd.DataFrame, g: str) -> dict[str, float]:
-    pct = data.loc[data["group"] == g, "percent_time"].to_numpy(dtype=np.float64)
-    eng = pct[pct > 0]
-    return {
-        "n": int(pct.size),
-        "engaged": int(eng.size),
-        "pct_engaged": 100.0 * eng.size / pct.size if pct.size else np.nan,
-        "mean": float(eng.mean()) if eng.size else np.nan,
-    }
+def _group_counts(data: pd.DataFrame, groups: Sequence[str]) -> dict[str, dict[str, float]]:
+    """n, engagers, % engaged and mean percent among engagers per group (numpy: called per action)."""
+    grp = data["group"].to_numpy(dtype=object)
+    pct_all = data["percent_time"].to_numpy(dtype=np.float64)
+    out = {}
+    for g in groups:
+        pct = pct_all[grp == g]
+        eng = pct[pct > 0]
+        out[g] = {
+            "n": int(pct.size),
+            "engaged": int(eng.size),
+            "pct_engaged": 100.0 * eng.size / pct.size if pct.size else np.nan,
+            "mean": float(eng.mean()) if eng.size else np.nan,
+        }
+    return out
 
 
-def _base_row(data: pd.DataFrame, a: str, b: str, part: str) -> dict:
-    ca, cb = _counts(data, a), _counts(data, b)
+def _base_row(counts: dict[str, dict[str, float]], a: str, b: str, part: str) -> dict:
+    ca, cb = counts[a], counts[b]
     return {
         "contrast": contrast_label(a, b), "group_a": a, "group_b": b, "part": part,
         "n_a": ca["n"], "n_b": cb["n"], "engaged_a": ca["engaged"], "engaged_b": cb["engaged"],
@@ -145,8 +151,9 @@ def probability_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) 
             fit = fit_logistic(design, y, firth=config.firth)
             if fit.method == "firth" and not fit.converged:
                 whole = "not estimable: Firth fit did not converge"
+        counts = _group_counts(sample, groups)
         for a, b in prs:
-            row = _base_row(sample, a, b, "probability")
+            row = _base_row(counts, a, b, "probability")
             row.update(method=fit.method_label if fit is not None else _PROB_METHOD, n_fit=int(len(sample)))
             if whole is not None:
                 row["note"] = whole
@@ -198,15 +205,16 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
     rows = []
     for groups, prs, sample in _samples(data, config):
         eng = sample[sample["percent_time"] > 0]
-        n_eng = {g: int((eng["group"] == g).sum()) for g in groups}
+        n_eng = {g: c["engaged"] for g, c in _group_counts(sample, groups).items()}
         ok = [g for g in groups if n_eng[g] >= config.min_engaged]
         fit = None
         if len(ok) >= 2:
             fitted = eng[eng["group"].isin(ok)]
             design = build_design(fitted, ok, config.covariates, cats, levels)
             fit = fit_fractional(design, fitted["percent_time"].to_numpy(dtype=np.float64) / 100.0)
+        counts = _group_counts(sample, groups)
         for a, b in prs:
-            row = _base_row(sample, a, b, "intensity")
+            row = _base_row(counts, a, b, "intensity")
             row.update(method=_INT_METHOD, n_fit=int(len(fit.y)) if fit is not None else 0)
             few = [g for g in (a, b) if n_eng[g] < config.min_engaged]
             if few:

@@ -240,11 +240,6 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
     return pd.DataFrame(rows)
 
 
-def _participant_rows(cohort: pd.DataFrame, action: str, config: HurdleConfig) -> pd.DataFrame:
-    cols = ["participant_id", "group", "percent_time", *[c for c in config.covariates if c not in ("group", "percent_time")]]
-    return cohort.loc[cohort["action"] == action, cols].reset_index(drop=True)
-
-
 def hurdle_analysis(
     cohort: pd.DataFrame,
     config: HurdleConfig = HurdleConfig(),

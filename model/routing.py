@@ -16,6 +16,7 @@ parameters; the paper rounds this to "approximately 0.5M".
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["EntityRouter", "AverageFusion"]
@@ -23,6 +24,11 @@ __all__ = ["EntityRouter", "AverageFusion"]
 
 class EntityRouter(nn.Module):
     """Per-entity router of Eqs. 13-15.
+
+    The K networks R_i run as one batched computation: their weights are stacked along a leading
+    entity axis (``w1`` [K, 2D, H], ``w2`` [K, H, 2], ...) and applied with ``einsum``, so routing
+    costs a few kernels instead of K small ones - at toy sizes a Python loop over entities would
+    cost more than both paths together.
 
     Parameters
     ----------
@@ -44,18 +50,29 @@ class EntityRouter(nn.Module):
         super().__init__()
         hidden = hidden or dim // 2
         self.temperature = temperature
-        self.nets = nn.ModuleList(
-            nn.Sequential(nn.Linear(2 * dim, hidden), nn.LayerNorm(hidden), nn.ReLU(inplace=True),
-                          nn.Dropout(dropout), nn.Linear(hidden, 2))
-            for _ in range(num_entities)
-        )
-        self.prior = nn.Parameter(torch.zeros(num_entities, 2))  # b_i, the entity-type prior
+        k = num_entities
+        self.w1 = nn.Parameter(torch.empty(k, 2 * dim, hidden))
+        self.b1 = nn.Parameter(torch.empty(k, hidden))
+        self.ln_weight = nn.Parameter(torch.ones(k, hidden))
+        self.ln_bias = nn.Parameter(torch.zeros(k, hidden))
+        self.dropout = nn.Dropout(dropout)
+        self.w2 = nn.Parameter(torch.empty(k, hidden, 2))
+        self.b2 = nn.Parameter(torch.empty(k, 2))
+        self.prior = nn.Parameter(torch.zeros(k, 2))  # b_i, the entity-type prior, zero at the start
+        # nn.Linear's default initialisation, per entity: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        for w, b, fan_in in ((self.w1, self.b1, 2 * dim), (self.w2, self.b2, hidden)):
+            bound = fan_in ** -0.5
+            nn.init.uniform_(w, -bound, bound)
+            nn.init.uniform_(b, -bound, bound)
 
     def scores(self, x_st: torch.Tensor, x_ts: torch.Tensor) -> torch.Tensor:
-        """Routing logits r [B, T, K, 2] (Eq. 13)."""
-        pair = torch.cat([x_st, x_ts], dim=-1)
-        r = torch.stack([net(pair[:, :, i]) for i, net in enumerate(self.nets)], dim=2)
-        return r + self.prior
+        """Routing logits r [B, T, K, 2] (Eq. 13): Linear - LayerNorm - ReLU - Dropout - Linear, + b_i."""
+        pair = torch.cat([x_st, x_ts], dim=-1)  # [B, T, K, 2D]
+        h = torch.einsum("btkc,kch->btkh", pair, self.w1.to(pair.dtype)) + self.b1.to(pair.dtype)
+        h = F.layer_norm(h, h.shape[-1:]) * self.ln_weight.to(h.dtype) + self.ln_bias.to(h.dtype)
+        h = self.dropout(F.relu(h))
+        r = torch.einsum("btkh,kho->btko", h, self.w2.to(h.dtype)) + self.b2.to(h.dtype)
+        return r + self.prior.to(r.dtype)
 
     def forward(self, x_st: torch.Tensor, x_ts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (fused [B, T, K, D], weights [B, T, K, 2] with weights[..., 0] for ST)."""

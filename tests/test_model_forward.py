@@ -174,3 +174,25 @@ def test_backbone_mixes_frames_only_through_shifts():
         # the tiny backbone has four), and leaves them untouched without shifts.
         for f in (0, 1):
             assert torch.allclose(maps_a[:, f], maps_b[:, f]) is not mixes
+
+
+def test_router_equals_per_entity_reference_networks():
+    """The batched router computes K independent Linear-LayerNorm-ReLU-Dropout-Linear nets + b_i."""
+    torch.manual_seed(0)
+    k, d = 4, 16
+    router = EntityRouter(k, d, temperature=0.7).eval()
+    with torch.no_grad():
+        router.prior.normal_()
+        router.ln_weight.normal_()
+        router.ln_bias.normal_()
+    x_st, x_ts = torch.randn(2, 3, k, d), torch.randn(2, 3, k, d)
+    for i in range(k):
+        net = torch.nn.Sequential(torch.nn.Linear(2 * d, d // 2), torch.nn.LayerNorm(d // 2), torch.nn.ReLU(),
+                                  torch.nn.Dropout(0.1), torch.nn.Linear(d // 2, 2)).eval()
+        with torch.no_grad():
+            net[0].weight.copy_(router.w1[i].T), net[0].bias.copy_(router.b1[i])
+            net[1].weight.copy_(router.ln_weight[i]), net[1].bias.copy_(router.ln_bias[i])
+            net[4].weight.copy_(router.w2[i].T), net[4].bias.copy_(router.b2[i])
+            r = net(torch.cat([x_st[:, :, i], x_ts[:, :, i]], -1)) + router.prior[i]
+            expect = torch.softmax(r / 0.7, -1)
+            assert torch.allclose(router(x_st, x_ts)[1][:, :, i], expect, atol=1e-5)

@@ -116,8 +116,9 @@ def violin_figure(
     which = "adjusted" if p_column == "p_adj" else "raw"
     handles = [Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="median"),
                Line2D([], [], color="black", linestyle="-", linewidth=1.2, label="mean")]  # fmt: skip
-    ax.legend(handles=handles, loc="upper right", fontsize=7, frameon=False,
-              title=f"brackets: intensity, {which} p", title_fontsize=6.5)  # fmt: skip
+    # Below the axes: inside, the legend collides with the significance brackets.
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False,
+               title=f"brackets: intensity part, {which} p", title_fontsize=7)  # fmt: skip
     return fig
 
 

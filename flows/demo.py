@@ -1,0 +1,73 @@
+"""The built-in demo: ``make demo`` / ``python -m flows.demo [--out DIR]``.
+
+Runs the most complete job the project has end to end on data it makes itself (no download, no
+``../shared``): a simulated cohort of the reference study's size (ASD 120, PSY 46, TDC 124, with age
+and sex) with planted group effects, then the full hurdle analysis of the planted actions and the ten
+most frequent ones, writing results, publication tables, descriptives and violin plots. It prints
+where everything went and how the planted effects were recovered.
+
+When the recognition stages land (pose -> Micro-DualNet windows -> percent time), this entry point
+becomes the Prefect ``cohort-analysis`` flow run on the kinematic simulator's demo videos; the command
+stays the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.config import HurdleConfig, OutputConfig
+from analysis.hurdle import hurdle_analysis
+from analysis.outputs import write_outputs
+from analysis.simulate import SimConfig, simulate_cohort, truth_path
+from analysis.cohort import select_actions
+from pipeline.artifacts import write_artifact
+from pipeline.cli import handle_errors, make_parser, report_written, setup_logging
+
+DEFAULT_OUT = Path("demo_output")
+
+
+def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0) -> pd.DataFrame:
+    """Simulate a cohort, analyse it, write everything under ``out``; return the planted-effect check."""
+    sim = SimConfig(covariates=True, age_effect=0.2, sex_effect=-0.3, seed=seed)
+    cohort, truth = simulate_cohort(sim)
+    cohort_path = write_artifact(cohort, out / "cohort.parquet", contract="cohort", stage="simulate", config=sim)
+    report_written(cohort_path, "cohort")
+    report_written(write_artifact(truth, truth_path(cohort_path), contract=None, stage="simulate", config=sim), "planted effects")
+
+    planted = list(dict.fromkeys(e.action for e in sim.effects))
+    top = select_actions(cohort, HurdleConfig(top_actions=10))
+    actions = tuple(dict.fromkeys(planted + list(top)))
+    config = HurdleConfig(actions=actions, covariates=("age", "sex"))
+    results = hurdle_analysis(cohort, config, show_progress=True)
+    write_outputs(results, cohort, config, OutputConfig(), out / "hurdle", source=cohort_path)
+
+    # How each planted effect came out: the contrasts involving the planted group, same part.
+    rows = []
+    for e in sim.effects:
+        hits = results[(results["action"] == e.action) & (results["part"] == e.part)
+                       & ((results["group_a"] == e.group) | (results["group_b"] == e.group))]  # fmt: skip
+        for _, r in hits.iterrows():
+            rows.append({"planted": f"{e.action} / {e.group} / {e.part}", "contrast": r["contrast"],
+                         "effect": r["effect"], "p_adj": r["p_adj"], "note": r["note"] if isinstance(r["note"], str) else ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__.split("\n\n")[0], prog="python -m flows.demo")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed")
+    args = parser.parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    with handle_errors("flows.demo"):
+        check = run_demo(args.out, seed=args.seed)
+    with pd.option_context("display.width", 140, "display.max_columns", 10):
+        print("\nPlanted effects and how the analysis recovered them (effect = odds ratio, first vs second group):")
+        print(check.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nDemo finished. Open {args.out / 'hurdle' / 'table.html'} and {args.out / 'hurdle' / 'overview.png'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

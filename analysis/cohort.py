@@ -130,7 +130,7 @@ def validate_cohort(df: pd.DataFrame, config: HurdleConfig = HurdleConfig(), *, 
     if bad.size:
         raise CohortError(
             f"{where}column 'percent_time' must be in [0, 100]; {bad.size} value(s) outside at {_rows(bad)} "
-            f"(e.g. {pct[bad[0]]!r})"
+            f"(e.g. {float(pct[bad[0]])!r})"
         )
     obs = df["observed_s"].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(obs) | (obs < 0))

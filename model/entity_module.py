@@ -94,10 +94,11 @@ class SpatialEntityModule(nn.Module):
         k = self.num_entities
         flat_maps = maps.flatten(0, 1)
         frame_idx = torch.arange(b * t, device=maps.device, dtype=boxes.dtype).repeat_interleave(k)
-        rois = torch.cat([frame_idx[:, None], boxes.reshape(-1, 4).to(boxes.dtype)], dim=1)
-        crops = roi_align(flat_maps, rois.to(flat_maps.dtype), self.roi_size,
+        rois = torch.cat([frame_idx[:, None], boxes.reshape(-1, 4)], dim=1)
+        # ROIAlign in float32: box corners in bf16 would be off by up to a pixel at 224.
+        crops = roi_align(flat_maps.float(), rois.float(), self.roi_size,
                           spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio,
-                          aligned=True)  # [B*T*K, C, s, s]
+                          aligned=True).to(flat_maps.dtype)  # [B*T*K, C, s, s]
         crops = crops.reshape(b * t, k * c, self.roi_size, self.roi_size)
         feats = self.refine(crops).mean(dim=(-2, -1))  # [B*T, K*D]
         return feats.reshape(b, t, k, self.dim) + self.entity_embed

@@ -41,3 +41,18 @@ def test_summary_flops_scale_with_clip_length():
     short = model_summary(model, num_frames=2).gflops
     long = model_summary(model, num_frames=4).gflops
     assert 1.8 < long / short < 2.2
+
+
+def test_bf16_autocast_forward_runs():
+    """The CUDA path uses bf16 autocast; CPU autocast exercises the same dtype plumbing here."""
+    torch.manual_seed(0)
+    model = MicroDualNet(MicroDualNetConfig.tiny()).eval()
+    frames, kp = example_inputs(model, batch=1)
+    with torch.no_grad():
+        ref = model(frames, kp)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(frames, kp)
+    assert torch.isfinite(out.logits.float()).all()
+    assert torch.allclose(out.routing.sum(-1), torch.ones(1, 4, 6), atol=1e-5)
+    assert torch.allclose(out.boxes, ref.boxes)
+    assert torch.allclose(out.logits.float(), ref.logits, atol=0.05)

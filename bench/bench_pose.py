@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from pipeline.pose import PoseConfig, VideoJob, process_video  # noqa: E402
 from pipeline.pose_mediapipe import MediaPipeConfig, MediaPipePose  # noqa: E402

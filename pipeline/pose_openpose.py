@@ -35,7 +35,10 @@ import numpy as np
 
 from model.taxonomy import NUM_BODY25
 
-__all__ = ["OpenPoseConfig", "OpenPoseError", "list_frames", "load_people", "select_people", "is_openpose_folder"]
+__all__ = [
+    "OpenPoseConfig", "OpenPoseError", "SELECT_RULES", "list_frames", "load_people", "select_people", "is_openpose_folder",
+    "infer_image_size",
+]
 
 _FRAME_RE = re.compile(r"(\d+)_keypoints\.json$")
 SELECT_RULES = ("continuity", "largest", "central")

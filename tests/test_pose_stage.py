@@ -320,3 +320,14 @@ def test_missing_input_and_empty_folder_exit_2(tmp_path, capsys):
         assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no such file or folder" in err and "no inputs found" in err
+
+
+def test_workers_process_videos_in_parallel(tmp_path, capsys):
+    for name in ("a", "b", "c"):
+        write_video(tmp_path / f"{name}.mp4", blank_wall(4))
+    (tmp_path / "d.mp4").write_bytes(b"")
+    rc = main([str(tmp_path), "--out", str(tmp_path / "out"), "--workers", "2", "-q"])
+    assert rc == 1
+    qc = pd.read_parquet(tmp_path / "out" / "qc.parquet").set_index("video_id")
+    assert qc["status"].to_dict() == {"a": "ok", "b": "ok", "c": "ok", "d": "failed"}
+    assert all((tmp_path / "out" / "keypoints" / f"{v}.parquet").exists() for v in "abc")

@@ -130,3 +130,58 @@ def test_truncated_avi_yields_the_readable_part(tmp_path):
     got = [i for i, _, _ in iter_frames(bad)]
     assert 0 < len(got) < 30
     assert got == list(range(len(got)))
+
+
+def make_variable_rate(path: Path, deltas: list[tuple[int, int]]) -> Path:
+    """Rewrite the MP4 sample-timing table (stts) as ``[(sample_count, sample_delta), ...]``.
+
+    The file written by OpenCV keeps its index (moov) after the media data, so growing the index only
+    changes the sizes of the boxes that contain stts, not the media offsets.
+    """
+    data = bytearray(path.read_bytes())
+    i = data.find(b"stts")
+    start = i - 4
+    old_size = struct.unpack(">I", data[start:i])[0]
+    assert data.find(b"mdat") < start, "expects the index after the media data"
+    body = struct.pack(">I", 0) + struct.pack(">I", len(deltas)) + b"".join(struct.pack(">II", c, d) for c, d in deltas)
+    new = struct.pack(">I", 8 + len(body)) + b"stts" + body
+    grow = len(new) - old_size
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+        p = data.rfind(name, 0, i) - 4
+        size = struct.unpack(">I", data[p : p + 4])[0]
+        data[p : p + 4] = struct.pack(">I", size + grow)
+    data[start : start + old_size] = new
+    # The track's, the movie's and the edit list's durations must match the new timing, or the end is cut off.
+    total = sum(c * d for c, d in deltas)
+    m = data.find(b"mdhd")
+    old_total, timescale = struct.unpack(">I", data[m + 20 : m + 24])[0], struct.unpack(">I", data[m + 16 : m + 20])[0]
+    data[m + 20 : m + 24] = struct.pack(">I", total)
+    for name, offset in ((b"mvhd", 20), (b"tkhd", 24), (b"elst", 12)):  # elst: the edit list's segment
+        q = data.find(name)
+        if q < 0:
+            continue
+        q += offset
+        old = struct.unpack(">I", data[q : q + 4])[0]
+        data[q : q + 4] = struct.pack(">I", round(old * total / old_total))
+    assert timescale > 0
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_variable_frame_rate_uses_stream_timestamps(tmp_path):
+    p = write_video(tmp_path / "vfr.mp4", numbered_frames(10), fps=30.0)
+    data = p.read_bytes()
+    i = data.find(b"stts")
+    count, delta = struct.unpack(">II", data[i + 12 : i + 20])
+    assert count == 10
+    # first 5 frames at 30 fps, the last 5 at 15 fps
+    make_variable_rate(p, [(5, delta), (5, 2 * delta)])
+    info = probe(p)
+    assert info.frame_count == 10
+    assert info.fps == pytest.approx(20.0, rel=0.05)  # the average rate: 10 frames in 0.5 s
+    got = list(iter_frames(p, fps=info.fps))
+    assert [i for i, _, _ in got] == list(range(10))
+    times = np.array([t for _, t, _ in got])
+    expected = np.r_[np.arange(5) / 30, 5 / 30 + np.arange(5) * 2 / 30]
+    np.testing.assert_allclose(times, expected, atol=2e-3)
+    assert [i for i, _, _ in iter_frames(p, [2, 7])] == [2, 7]

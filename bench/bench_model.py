@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     def ratio(a: str, b: str) -> str:
         return f"time x{sec[a] / sec[b]:.2f}, GFLOPs x{flops[a] / max(flops[b], 1e-12):.2f}"
 
+    print("(GFLOPs by FlopCounterMode: 2 FLOPs per multiply-add; papers quoting TSM 'FLOPs' usually count MACs)")
     print("\nratios (measured in this run):")
     print(f"  full model (dual) / bare TSM backbone : {ratio('model_dual', 'backbone')}")
     print(f"  full model dual / ST-only             : {ratio('model_dual', 'model_st')}")

@@ -37,6 +37,7 @@ from model.entity_module import PoseEntityEncoder, SpatialEntityModule
 from model.losses import LossTerms, micro_dualnet_loss
 from model.routing import AverageFusion, EntityRouter
 from model.transformers import SpatialTransformer, TemporalTransformer
+from pipeline.entities import entity_boxes
 
 __all__ = [
     "MicroDualNet", "MicroDualNetOutput", "DualPath",
@@ -188,7 +189,7 @@ class MicroDualNet(nn.Module):
             h, w = frames.shape[-2:]
         else:
             h, w = self.cfg.image_size
-        from pipeline.entities import entity_boxes  # confidences only; the boxes are not used
+        # The entity confidences (MAC weights) still come from Eq. 1's grouping; the boxes are unused.
         with torch.no_grad():
             conf = entity_boxes(keypoints.float(), (w, h), layout=self.cfg.layout,
                                 threshold=self.cfg.keypoint_threshold, padding=self.cfg.box_padding).confidence

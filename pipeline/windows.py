@@ -8,7 +8,7 @@ three on one :class:`WindowPlan` means they cannot disagree about which frame be
 
 Geometry (all in frame indices of the decoded video, 0-based)::
 
-    span   = (clip_len - 1) * stride + 1           frames a window covers (MA-52: 57)
+    span   = clip_len * stride                     frames a window covers (MA-52: 64 = 2.13 s at 30 fps)
     hop    = round(hop_s * fps) frames, at least 1  (aligned to a multiple of stride, see below)
     starts = 0, hop, 2*hop, ... while start + span <= num_frames
              + one last window ending at the last frame, when ``cover_tail`` and the tail is uncovered
@@ -17,6 +17,11 @@ Geometry (all in frame indices of the decoded video, 0-based)::
 A video shorter than one span gets one window starting at frame 0 whose sampled indices are clamped
 to the last frame (the last frame repeats), so short clips such as MA-52's own 1.5-2.5 s samples are
 still classified.
+
+Each sampled frame stands for the ``stride`` frames that follow it (the segment convention of TSM and
+MMAction2, ``clip_len * frame_interval``), so a window covers ``clip_len * stride`` frames and windows
+started every hop tile the video without gaps. The last sampled frame of a window is
+``start + (clip_len - 1) * stride``, inside the span.
 
 Hop alignment: with hop a multiple of ``stride`` every window samples the same frame lattice
 (0, stride, 2*stride, ...), so pose is needed on only 1/stride of the frames. MA-52's 0.5 s hop at
@@ -95,8 +100,8 @@ class WindowPlan:
 
     @property
     def span(self) -> int:
-        """Frames one window covers, first to last sampled frame inclusive."""
-        return (self.clip_len - 1) * self.stride + 1
+        """Frames one window covers: ``clip_len`` segments of ``stride`` frames."""
+        return self.clip_len * self.stride
 
     def hop_frames(self, fps: float) -> int:
         """The hop between window starts in frames at frame rate ``fps``."""

@@ -10,8 +10,8 @@ from pipeline.windows import IMIGUE_PLAN, MA52_PLAN, Window, WindowPlan
 
 def test_ma52_defaults_and_span():
     assert (MA52_PLAN.clip_len, MA52_PLAN.stride, MA52_PLAN.hop_s) == (8, 8, 0.5)
-    assert MA52_PLAN.span == 57
-    assert IMIGUE_PLAN.span == 61
+    assert MA52_PLAN.span == 64
+    assert IMIGUE_PLAN.span == 64
 
 
 def test_hop_alignment_at_30fps():
@@ -30,7 +30,7 @@ def test_windows_cover_video_and_sample_on_stride():
     for w in wins:
         assert isinstance(w, Window)
         assert len(w.frames) == 8
-        assert w.frames[0] == w.start_frame and w.frames[-1] == w.end_frame - 1
+        assert w.frames[0] == w.start_frame and w.frames[-1] == w.end_frame - 8  # last segment: 8 frames
         assert np.all(np.diff(w.frames) == 8)
         assert 0 <= w.start_frame and w.end_frame <= n
     starts = [w.start_frame for w in wins]
@@ -42,7 +42,7 @@ def test_windows_cover_video_and_sample_on_stride():
         covered[w.start_frame : w.end_frame] = True
     assert covered.all()
     assert wins[1].start_s(fps) == pytest.approx(16 / 30)
-    assert wins[0].end_s(fps) == pytest.approx(57 / 30)
+    assert wins[0].end_s(fps) == pytest.approx(64 / 30)
 
 
 def test_sampled_union_aligned_vs_unaligned():
@@ -69,7 +69,7 @@ def test_short_video_gets_one_clamped_window():
 
 
 def test_exact_span_and_empty():
-    assert len(MA52_PLAN.windows(57, 30.0)) == 1
+    assert len(MA52_PLAN.windows(64, 30.0)) == 1
     assert MA52_PLAN.windows(0, 30.0) == []
     assert MA52_PLAN.sampled_frames(0, 30.0).size == 0
     assert WindowPlan(cover_tail=False).windows(80, 30.0)[-1].start_frame == 16

@@ -141,11 +141,13 @@ def entity_boxes(
     hi = torch.tensor([width, height, width, height], device=device)
     raw = torch.minimum(torch.maximum(raw, lo), hi)
     # Two visible joints at the same spot (or a box squeezed by clipping) would give an empty box;
-    # ROIAlign needs positive extent, so widen degenerate boxes to one pixel.
-    raw[..., 2] = torch.maximum(raw[..., 2], (raw[..., 0] + 1).clamp(max=width))
-    raw[..., 0] = torch.minimum(raw[..., 0], raw[..., 2] - 1)
-    raw[..., 3] = torch.maximum(raw[..., 3], (raw[..., 1] + 1).clamp(max=height))
-    raw[..., 1] = torch.minimum(raw[..., 1], raw[..., 3] - 1)
+    # ROIAlign needs positive extent, so widen degenerate boxes to one pixel around their centre
+    # (centred, so a box and its horizontal mirror stay mirror images), kept inside the image.
+    for lo_i, hi_i, size in ((0, 2, width), (1, 3, height)):
+        thin = (raw[..., hi_i] - raw[..., lo_i]) < 1
+        start = ((raw[..., lo_i] + raw[..., hi_i]) / 2 - 0.5).clamp(0, max(size - 1, 0))
+        raw[..., lo_i] = torch.where(thin, start, raw[..., lo_i])
+        raw[..., hi_i] = torch.where(thin, start + 1, raw[..., hi_i])
 
     image_box = torch.tensor([0.0, 0.0, width, height], device=device)
     boxes = torch.empty_like(raw)

@@ -98,7 +98,15 @@ def test_degenerate_box_has_positive_extent():
     put(kp, 0, "Neck", 50, 20)
     put(kp, 0, "MidHip", 50, 20)
     x1, y1, x2, y2 = entity_boxes(kp, (W, H)).boxes[0, TORSO]
-    assert x2 > x1 and y2 > y1
+    np.testing.assert_allclose([x1, y1, x2, y2], [49.5, 19.5, 50.5, 20.5])  # 1 px, centred
+    # mirrored joints give the mirrored box (no one-sided widening)
+    kp[..., 0] = np.where(kp[..., 2] > 0, W - kp[..., 0], 0)
+    mx1, _, mx2, _ = entity_boxes(kp, (W, H)).boxes[0, TORSO]
+    np.testing.assert_allclose([mx1, mx2], [W - x2, W - x1])
+    corner = blank()
+    put(corner, 0, "Neck", 0, 0)
+    put(corner, 0, "MidHip", 0, 0)
+    np.testing.assert_allclose(entity_boxes(corner, (W, H)).boxes[0, TORSO], [0, 0, 1, 1])
 
 
 def test_confidence_is_mean_over_entity_joints():

@@ -56,7 +56,12 @@ Neck with one shoulder outside is missing too.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +161,32 @@ def blazepose_to_body25(
     return body, extra, raw
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the duration (unless debug logging is on).
+
+    MediaPipe's C++ side prints TFLite/absl start-up lines ("Created TensorFlow Lite XNNPACK
+    delegate", "Feedback manager requires ...") straight to fd 2 before its logging is initialised, so
+    environment variables cannot silence them; they would bury the progress bar and real errors.
+    Errors still surface as Python exceptions.
+    """
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _check_models_present() -> None:
     import mediapipe
 
@@ -189,14 +220,18 @@ class MediaPipePose:
         import mediapipe as mp
 
         c = self.config
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=not c.keep_tracking_across_gaps,
-            model_complexity=c.model_complexity,
-            smooth_landmarks=c.smooth_landmarks,
-            enable_segmentation=False,
-            min_detection_confidence=c.min_detection_confidence,
-            min_tracking_confidence=c.min_tracking_confidence,
-        )
+        # protobuf's deprecation warning fires inside every process() call of this mediapipe release
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+        with _native_stderr_silenced():
+            self._pose = mp.solutions.pose.Pose(
+                static_image_mode=not c.keep_tracking_across_gaps,
+                model_complexity=c.model_complexity,
+                smooth_landmarks=c.smooth_landmarks,
+                enable_segmentation=False,
+                min_detection_confidence=c.min_detection_confidence,
+                min_tracking_confidence=c.min_tracking_confidence,
+            )
+        self._started = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -209,7 +244,12 @@ class MediaPipePose:
         if self._pose is None:
             raise RuntimeError("MediaPipePose must be used inside a 'with' block")
         h, w = rgb.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(rgb))
+        if self._started < 3:  # the graph's native start-up lines come with its first frames
+            with _native_stderr_silenced():
+                result = self._pose.process(np.ascontiguousarray(rgb))
+            self._started += 1
+        else:
+            result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return None
         lm = np.array([(p.x * w, p.y * h, p.visibility) for p in result.pose_landmarks.landmark], np.float32)

@@ -118,3 +118,37 @@ def test_simulator_shapes_truth_and_reproducibility():
     assert r.true_effect == pytest.approx(1 / 2.5) and r.direction == "ASD < PSY"
     null = truth_table(SimConfig(effects=(), n_actions=3))
     assert not null["planted"].any() and null["direction"].isna().all()
+
+
+def test_table_v_prob_rows_are_reproduced_by_bh_over_30_tests():
+    """The paper's Table V, Prob. rows: BH over one part's 30 tests (10 actions x 3 contrasts).
+
+    Raw p chosen consistent with the printed p (.002 .004 .007 .008 .019 .020) give exactly the
+    printed p_adj (.054 .054 .058 .058 .102 .102); 24 further tests with p > .05 fill the family.
+    """
+    printed_p = [".002", ".004", ".007", ".008", ".019", ".020"]
+    printed_adj = [".054", ".054", ".058", ".058", ".102", ".102"]
+    raw = [0.0018, 0.0036, 0.0070, 0.0077, 0.019, 0.0204]
+    rest = list(np.linspace(0.06, 0.95, 24))
+    acts = [f"a{i}" for i in range(10)]
+    rows = [{"action": a, "contrast": c, "part": "probability"} for a in acts for c in ("ASD vs PSY", "ASD vs TDC", "PSY vs TDC")]
+    df = pd.DataFrame(rows).assign(p=raw + rest)
+    # the other part must not change this part's adjustment
+    df = pd.concat([df, df.assign(part="intensity", p=0.001)], ignore_index=True)
+    adj = adjust_pvalues(df, "fdr_bh", "part")
+    assert [format_p(p) for p in df["p"][:6]] == printed_p
+    assert [format_p(p) for p in adj[:6]] == printed_adj
+    # the same p-values in a family of 60 (both parts together) would not match the paper
+    assert [format_p(p) for p in adjust_pvalues(df, "fdr_bh", "all")[:6]] != printed_adj
+
+
+def test_non_estimable_tests_do_not_count_in_the_family_size():
+    df = pd.DataFrame({"action": "x", "contrast": list("abcdef"), "part": "probability",
+                       "p": [0.01, 0.02, 0.03, np.nan, np.nan, np.nan]})  # fmt: skip
+    adj = adjust_pvalues(df, "bonferroni", "part")
+    np.testing.assert_allclose(adj[:3], [0.03, 0.06, 0.09])  # m = 3, not 6
+    assert adj[3:].isna().all()
+    bh = adjust_pvalues(df, "fdr_bh", "part")
+    np.testing.assert_allclose(bh[:3], [0.03, 0.03, 0.03])
+    # an all-NaN family is fine and stays NaN
+    assert adjust_pvalues(df.assign(p=np.nan), "holm", "part").isna().all()

@@ -99,8 +99,9 @@ def firth_fit(
     start : numpy.ndarray, optional
         Starting values (projected onto the constraint).
     maxiter, tol, max_step
-        Newton iterations, convergence threshold on the largest step, and the step cap (a step is
-        also halved until the penalised likelihood does not decrease).
+        Scoring iterations; convergence threshold and step cap, both on the largest change of the
+        linear predictor ``X @ beta`` (so independent of covariate units). A step is also halved until
+        the penalised likelihood increases.
 
     Returns
     -------
@@ -128,7 +129,9 @@ def firth_fit(
 
     beta, eta, p, w, info = parts(gamma)
     pll = firth_penalized_loglik(X, y, beta)
+    XN = X @ N  # a step in gamma changes the linear predictor by XN @ step
     converged = False
+    prev_move = None
     it = 0
     for it in range(1, maxiter + 1):
         try:
@@ -142,25 +145,47 @@ def firth_fit(
             step = np.linalg.solve(H, score)
         except np.linalg.LinAlgError:
             break
-        big = np.max(np.abs(step)) if step.size else 0.0
-        if big > max_step:
-            step *= max_step / big
-        # Step halving keeps the iteration strictly ascending in the penalised likelihood. Fisher
-        # scoring on the modified score is not Newton on the penalised likelihood and can fall into a
-        # 2-cycle around the optimum (e.g. a group of one participant); a strict ascent requirement
-        # halves such a step onto the optimum.
-        for _ in range(40):
+        # Sizes are measured on the linear predictor, so that the cap and the convergence test do not
+        # depend on a covariate's units (a coefficient of 2000 on a 0-0.01 scale is an ordinary effect).
+        move = XN @ step
+        size = float(np.max(np.abs(move))) if step.size else 0.0
+        decrement = float(score @ step)  # expected gain of the full step, twice over
+        if size < tol:
+            # Converged: judged on the *full* scoring step. (Judging it on a step shrunk by the halving
+            # below stopped the iteration up to 1e-7 short of the optimum, where the penalised
+            # likelihood no longer resolves an improvement in double precision.)
+            gamma = gamma + step
+            beta, eta, p, w, info = parts(gamma)
+            pll = firth_penalized_loglik(X, y, beta)
+            converged = True
+            break
+        if size > max_step:
+            step *= max_step / size
+        elif size < 1e-6 and prev_move is not None and float(move @ prev_move) < 0:
+            # Scoring overshoots back and forth around the optimum (a 2-cycle, e.g. a group of one
+            # participant): half a step lands on the optimum.
+            step *= 0.5
+        prev_move = move
+        # Step halving keeps the iteration ascending in the penalised likelihood. Fisher scoring on the
+        # modified score is not Newton on the penalised likelihood and can fall into a 2-cycle around
+        # the optimum (e.g. a group of one participant); an ascent requirement halves such a step onto
+        # the optimum. Close to the optimum (a step below 1e-6 on the linear predictor) the change is
+        # below double-precision resolution of the likelihood and the full step is taken.
+        for _ in range(60):
             cand = gamma + step
             b2, e2, p2, w2, i2 = parts(cand)
             pll2 = firth_penalized_loglik(X, y, b2)
-            if pll2 > pll:
+            if pll2 > pll or size < 1e-6:
                 break
             step *= 0.5
+        else:
+            # No step along an ascent direction increases the computed penalised likelihood: the
+            # optimum is reached to the precision the likelihood can be evaluated (ill-conditioned
+            # information, e.g. quasi-separation by a covariate) if the expected gain is negligible.
+            converged = decrement < 1e-8 * (1.0 + abs(pll))
+            break
         gamma = cand
         beta, eta, p, w, info, pll = b2, e2, p2, w2, i2, pll2
-        if (np.max(np.abs(step)) if step.size else 0.0) < tol:
-            converged = True
-            break
     try:
         cov = np.linalg.inv(info)
     except np.linalg.LinAlgError:

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from scipy import optimize, special
+from scipy import optimize, special, stats
 
 from analysis.config import HurdleConfig
 from analysis.design import build_design
-from analysis.hurdle import hurdle_analysis, main
+from analysis.hurdle import hurdle_analysis, main, probability_part
 from analysis.logistic import firth_fit, fit_logistic, logistic_contrast
 
 # Greene, Econometric Analysis, Spector & Mazzeo (1980) logit: GRADE on GPA, TUCE, PSI.
@@ -164,3 +164,83 @@ def test_firth_always_option_and_wald_ci():
     assert (prob["method"] == "Firth penalised logistic regression").all()
     assert (prob["ci_method"] == "wald").all()
     assert prob["note"].str.contains("Firth").all()
+
+
+# ---------------------------------------------------------------- contrasts not involving the reference
+
+
+def _three_group_data(seed=7, n=240):
+    rng = np.random.default_rng(seed)
+    g = rng.choice(["A", "B", "C"], n, p=[0.4, 0.25, 0.35])
+    age = rng.uniform(5, 50, n)
+    sex = rng.choice(["F", "M"], n)
+    eng = rng.random(n) < special.expit(-0.3 + 0.9 * (g == "B") - 0.4 * (g == "C") + 0.03 * (age - 25) + 0.3 * (sex == "M"))
+    pct = np.where(eng, 100 * np.clip(rng.beta(2, 9, n), 1e-4, 1), 0.0)
+    return pd.DataFrame({"participant_id": [f"p{i}" for i in range(n)], "group": g, "age": age, "sex": sex, "percent_time": pct})
+
+
+def test_non_reference_contrast_matches_refit_with_that_reference():
+    """B vs C (A is the model's reference) equals the B coefficient of a refit with C as reference."""
+    d = _three_group_data()
+    res = probability_part(d, HurdleConfig(groups=("A", "B", "C"), covariates=("age", "sex")))
+    row = res[res["contrast"] == "B vs C"].iloc[0]
+    X = pd.DataFrame({"const": 1.0, "A": (d.group == "A") * 1.0, "B": (d.group == "B") * 1.0, "age": d.age, "M": (d.sex == "M") * 1.0})
+    y = (d.percent_time > 0).astype(float)
+    ref = sm.Logit(y, X).fit(disp=0, method="newton", tol=1e-12)
+    assert row.estimate == pytest.approx(ref.params["B"], abs=1e-7)
+    assert row.se == pytest.approx(ref.bse["B"], rel=1e-6)
+    assert row.p == pytest.approx(ref.pvalues["B"], rel=1e-5)
+    assert row.estimate > 0 and row.direction == "B > C"
+    # average marginal effect: counterfactual predictions, everybody in B minus everybody in C
+    xb, xc = X.assign(A=0.0, B=1.0), X.assign(A=0.0, B=0.0)
+    assert row.ame_pp == pytest.approx(100 * np.mean(ref.predict(xb) - ref.predict(xc)), abs=1e-6)
+
+
+def test_ame_equals_finite_difference_without_covariates():
+    """Group-only model: AME = difference of the groups' observed engagement rates (saturated fit)."""
+    d = _three_group_data(seed=8)
+    res = probability_part(d, HurdleConfig(groups=("A", "B", "C"))).set_index("contrast")
+    rate = (d.percent_time > 0).groupby(d.group).mean()
+    for a, b in (("A", "B"), ("A", "C"), ("B", "C")):
+        assert res.loc[f"{a} vs {b}", "ame_pp"] == pytest.approx(100 * (rate[a] - rate[b]), abs=1e-6)
+        assert res.loc[f"{a} vs {b}", "ame_pp"] == pytest.approx(res.loc[f"{a} vs {b}", "pct_engaged_a"] - res.loc[f"{a} vs {b}", "pct_engaged_b"], abs=1e-6)
+
+
+# ---------------------------------------------------------------- Firth: closed form, penalised LR p
+
+
+def _two_by_two(a, b, c, d):
+    """Group A: a engaged, b not; group B: c engaged, d not."""
+    g = ["A"] * (a + b) + ["B"] * (c + d)
+    pct = [5.0] * a + [0.0] * b + [5.0] * c + [0.0] * d
+    return pd.DataFrame({"group": g, "percent_time": pct})
+
+
+@pytest.mark.parametrize("cells,firth", [((3, 12, 0, 15), "auto"), ((7, 3, 10, 0), "auto"), ((6, 9, 11, 4), "always"), ((2, 5, 1, 9), "always")])
+def test_firth_single_binary_covariate_closed_form(cells, firth):
+    """With one binary covariate the Firth log odds ratio is the 2x2 log OR with 0.5 added to each cell."""
+    a, b, c, d = cells
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = probability_part(_two_by_two(*cells), HurdleConfig(groups=("A", "B"), firth=firth)).iloc[0]
+    assert row.method == "Firth penalised logistic regression"
+    closed = np.log((a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)))
+    assert row.estimate == pytest.approx(closed, abs=1e-8)
+    assert row.effect == pytest.approx(np.exp(closed), rel=1e-8)
+    # the p of a Firth row is the penalised likelihood-ratio p, not the Wald p
+    X = np.column_stack([np.ones(a + b + c + d), np.r_[np.ones(a + b), np.zeros(c + d)]])
+    y = np.r_[np.ones(a), np.zeros(b), np.ones(c), np.zeros(d)]
+    full = -optimize.minimize(_independent_firth_nll, np.zeros(2), args=(X, y), method="BFGS", options={"gtol": 1e-10}).fun
+    null = -optimize.minimize_scalar(lambda b0: _independent_firth_nll(np.array([b0, 0.0]), X, y), bounds=(-10, 10), method="bounded",
+                                     options={"xatol": 1e-12}).fun  # fmt: skip
+    lr = 2 * (full - null)
+    assert row.test == "penalised LR chi2" and row.statistic == pytest.approx(lr, abs=1e-6)
+    assert row.p == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-5)
+    wald_p = 2 * stats.norm.sf(abs(row.estimate / row.se))
+    assert abs(row.p - wald_p) > 1e-4  # would catch a Wald p reported as the PLR p
+    # profile bounds: the penalised LR statistic equals chi2(0.95, 1) at each bound
+    for bound in (np.log(row.ci_low), np.log(row.ci_high)):
+        pb = -optimize.minimize_scalar(lambda b0: _independent_firth_nll(np.array([b0, bound]), X, y), bounds=(-20, 20), method="bounded",
+                                       options={"xatol": 1e-12}).fun  # fmt: skip
+        assert 2 * (full - pb) == pytest.approx(stats.chi2.ppf(0.95, 1), abs=1e-4)
+    assert row.ci_low < row.effect < row.ci_high

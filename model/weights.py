@@ -43,7 +43,8 @@ from model.config import MicroDualNetConfig
 
 __all__ = [
     "BackboneWeights", "LoadReport", "WeightsMismatchError", "load_backbone_weights", "read_state_dict",
-    "detect_format", "to_torchvision_names", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT",
+    "detect_format", "to_torchvision_names", "save_checkpoint", "load_checkpoint", "unwrap_model",
+    "CHECKPOINT_FORMAT",
 ]
 
 Format = Literal["auto", "torchvision", "tsm", "mmaction2"]
@@ -188,11 +189,29 @@ def load_backbone_weights(model: nn.Module, weights: BackboneWeights | Path | st
 # --------------------------------------------------------------------------------------------------
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain :class:`MicroDualNet` inside ``torch.compile`` / DataParallel / DDP wrappers.
+
+    Their ``state_dict`` prefixes every key (``_orig_mod.``, ``module.``), which a freshly built
+    model would not load; checkpoints always store the unwrapped names.
+    """
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if inner is None:
+            return model
+        model = inner
+
+
 def save_checkpoint(path: Path | str, model: nn.Module, *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``{"format", "config" (plain dict), "state_dict", "extra"}``, loadable with weights_only=True.
 
     ``extra`` must be plain data too (numbers, strings, lists, dicts, tensors): e.g. epoch, metrics.
+    A ``torch.compile``-d or DataParallel/DDP-wrapped model is unwrapped first (:func:`unwrap_model`),
+    so its checkpoint loads into a plain model.
     """
+    model = unwrap_model(model)
     cfg: MicroDualNetConfig = model.cfg
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,17 +121,68 @@ def test_tiny_model_loads_backbone_through_builder(tmp_path):
     _assert_equal_to_source(model.backbone, src)
 
 
-def test_checkpoint_round_trip_with_weights_only(tmp_path):
+def _trained_tiny(cfg):
+    """A tiny model whose BatchNorm statistics moved away from their initial values."""
     torch.manual_seed(0)
+    model = MicroDualNet(cfg)
+    frames = torch.randn(2, 4, 3, 64, 64)
+    kp = torch.rand(2, 4, 25, 3) * torch.tensor([64.0, 64.0, 1.0])
+    with torch.no_grad():
+        model(frames, kp)  # train mode: updates running mean / var
+    return model.eval(), frames, kp
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
     cfg = MicroDualNetConfig.tiny(routing_temperature=0.7, extra={"run": "t1"})
-    model = MicroDualNet(cfg).eval()
+    model, frames, kp = _trained_tiny(cfg)
     path = save_checkpoint(tmp_path / "ckpt.pt", model, extra={"epoch": 3})
     raw = torch.load(path, weights_only=True)
     assert raw["config"]["routing_temperature"] == 0.7
+    assert isinstance(raw["config"], dict)  # plain data, not a pickled dataclass
     loaded, extra = load_checkpoint(path, with_extra=True)
     assert loaded.cfg == cfg and extra == {"epoch": 3}
-    frames = torch.randn(1, 4, 3, 64, 64)
-    kp = torch.rand(1, 4, 25, 3) * torch.tensor([64.0, 64.0, 1.0])
+    assert loaded.dual_path.fusion.temperature == 0.7
+    assert loaded.training  # a rebuilt model, in the default (train) mode like any new module
+    loaded.eval()
     with torch.no_grad():
-        assert torch.allclose(model(frames, kp).logits, loaded.eval()(frames, kp).logits)
+        # Exactly the same numbers, not merely close: same weights, same BN statistics, same graph.
+        a, b = model(frames, kp), loaded(frames, kp)
+        assert torch.equal(a.logits, b.logits) and torch.equal(a.routing, b.routing)
     assert micro_dualnet(weights=path).cfg == cfg
+
+
+def test_checkpoint_loads_weights_only_in_a_fresh_process(tmp_path):
+    """Nothing in the file needs this project's classes to unpickle, and it rebuilds the same model."""
+    model, frames, kp = _trained_tiny(MicroDualNetConfig.tiny(entity_layout="imigue", num_classes=32))
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, extra={"epoch": 1, "metrics": {"top1": 0.5}})
+    with torch.no_grad():
+        expect = model(frames, kp).logits
+    torch.save({"frames": frames, "kp": kp, "expect": expect}, tmp_path / "io.pt")
+    repo = Path(__file__).resolve().parents[1]
+    code = f"""
+import sys, torch
+raw = torch.load({str(path)!r}, weights_only=True)   # before anything of the project is imported
+assert not any(m.startswith("model") for m in sys.modules), "weights_only load imported project code"
+sys.path.insert(0, {str(repo)!r})
+from model.weights import load_checkpoint
+model = load_checkpoint({str(path)!r}).eval()
+io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
+with torch.no_grad():
+    out = model(io["frames"], io["kp"]).logits
+assert torch.equal(out, io["expect"]), (out - io["expect"]).abs().max()
+print("OK", raw["config"]["entity_layout"], raw["extra"]["metrics"]["top1"])
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["OK", "imigue", "0.5"]
+
+
+def test_checkpoint_of_compiled_model_loads_into_plain_model(tmp_path):
+    model, frames, kp = _trained_tiny(MicroDualNetConfig.tiny())
+    compiled = torch.compile(model)  # wrapping only; nothing is compiled until it is called
+    assert next(iter(compiled.state_dict())).startswith("_orig_mod.")
+    path = save_checkpoint(tmp_path / "ckpt.pt", compiled)
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in torch.load(path, weights_only=True)["state_dict"])
+    loaded = load_checkpoint(path).eval()
+    with torch.no_grad():
+        assert torch.equal(model(frames, kp).logits, loaded(frames, kp).logits)

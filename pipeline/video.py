@@ -12,6 +12,11 @@ Conventions
 - Timestamps come from the stream (``CAP_PROP_POS_MSEC`` after each grab), so variable-frame-rate
   videos get their true times; :attr:`VideoInfo.fps` is then the average rate (frames / duration) and
   is only used to turn seconds into frame counts (window hop).
+- Frame counts: MP4/MOV (``stts``) and AVI (header) state the exact number of frames, and that number
+  is used. Other containers (Matroska/WebM, MPEG-PS/TS, raw streams, ...) carry no count; OpenCV then
+  reports an estimate (duration x fps, e.g. 16 for a 20-frame MPEG-PS file) or garbage, so for them the
+  frames are counted by reading the file once (:attr:`VideoInfo.counted`). Window plans built on an
+  estimate would miss the tail or ask for frames that do not exist.
 - A missing, empty, unreadable or frameless file raises :class:`VideoError` whose message names the
   file; callers processing many videos catch it per video.
 """
@@ -52,13 +57,14 @@ class VideoInfo:
     fps : float
         Average frame rate (for constant-rate video: the nominal rate).
     frame_count : int
-        Number of frames. From the container when it states one, otherwise counted by reading.
+        Number of frames. From the container when it states an exact one (MP4/MOV, AVI), otherwise
+        counted by reading the file.
     duration_s : float
         ``frame_count / fps``.
     rotation : int
         Rotation metadata in degrees (0, 90, 180, 270), already applied to decoded frames.
     counted : bool
-        True when ``frame_count`` was obtained by reading the whole file (container had none).
+        True when ``frame_count`` was obtained by reading the whole file (container had no exact count).
     """
 
     path: str
@@ -93,11 +99,29 @@ def _open(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def _exact_count_container(path: Path) -> bool:
+    """Whether the file's container states an exact frame count: ISO BMFF (MP4/MOV/M4V) or RIFF AVI."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return True
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
+def probe(path: str | os.PathLike, *, count_frames: bool | None = None) -> VideoInfo:
     """Read a video's size, frame rate, frame count, duration and rotation.
 
     The first frame is decoded to make sure the file is really readable and to take the displayed
     frame size from it (the container's size can disagree with rotated or odd-sized streams).
+
+    Parameters
+    ----------
+    count_frames : bool, optional
+        Count the frames by reading the whole file. None (default): only when the container does not
+        state an exact count (anything but MP4/MOV and AVI, or a count <= 0).
 
     Raises
     ------
@@ -116,8 +140,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
         counted = False
         last_ms = 0.0
-        if count <= 0:
-            # The container does not state a frame count (some streams, some VFR files): count them.
+        if count_frames is None:
+            count_frames = count <= 0 or not _exact_count_container(path)
+        if count_frames:
+            # No exact count in the container (Matroska, MPEG-PS/TS, raw streams): count by reading.
             count = 1
             while cap.grab():
                 count += 1

@@ -185,3 +185,28 @@ def test_variable_frame_rate_uses_stream_timestamps(tmp_path):
     expected = np.r_[np.arange(5) / 30, 5 / 30 + np.arange(5) * 2 / 30]
     np.testing.assert_allclose(times, expected, atol=2e-3)
     assert [i for i, _, _ in iter_frames(p, [2, 7])] == [2, 7]
+
+
+@pytest.mark.parametrize(
+    "name, fourcc",
+    [
+        ("ps.mpg", "mp4v"),  # MPEG-PS: OpenCV estimates 16 frames from duration x fps for these 20
+        ("raw.mjpg", "MJPG"),  # raw MJPEG stream: OpenCV reports a huge negative count
+        ("m.mkv", "MJPG"),  # Matroska: no frame count in the container
+    ],
+)
+def test_container_without_exact_frame_count_is_counted_by_reading(tmp_path, name, fourcc):
+    p = write_video(tmp_path / name, numbered_frames(20), fps=25.0, fourcc=fourcc)
+    info = probe(p)
+    assert info.counted and info.frame_count == 20
+    assert info.fps == pytest.approx(25.0) and info.duration_s == pytest.approx(0.8)
+    got = [i for i, _, _ in iter_frames(p)]
+    assert got == list(range(info.frame_count))  # the count agrees with what decoding yields
+
+
+def test_mp4_and_avi_counts_are_taken_from_the_container(tmp_path):
+    for name, fourcc in (("a.mp4", "mp4v"), ("a.avi", "MJPG")):
+        info = probe(write_video(tmp_path / name, numbered_frames(12), fourcc=fourcc))
+        assert not info.counted and info.frame_count == 12, name
+    forced = probe(tmp_path / "a.mp4", count_frames=True)
+    assert forced.counted and forced.frame_count == 12

@@ -23,9 +23,12 @@ import statsmodels.api as sm
 from scipy import special
 
 from .design import Design
+from .logistic import effect_span
 
 __all__ = ["FractionalFit", "robust_sandwich", "fit_fractional"]
 
+# A coefficient whose effect over its column's observed range exceeds this is running off to infinity
+# (see analysis.logistic.effect_span).
 _RUNAWAY_COEF = 15.0
 
 
@@ -110,10 +113,17 @@ def fit_fractional(design: Design, y: np.ndarray) -> FractionalFit:
     params = np.asarray(res.params, dtype=np.float64)
     names = {type(w.message).__name__ for w in caught}
     problem = None
-    if not res.converged or "ConvergenceWarning" in names:
+    span = effect_span(X, params)
+    runaway = [design.names[j + 1] for j in np.flatnonzero(~np.isfinite(span) | (span > _RUNAWAY_COEF))]
+    if runaway:
+        # Quasi-separation of the mean, e.g. every engager with one covariate level at 100 % (groups at
+        # 100 % are left out before the fit). The diverging coefficient is named; no Wald test or
+        # sandwich of this fit means anything.
+        problem = f"coefficient diverging ({', '.join(runaway)}): intensity at the 100 % boundary (quasi-separation)"
+    elif not res.converged or "ConvergenceWarning" in names:
         problem = "fit did not converge"
-    elif "PerfectSeparationWarning" in names or np.max(np.abs(params[1:]), initial=0) > _RUNAWAY_COEF:
-        problem = "coefficient diverging (intensity at a boundary in a group)"
+    elif "PerfectSeparationWarning" in names:
+        problem = "coefficient diverging (intensity at a boundary)"
     try:
         cov = robust_sandwich(X, y, params)
     except np.linalg.LinAlgError:

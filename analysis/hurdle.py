@@ -206,7 +206,13 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
     for groups, prs, sample in _samples(data, config):
         eng = sample[sample["percent_time"] > 0]
         n_eng = {g: c["engaged"] for g, c in _group_counts(sample, groups).items()}
-        ok = [g for g in groups if n_eng[g] >= config.min_engaged]
+        # A group whose engagers all sit at 100 % has no finite intensity odds (its coefficient runs
+        # off to infinity); it is left out of the model like a group with too few engagers, so that
+        # the other pairs stay estimable.
+        pct = eng["percent_time"].to_numpy(dtype=np.float64)
+        grp = eng["group"].to_numpy(dtype=object)
+        at_max = {g for g in groups if n_eng[g] and bool(np.all(pct[grp == g] >= 100.0))}
+        ok = [g for g in groups if n_eng[g] >= config.min_engaged and g not in at_max]
         fit = None
         if len(ok) >= 2:
             fitted = eng[eng["group"].isin(ok)]
@@ -217,9 +223,12 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
             row = _base_row(counts, a, b, "intensity")
             row.update(method=_INT_METHOD, n_fit=int(len(fit.y)) if fit is not None else 0)
             few = [g for g in (a, b) if n_eng[g] < config.min_engaged]
+            full = [g for g in (a, b) if g in at_max and g not in few]
             if few:
                 detail = ", ".join(f"{g}: {n_eng[g]}" for g in few)
                 row["note"] = f"not estimable: too few engagers ({detail} < {config.min_engaged})"
+            elif full:
+                row["note"] = f"not estimable: every engager at 100 % ({', '.join(full)}): intensity at a boundary"
             elif fit.problem:
                 row["note"] = f"not estimable: {fit.problem}"
             else:
@@ -231,9 +240,11 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
                     _numbers(row, test, a, b)
                     row["ci_method"] = "wald"
                     row["ame_pp"] = float(100 * np.mean(fit.predict(D.with_group(a)) - fit.predict(D.with_group(b))))
-                    left_out = [g for g in groups if g not in ok]
+                    few_out = [g for g in groups if n_eng[g] < config.min_engaged]
+                    full_out = [g for g in groups if g in at_max and g not in few_out]
                     row["note"] = _join(
-                        f"groups left out of the model (too few engagers): {', '.join(left_out)}" if left_out else None,
+                        f"groups left out of the model (too few engagers): {', '.join(few_out)}" if few_out else None,
+                        f"groups left out of the model (every engager at 100 %): {', '.join(full_out)}" if full_out else None,
                         f"covariate columns dropped (no variation): {', '.join(D.dropped)}" if D.dropped else None,
                     )
             rows.append(row)

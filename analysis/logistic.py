@@ -36,10 +36,23 @@ __all__ = [
     "logistic_contrast",
 ]
 
-# A coefficient beyond this (|log odds ratio| > 15, i.e. OR > 3e6) or a fitted probability this close
-# to 0/1 means the ML fit is drifting to infinity even if statsmodels reports convergence.
+# A coefficient whose effect over its column's observed range exceeds this (|log odds ratio| > 15,
+# i.e. OR > 3e6, for a dummy) or a fitted probability this close to 0/1 means the ML fit is drifting
+# to infinity even if statsmodels reports convergence.
 _RUNAWAY_COEF = 15.0
 _RUNAWAY_PROB = 1e-9
+
+
+def effect_span(X: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """|coefficient| x observed range of its column, for every column but the intercept.
+
+    The change of the linear predictor a coefficient makes across the sample: for a dummy the
+    coefficient itself; for a numeric covariate it does not depend on the units (a coefficient of
+    2000 on a covariate ranging over 0-0.01 is an ordinary effect, not a diverging one).
+    """
+    if X.shape[1] <= 1:
+        return np.zeros(0)
+    return np.abs(np.asarray(params, dtype=np.float64)[1:]) * np.ptp(X[:, 1:], axis=0)
 
 
 def firth_penalized_loglik(X: np.ndarray, y: np.ndarray, beta: np.ndarray) -> float:
@@ -258,7 +271,7 @@ def _ml_fit(X: np.ndarray, y: np.ndarray):
     p = np.asarray(res.fittedvalues)
     if not res.converged or "ConvergenceWarning" in names:
         return res, "ML fit did not converge"
-    if not np.all(np.isfinite(params)) or np.max(np.abs(params[1:]), initial=0) > _RUNAWAY_COEF:
+    if not np.all(np.isfinite(params)) or np.max(effect_span(X, params), initial=0) > _RUNAWAY_COEF:
         return res, "quasi-complete separation (coefficient diverging)"
     if np.min(np.minimum(p, 1 - p)) < _RUNAWAY_PROB:
         return res, "quasi-complete separation (fitted probability 0 or 1)"

@@ -130,7 +130,60 @@ def test_intensity_all_at_100_percent_in_a_group():
     df = make_cohort({"ASD": [100.0] * 8, "TDC": mixed(40, 0.6, 7)})
     res = run(df, groups=("ASD", "TDC"))
     row = res[res["part"] == "intensity"].iloc[0]
-    assert row["note"].startswith("not estimable")
+    assert row["note"] == "not estimable: every engager at 100 % (ASD): intensity at a boundary"
+    assert row["n_fit"] == 0 and np.isnan(row["p"])
+
+
+@pytest.mark.filterwarnings("error")
+def test_group_at_100_percent_leaves_the_other_pairs_estimable():
+    """Only the pairs with the 100 % group lose their intensity test; the model drops that group."""
+    df = make_cohort({"ASD": [100.0] * 6 + [0.0] * 4, "PSY": mixed(30, 0.6, 12), "TDC": mixed(30, 0.6, 13)})
+    res = run(df)
+    inten = res[res["part"] == "intensity"].set_index("contrast")
+    for c in ("ASD vs PSY", "ASD vs TDC"):
+        assert inten.loc[c, "note"] == "not estimable: every engager at 100 % (ASD): intensity at a boundary"
+    row = inten.loc["PSY vs TDC"]
+    assert np.isfinite(row["p"]) and row["note"] == "groups left out of the model (every engager at 100 %): ASD"
+    assert row["n_fit"] == row["engaged_a"] + row["engaged_b"]
+    # the same numbers as a model of PSY and TDC alone
+    alone = run(df[df["group"] != "ASD"], groups=("PSY", "TDC"))
+    ref = alone[alone["part"] == "intensity"].iloc[0]
+    assert row["estimate"] == pytest.approx(ref["estimate"], abs=1e-9) and row["se"] == pytest.approx(ref["se"], rel=1e-9)
+    # the probability part is unaffected (ASD has engagers and non-engagers)
+    assert res.loc[res["part"] == "probability", "p"].notna().all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_covariate_induced_boundary_in_intensity_is_named():
+    """Every engager with sex M at 100 %: the sex coefficient diverges; the note names it."""
+    rng = np.random.default_rng(14)
+    sex = np.array(["F", "M"] * 30)
+    pct = rng.uniform(1, 30, 60)
+    pct[sex == "M"] = 100.0
+    pct[::7] = 0.0
+    df = make_cohort({"A": list(pct[:30]), "B": list(pct[30:])}, sex=sex)
+    res = run(df, groups=("A", "B"), covariates=("sex",))
+    row = res[res["part"] == "intensity"].iloc[0]
+    assert row["note"] == "not estimable: coefficient diverging (sex[M]): intensity at the 100 % boundary (quasi-separation)"
+    assert np.isfinite(res.loc[res["part"] == "probability", "p"]).all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_small_scale_covariate_is_not_mistaken_for_separation():
+    """A covariate in small units has a large but ordinary coefficient (800 per unit on 0-0.01)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    x = rng.uniform(0, 0.01, n)
+    eng = rng.random(n) < 1 / (1 + np.exp(-(-0.3 + 800 * (x - 0.005))))
+    frac = 1 / (1 + np.exp(-(-1.5 + 800 * (x - 0.005) + rng.normal(0, 0.3, n))))
+    df = make_cohort({"A": list(np.where(eng, 100 * frac, 0.0)[:100]), "B": list(np.where(eng, 100 * frac, 0.0)[100:])}, x=x)
+    res = run(df, groups=("A", "B"), covariates=("x",))
+    assert res["p"].notna().all() and res["note"].isna().all()
+    assert res.loc[res["part"] == "probability", "method"].iloc[0] == "logistic GLM (maximum likelihood)"
+    # the same analysis with x in units 1000 times larger gives the same group contrasts
+    big = run(df.assign(x=df["x"] * 1000), groups=("A", "B"), covariates=("x",))
+    np.testing.assert_allclose(big["estimate"], res["estimate"], atol=1e-7)
+    np.testing.assert_allclose(big["p"], res["p"], atol=1e-7)
 
 
 @pytest.mark.filterwarnings("error")

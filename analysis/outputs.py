@@ -18,6 +18,7 @@ Files::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,34 @@ def slug(name: str) -> str:
     """A file-name-safe version of an action name ('scratching or touching neck' -> 'scratching_or_touching_neck')."""
     s = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
     return s or "action"
+
+
+_FIXED_OUTPUTS = ("results.csv", "descriptives.csv", "table.html", "table.md", "table.tex", "overview.png",
+                  "overview.svg", "overview.pdf")  # fmt: skip
+_FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _previous_outputs(out: Path) -> list[Path]:
+    """Files of an earlier run in ``out``: those its sidecar lists, the fixed names and plots/ figures.
+
+    Only files this module writes are touched; anything else a user keeps in the folder stays.
+    """
+    found: set[Path] = set()
+    side = out / "results.parquet.json"
+    try:
+        listed = json.loads(side.read_text(encoding="utf-8")).get("files", []) if side.exists() else []
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    root = out.resolve()
+    for name in listed:
+        f = (out / str(name)).resolve()
+        if root in f.parents and f.is_file():  # never outside the folder
+            found.add(f)
+    found.update(f.resolve() for f in (out / n for n in _FIXED_OUTPUTS) if f.is_file())
+    plots = out / "plots"
+    if plots.is_dir():
+        found.update(f.resolve() for f in plots.iterdir() if f.is_file() and f.suffix in _FIGURE_SUFFIXES)
+    return sorted(found)
 
 
 def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, out_cfg: OutputConfig, stage: Path) -> list[Path]:
@@ -126,8 +155,16 @@ def write_outputs(
         out.mkdir(exist_ok=True)
         final_parquet = out / "results.parquet"
         # The old results must stop vouching for the folder before any file in it changes.
+        stale = _previous_outputs(out)
         final_parquet.unlink(missing_ok=True)
         Path(str(final_parquet) + ".json").unlink(missing_ok=True)
+        # Then every file of the previous run goes, so the new set never mixes with the old one
+        # (e.g. the plot of an action that is no longer selected, or plots after --no-plots).
+        for f in stale:
+            f.unlink(missing_ok=True)
+        plots = out / "plots"
+        if plots.is_dir() and not any(plots.iterdir()):
+            plots.rmdir()
         final: list[Path] = []
         for f in staged:
             dest = out / f.relative_to(stage)

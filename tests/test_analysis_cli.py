@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,29 @@ def test_rerun_into_existing_folder_replaces_results(tmp_path, capsys, small_coh
     rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "4")
     assert rc == 0
     assert pd.read_parquet(out / "results.parquet")["action"].nunique() == 4
+    assert pd.read_csv(out / "results.csv")["action"].nunique() == 4
+
+
+def test_rerun_removes_stale_files_of_the_previous_run(tmp_path, capsys, small_cohort):
+    """A second run with other actions (and then without plots) leaves no file of the first run."""
+    actions = sorted(small_cohort["action"].unique())
+    rc, out = _run(tmp_path, small_cohort, "--actions", ",".join(actions[:2]))
+    assert rc == 0
+    old_plots = {p.name for p in (out / "plots").iterdir()}
+    assert len(old_plots) == 4
+    (out / "notes.txt").write_text("mine")  # a user's own file is left alone
+    rc, out = _run(tmp_path, small_cohort, "--actions", actions[2])
+    assert rc == 0
+    from analysis.outputs import slug
+
+    assert {p.name for p in (out / "plots").iterdir()} == {f"{slug(actions[2])}.png", f"{slug(actions[2])}.svg"}
+    side = json.loads((out / "results.parquet.json").read_text())
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert files == set(side["files"]) | {"results.parquet", "results.parquet.json", "notes.txt"}
+    rc, out = _run(tmp_path, small_cohort, "--actions", actions[2], "--no-plots")
+    assert rc == 0
+    assert not (out / "plots").exists() and not (out / "overview.png").exists()
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_failed_write_leaves_no_results_parquet(tmp_path, capsys, small_cohort, monkeypatch):
@@ -203,3 +227,24 @@ def test_simulate_cli_writes_cohort_and_truth(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         simulate.main(["--out", str(tmp_path / "x.parquet"), "--effect", "flying:PSY:intensity:1"])
     assert exc.value.code == 2
+
+
+def test_failure_while_moving_files_in_leaves_no_results_parquet(tmp_path, capsys, small_cohort, monkeypatch):
+    rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "2")
+    assert rc == 0 and (out / "results.parquet").exists()
+    from analysis import outputs
+
+    real, calls = os.replace, []
+
+    def flaky(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", flaky)
+    with pytest.raises(OSError):
+        _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "3")
+    # half the new files are in, so the folder must not look complete
+    assert not (out / "results.parquet").exists() and not (out / "results.parquet.json").exists()
+    assert not list(tmp_path.glob(".out.staging-*"))

@@ -4,7 +4,8 @@ Temporal Shift Module (Lin et al., ICCV 2019), "residual shift" placement: insid
 its first convolution, 1/8 of the channels take the next frame's values, 1/8 the previous frame's,
 the rest stay; the identity branch is untouched, so a shifted block still passes the frame's own
 features. For ResNet-101 the reference implementation shifts only every other block of each stage
-(``tsm_block_interval=2``), for ResNet-50 every block.
+(blocks 0, 2, 4, ...: ``if i % n_round == 0`` with ``n_round = 2`` when layer3 has >= 23 blocks),
+for ResNet-50 every block; ``block_interval=None`` applies that rule.
 
 ::
 
@@ -85,22 +86,26 @@ class TSMResNet(nn.Module):
         Key of :data:`model.config.BACKBONE_ARCHS` ("resnet50", "resnet101", "resnet_tiny").
     shift_div : int
         1/``shift_div`` of the channels shift each way.
-    block_interval : int
-        Shift in blocks 0, n, 2n, ... of every stage; 0 means no shift at all.
+    block_interval : int or None
+        Shift in blocks 0, n, 2n, ... of every stage; 0 means no shift at all; None follows the
+        reference TSM rule (2 for ResNet-101, 1 otherwise).
     width_per_group : int
         torchvision's Bottleneck inner width (64 standard; smaller for the test-size model).
     """
 
     out_channels = 2048
 
-    def __init__(self, arch: str = "resnet101", *, shift_div: int = 8, block_interval: int = 2,
+    def __init__(self, arch: str = "resnet101", *, shift_div: int = 8, block_interval: int | None = None,
                  width_per_group: int = 64) -> None:
         super().__init__()
+        if block_interval is None:
+            block_interval = 2 if BACKBONE_ARCHS[arch][2] >= 23 else 1
         # Borrow torchvision's construction and initialisation, keep only the trunk.
         base = ResNet(Bottleneck, list(BACKBONE_ARCHS[arch]), width_per_group=width_per_group)
         self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = base.layer1, base.layer2, base.layer3, base.layer4
         self.arch = arch
+        self.block_interval = block_interval
         # Set by model.inference.prepare_for_inference: the frames folded into [B*T, 3, H, W] are
         # made channels_last there, since a 5-D clip tensor cannot carry that layout itself.
         self.memory_format = torch.contiguous_format

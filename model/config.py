@@ -55,9 +55,11 @@ class MicroDualNetConfig:
     """Inner width of the Bottleneck blocks (torchvision's ``width_per_group``); 64 is standard."""
     tsm_shift_div: int = 8
     """1/``tsm_shift_div`` of the channels shift forward in time and as many backward (TSM: 8)."""
-    tsm_block_interval: int = 2
-    """Shift in blocks 0, n, 2n, ... of each stage. The reference TSM code shifts every other block
-    of ResNet-101 (n=2) and every block of ResNet-50 (n=1). 0 disables the shift (a TSN backbone)."""
+    tsm_block_interval: int | None = None
+    """Shift in blocks 0, n, 2n, ... of each stage; 0 disables the shift (a TSN backbone). None
+    (default) follows the reference TSM code (``make_temporal_shift``, place "blockres"): n=2 when
+    layer3 has 23 or more blocks (ResNet-101: blocks 0, 2, 4, ... of every stage), else n=1 (every
+    block of ResNet-50). See :attr:`tsm_interval`."""
     feature_stride: int = 32
     """Stride of the last stage; ROIAlign's ``spatial_scale`` is 1 / this."""
 
@@ -129,6 +131,8 @@ class MicroDualNetConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
+        if self.tsm_block_interval is not None and self.tsm_block_interval < 0:
+            raise ValueError(f"tsm_block_interval must be None or >= 0, got {self.tsm_block_interval}")
         if self.routing_temperature <= 0 or self.mac_temperature <= 0:
             raise ValueError("temperatures must be positive")
         self.image_size = tuple(self.image_size)  # lists come back from checkpoints
@@ -142,6 +146,13 @@ class MicroDualNetConfig:
     def num_entities(self) -> int:
         """K."""
         return self.layout.num_entities
+
+    @property
+    def tsm_interval(self) -> int:
+        """The block interval actually used (resolves ``tsm_block_interval=None``)."""
+        if self.tsm_block_interval is not None:
+            return self.tsm_block_interval
+        return 2 if BACKBONE_ARCHS[self.backbone][2] >= 23 else 1
 
     @property
     def mac_active(self) -> bool:

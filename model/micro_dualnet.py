@@ -151,7 +151,7 @@ class MicroDualNet(nn.Module):
         d = cfg.embed_dim
         self.uses_rgb = cfg.modality in ("rgb_pose", "rgb")
         if self.uses_rgb:
-            self.backbone = TSMResNet(cfg.backbone, shift_div=cfg.tsm_shift_div, block_interval=cfg.tsm_block_interval,
+            self.backbone = TSMResNet(cfg.backbone, shift_div=cfg.tsm_shift_div, block_interval=cfg.tsm_interval,
                                       width_per_group=cfg.backbone_width_per_group)
             c = self.backbone.out_channels
             self.entities = SpatialEntityModule(

@@ -63,7 +63,9 @@ def test_ma52_forward_contract_at_224():
     assert time.perf_counter() - start < 60
     _check_contract(out, 1, 8, 6, 256, 52)
     assert cfg.backbone == "resnet101" and cfg.num_entities == 6 and cfg.num_frames == 8
-    assert len(model.backbone.layer3) == 23 and len(model.backbone.shifted_blocks) == 2 + 2 + 12 + 2
+    # Reference TSM ("blockres", n_round=2 for ResNet-101): blocks 0, 2, 4, ... of every stage.
+    expect = [f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 23, 3)) for i in range(0, n, 2)]
+    assert model.backbone.shifted_blocks == expect and len(expect) == 2 + 2 + 12 + 2
     imigue = MicroDualNetConfig.imigue()
     assert (imigue.num_entities, imigue.num_frames, imigue.num_classes) == (5, 16, 32)
 
@@ -157,6 +159,60 @@ def test_temporal_shift_moves_one_eighth_each_way():
     assert torch.equal(y[:, :-1, :2], v[:, 1:, :2]) and (y[:, -1, :2] == 0).all()
     assert torch.equal(y[:, 1:, 2:4], v[:, :-1, 2:4]) and (y[:, 0, 2:4] == 0).all()
     assert torch.equal(y[:, :, 4:], v[:, :, 4:])
+
+
+def test_temporal_shift_of_channels_last_input_is_the_same():
+    x = torch.randn(2 * 3, 16, 4, 5)
+    assert torch.equal(temporal_shift(x.contiguous(memory_format=torch.channels_last), 3, 8), temporal_shift(x, 3, 8))
+
+
+def test_tsm_block_interval_follows_the_reference_rule():
+    """None: every other block when layer3 has >= 23 blocks (ResNet-101), every block otherwise."""
+    r50 = TSMResNet("resnet50", width_per_group=16)
+    assert r50.shifted_blocks == [f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 6, 3)) for i in range(n)]
+    assert MicroDualNetConfig.ma52().tsm_interval == 2
+    assert MicroDualNetConfig.ma52(backbone="resnet50").tsm_interval == 1
+    assert MicroDualNetConfig.ma52(tsm_block_interval=0).tsm_interval == 0
+    assert MicroDualNetConfig.tiny().tsm_interval == 1
+
+
+def test_shift_is_in_the_residual_branch_only():
+    """conv1 of a shifted block sees the shifted input; the identity path gets the frame's own x."""
+    torch.manual_seed(0)
+    net = TSMResNet("resnet_tiny", width_per_group=16, block_interval=1).eval()
+    block = net.layer2[0]  # has a downsample branch: the identity path is a conv too
+    net._set_num_frames(3)
+    x = torch.randn(2 * 3, 256, 8, 8)
+    seen = {}
+    block.conv1.net.register_forward_pre_hook(lambda m, inp: seen.update(conv1_in=inp[0].clone()))
+    with torch.no_grad():
+        block(x)
+        assert torch.equal(seen["conv1_in"], temporal_shift(x, 3, 8))
+        # Silence the residual branch: the block output is then relu(downsample(x)) of the
+        # unshifted x, frame by frame.
+        block.bn3.weight.zero_()
+        block.bn3.bias.zero_()
+        assert torch.equal(block(x), torch.relu(block.downsample(x)))
+
+
+def test_shift_does_not_leak_between_clips_of_a_batch():
+    """[B*T, ...] folding: the shift stays inside each clip, so other clips never change a clip's maps."""
+    torch.manual_seed(0)
+    net = TSMResNet("resnet_tiny", width_per_group=16, block_interval=1).eval()  # eval: BN per sample
+    frames = torch.randn(2, 3, 3, 64, 64)
+    other = frames.clone()
+    other[1] = torch.randn(3, 3, 64, 64)  # clip 2 replaced entirely
+    with torch.no_grad():
+        a, _ = net(frames)
+        b, _ = net(other)
+        alone, _ = net(frames[:1])
+    assert torch.equal(a[0], b[0])  # clip 1 untouched, its first and last frames included
+    assert torch.allclose(a[0], alone[0], atol=1e-5)  # same as clip 1 on its own
+    assert not torch.allclose(a[1], b[1])
+    # A leaking shift would feed clip 2's first frame into clip 1's last one; check the mechanism too.
+    x = torch.arange(2 * 3 * 16, dtype=torch.float32).reshape(6, 16, 1, 1)
+    y = temporal_shift(x, 3, 8)
+    assert (y[2, :2] == 0).all() and (y[3, 2:4] == 0).all()
 
 
 def test_backbone_mixes_frames_only_through_shifts():

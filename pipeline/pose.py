@@ -28,6 +28,7 @@ import logging
 import multiprocessing
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -396,30 +397,108 @@ def make_jobs(
     return jobs
 
 
-def run_pose(jobs: list[VideoJob], *, workers: int = 1) -> list[VideoResult]:
-    """Process jobs, in worker processes (spawned) when ``workers > 1``; results in job order."""
+_started = None  # in worker processes: queue on which each job announces its index when it starts
+
+
+def _init_worker(queue) -> None:
+    global _started
+    _started = queue
+
+
+def _run_job(i: int, job: VideoJob, worker) -> VideoResult:
+    if _started is not None:
+        _started.put(i)
+    return worker(job)
+
+
+def _worker_died(job: VideoJob, detail: str = "") -> VideoResult:
+    msg = (f"{job.source}: the worker process died while posing this video (crashed, killed or out of memory)"
+           + (f": {detail}" if detail else ""))
+    return VideoResult(job.video_id, job.source, "failed",
+                       failed_row(job.video_id, job.source, msg, layout=job.config.qc.layout), error=msg)
+
+
+def _pool_round(
+    jobs: list[VideoJob], todo: list[int], workers: int, worker, results: dict[int, VideoResult], done
+) -> tuple[bool, set[int]]:
+    """Run ``todo`` in one spawned pool; returns (pool broke, indices that started in it)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    started: set[int] = set()
+
+    def drain() -> None:
+        while not queue.empty():
+            started.add(queue.get())
+
+    broken = False
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                                initializer=_init_worker, initargs=(queue,)) as pool:
+        futures = {pool.submit(_run_job, i, jobs[i], worker): i for i in todo}
+        for fut in cf.as_completed(futures):
+            drain()  # keep the pipe short; also tells which jobs had begun when a worker died
+            i = futures[fut]
+            try:
+                results[i] = fut.result()
+            except BrokenProcessPool:
+                broken = True  # every unfinished future of the pool ends up here, not only the culprit's
+                continue
+            except Exception as exc:  # e.g. a result that cannot be sent back
+                results[i] = _worker_died(jobs[i], f"{type(exc).__name__}: {exc}")
+            done()
+    drain()
+    queue.close()
+    return broken, started
+
+
+def run_pose(jobs: list[VideoJob], *, workers: int = 1, worker=None) -> list[VideoResult]:
+    """Process jobs, in worker processes (spawned) when ``workers > 1``; results in job order.
+
+    ``worker`` is the per-job function (default :func:`process_video`; must be picklable by name).
+    A worker process that dies (segfault in native code, ``os._exit``, the OOM killer) breaks the whole
+    ``ProcessPoolExecutor``: every unfinished future then fails, not only the one that crashed. So
+    after a break the jobs that had started (at most ``workers``) are re-run in a one-process pool,
+    where a crash can only be the running job's, and the jobs that had not started go on in a fresh
+    pool: only a video that crashes its worker on its own is reported failed.
+    """
+    worker = worker or process_video
     results: dict[int, VideoResult] = {}
     bar = progress(range(len(jobs)), desc="pose", total=len(jobs), unit="video")
     it = iter(bar)
+
+    def done() -> None:
+        next(it, None)
+
     if workers <= 1 or len(jobs) <= 1:
         for i, job in enumerate(jobs):
-            results[i] = process_video(job)
-            next(it, None)
+            results[i] = worker(job)
+            done()
     else:
         # spawn, not fork: MediaPipe's and OpenCV's thread pools do not survive a fork.
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            futures = {pool.submit(process_video, job): i for i, job in enumerate(jobs)}
-            for fut in cf.as_completed(futures):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:  # a worker died (e.g. out of memory): the video fails, not the run
-                    job = jobs[i]
-                    msg = f"{job.source}: worker failed: {type(exc).__name__}: {exc}"
-                    results[i] = VideoResult(job.video_id, job.source, "failed",
-                                             failed_row(job.video_id, job.source, msg, layout=job.config.qc.layout), error=msg)
-                next(it, None)
+        todo = list(range(len(jobs)))
+        while todo:
+            broken, started = _pool_round(jobs, todo, workers, worker, results, done)
+            left = [i for i in todo if i not in results]
+            if not broken or not left:
+                break
+            suspects = [i for i in left if i in started]
+            if not suspects:  # the pool died before any job began: no point in trying again
+                for i in left:
+                    results[i] = _worker_died(jobs[i], "the worker pool could not run")
+                    done()
+                break
+            log.warning("a pose worker process died; re-running the %d video(s) it may have been posing one at a time",
+                        len(suspects))
+            while suspects:  # one worker: a break now names its job
+                broken, started1 = _pool_round(jobs, suspects, 1, worker, results, done)
+                suspects = [i for i in suspects if i not in results]
+                if not broken or not suspects:
+                    break
+                culprits = [i for i in suspects if i in started1] or suspects
+                for i in culprits:
+                    results[i] = _worker_died(jobs[i])
+                    done()
+                suspects = [i for i in suspects if i not in results]
+            todo = [i for i in left if i not in started]
     if hasattr(bar, "close"):
         bar.close()
     return [results[i] for i in range(len(jobs))]

@@ -6,6 +6,7 @@ videos build them in ``tmp_path`` from a few frames of a real clip or synthesise
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pipeline import pose_mediapipe
 from pipeline.artifacts import read_sidecar, sha256_file
 from pipeline.keypoints import read_keypoints
 from pipeline.pose import PoseConfig, VideoJob, keypoints_path, main, make_jobs, process_video, run_pose
+from pipeline.pose import process_video as _real_process_video
 from pipeline.qc import entity_column
 from pipeline.video import iter_frames
 from pipeline.windows import MA52_PLAN
@@ -322,12 +324,33 @@ def test_missing_input_and_empty_folder_exit_2(tmp_path, capsys):
     assert "no such file or folder" in err and "no inputs found" in err
 
 
-def test_workers_process_videos_in_parallel(tmp_path, capsys):
-    for name in ("a", "b", "c"):
-        write_video(tmp_path / f"{name}.mp4", blank_wall(4))
-    (tmp_path / "d.mp4").write_bytes(b"")
-    rc = main([str(tmp_path), "--out", str(tmp_path / "out"), "--workers", "2", "-q"])
+def crash_on_boom(job):
+    """Fault injection for the worker-crash test: the worker posing ``boom`` dies without a word."""
+    if job.video_id == "boom":
+        os._exit(7)
+    return _real_process_video(job)
+
+
+def test_workers_process_videos_in_parallel_and_survive_a_crashed_worker(tmp_path, capsys, monkeypatch):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for k, name in enumerate(("a", "b", "boom", "c", "e")):
+        write_video(videos / f"{name}.mp4", blank_wall(4 + k))
+    (videos / "d.mp4").write_bytes(b"")
+    # Spawned workers unpickle crash_on_boom from this module, so they get the real process_video.
+    monkeypatch.setattr("pipeline.pose.process_video", crash_on_boom)
+    rc = main([str(videos), "--out", str(tmp_path / "out"), "--workers", "2", "-q"])
     assert rc == 1
     qc = pd.read_parquet(tmp_path / "out" / "qc.parquet").set_index("video_id")
-    assert qc["status"].to_dict() == {"a": "ok", "b": "ok", "c": "ok", "d": "failed"}
-    assert all((tmp_path / "out" / "keypoints" / f"{v}.parquet").exists() for v in "abc")
+    assert qc["status"].to_dict() == {"a": "ok", "b": "ok", "boom": "failed", "c": "ok", "d": "failed", "e": "ok"}
+    assert "boom.mp4: the worker process died" in qc.loc["boom", "error"]
+    assert "empty file" in qc.loc["d", "error"]
+    err = capsys.readouterr().err
+    assert "4 posed" in err and "2 failed" in err
+    # the same keypoints, byte for byte, as one process posing them in order
+    monkeypatch.undo()
+    serial = run_pose(make_jobs([videos / f"{v}.mp4" for v in "abce"], tmp_path / "serial", PoseConfig()), workers=1)
+    assert [r.status for r in serial] == ["ok"] * 4
+    for v in "abce":
+        name = Path("keypoints") / f"{v}.parquet"
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), v

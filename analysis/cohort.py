@@ -120,7 +120,14 @@ def validate_cohort(df: pd.DataFrame, config: HurdleConfig = HurdleConfig(), *, 
     for c in needed:
         na = df[c].isna().to_numpy()
         if na.any():
-            raise CohortError(f"{where}column {c!r} has missing values (NaN/null) at {_rows(np.flatnonzero(na))}")
+            idx = np.flatnonzero(na)
+            who = ""
+            if c != "participant_id":
+                pids = list(dict.fromkeys(str(v) for v in df["participant_id"].to_numpy()[idx] if pd.notna(v)))
+                if pids:
+                    more = f" and {len(pids) - 4} more" if len(pids) > 4 else ""
+                    who = f" (participant{'s' if len(pids) > 1 else ''} {', '.join(map(repr, pids[:4]))}{more})"
+            raise CohortError(f"{where}column {c!r} has missing values (NaN/null) at {_rows(idx)}{who}")
 
     for c in ("percent_time", "observed_s"):
         if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):

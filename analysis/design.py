@@ -110,6 +110,9 @@ def build_design(
         if c in categorical:
             lv = (levels or {}).get(c) or sorted(pd.unique(data[c].astype(str)))
             vals = data[c].astype(str).to_numpy()
+            if len(lv) < 2:
+                dropped.append(c)  # a single level: nothing to estimate, but say so
+                continue
             for level in lv[1:]:
                 cols.append((vals == level).astype(np.float64))
                 names.append(f"{c}[{level}]")

@@ -68,7 +68,7 @@ BAD = {
     "missing covariate": "missing covariate column 'age'",
     "percent range": "must be in [0, 100]; 2 value(s) outside at rows 7, 9",
     "nan": "column 'percent_time' has missing values (NaN/null) at row 5",
-    "nan covariate": "column 'age' has missing values (NaN/null) at row 4",
+    "nan covariate": "column 'age' has missing values (NaN/null) at row 4 (participant 'P00000')",
     "duplicate": "duplicate participant x action rows at rows 3, ",
     "conflicting group": "conflicting 'group' values",
     "conflicting covariate": "conflicting 'age' values",

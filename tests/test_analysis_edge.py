@@ -208,3 +208,24 @@ def test_categorical_covariate_level_absent_among_engagers_is_dropped():
     res = run(df, groups=("ASD", "TDC"), covariates=("site",))
     inten = res[res["part"] == "intensity"].iloc[0]
     assert "covariate columns dropped (no variation): site[rare]" in inten["note"]
+
+
+@pytest.mark.filterwarnings("error")
+def test_single_level_categorical_covariate_is_reported_as_dropped():
+    df = make_cohort({"ASD": mixed(30, 0.6, 15), "TDC": mixed(30, 0.6, 16)}, site="X")
+    res = run(df, groups=("ASD", "TDC"), covariates=("site",))
+    assert (res["note"] == "covariate columns dropped (no variation): site").all()
+    plain = run(df, groups=("ASD", "TDC"))
+    np.testing.assert_allclose(res["estimate"], plain["estimate"], atol=1e-9)
+
+
+@pytest.mark.filterwarnings("error")
+def test_two_participants_per_group_and_labels_with_spaces():
+    df = make_cohort({"group one": [0.0, 5.0], "group two": [3.0, 0.0], "group three": [1.0, 2.0]})
+    res = run(df, groups=("group one", "group two", "group three"), min_engaged=2)
+    prob = res[res["part"] == "probability"].set_index("contrast")
+    assert prob.loc["group one vs group two", "effect"] == pytest.approx(1.0, abs=1e-8)
+    assert "separation (group three: all engaged)" in prob.loc["group one vs group three", "note"]
+    inten = res[res["part"] == "intensity"].set_index("contrast")
+    assert inten["note"].str.startswith("not estimable: too few engagers").all()
+    assert inten.loc["group one vs group two", "note"] == "not estimable: too few engagers (group one: 1, group two: 1 < 2)"

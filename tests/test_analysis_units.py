@@ -152,3 +152,21 @@ def test_non_estimable_tests_do_not_count_in_the_family_size():
     np.testing.assert_allclose(bh[:3], [0.03, 0.03, 0.03])
     # an all-NaN family is fine and stays NaN
     assert adjust_pvalues(df.assign(p=np.nan), "holm", "part").isna().all()
+
+
+def test_plot_file_names_from_action_names_with_slashes(tmp_path):
+    from analysis.outputs import slug
+
+    assert slug("head up/down") == "head_up_down" and slug("../etc/passwd") == "etc_passwd" and slug("/") == "action"
+    rows = [{"participant_id": f"p{i}", "group": "AB"[i % 2], "action_id": j, "action": a, "percent_time": float((i * 7 + j) % 5) * 3,
+             "observed_s": 10.0} for i in range(24) for j, a in enumerate(("head up/down", "head up down"))]  # fmt: skip
+    df = pd.DataFrame(rows)
+    from analysis.config import OutputConfig
+    from analysis.hurdle import hurdle_analysis
+    from analysis.outputs import write_outputs
+
+    cfg = HurdleConfig(groups=("A", "B"), min_engaged=2)
+    written = write_outputs(hurdle_analysis(df, cfg), df, cfg, OutputConfig(formats=("png",)), tmp_path / "o", report=False)
+    plots = sorted(p.name for p in (tmp_path / "o" / "plots").iterdir())
+    assert plots == ["head_up_down.png", "head_up_down_.png"]  # distinct files, inside plots/
+    assert all((tmp_path / "o") in p.parents for p in written)

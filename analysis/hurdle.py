@@ -323,6 +323,16 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not for flags, empty values, or help that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, ()) or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         "Hurdle statistics of a cohort table: per action and pair of groups, (1) probability of any "
@@ -331,25 +341,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTML, Markdown, LaTeX), descriptives and violin plots.",
         prog="python -m analysis.hurdle",
     )
-    p.add_argument("--cohort", required=True, type=Path, help="cohort table (.parquet, or .csv) in the cohort schema")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: <cohort name>_hurdle next to the cohort file)")
-    p.add_argument("--groups", type=_csv_list, default=DEFAULT_GROUPS, help="group labels, comma-separated, in contrast order (each pair A vs B, effect = A relative to B)")
+    p.formatter_class = _HelpFormatter
+    p.epilog = (
+        "Exit status 2 on unusable input (the message names the file, column and 0-based rows); nothing is "
+        "written then. Method and columns: docs/hurdle.md."
+    )
+    p.add_argument("--cohort", required=True, type=Path, metavar="PATH", help="cohort table (.parquet, or .csv) in the cohort schema")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: <cohort name>_hurdle next to the cohort file)")
+    p.add_argument("--groups", type=_csv_list, default=",".join(DEFAULT_GROUPS), metavar="A,B,...", help="group labels, comma-separated, in contrast order (each pair A vs B, effect = A relative to B)")
     p.add_argument("--ignore-other-groups", action="store_true", help="drop participants of groups not in --groups instead of failing")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--actions", type=_csv_list, default=None, help="analyse exactly these actions (comma-separated names)")
-    sel.add_argument("--top-actions", type=int, default=10, help="analyse the N most frequent actions (0 = all actions)")
+    sel.add_argument("--actions", type=_csv_list, default=None, metavar="NAME,...", help="analyse exactly these actions (comma-separated names)")
+    sel.add_argument("--top-actions", type=int, default=10, metavar="N", help="analyse the N most frequent actions (0 = all actions)")
     sel.add_argument("--all-actions", action="store_true", help="analyse every action in the cohort")
     p.add_argument("--rank-by", choices=RANK_BY, default="engaged", help="'frequent' means: engaged = largest share of participants with any engagement; mean = largest mean percent time")
-    p.add_argument("--covariates", type=_csv_list, default=(), help="participant-level covariate columns adjusted for in both parts, comma-separated")
-    p.add_argument("--categorical", type=_csv_list, default=(), help="covariates to treat as categorical although numeric (text/bool columns are categorical automatically)")
-    p.add_argument("--min-engaged", type=int, default=3, help="minimum engagers per group for the intensity part; fewer gives a 'not estimable' row")
+    p.add_argument("--covariates", type=_csv_list, default=(), metavar="COL,...", help="participant-level covariate columns adjusted for in both parts, comma-separated")
+    p.add_argument("--categorical", type=_csv_list, default=(), metavar="COL,...", help="covariates to treat as categorical although numeric (text/bool columns are categorical automatically)")
+    p.add_argument("--min-engaged", type=int, default=3, metavar="N", help="minimum engagers per group for the intensity part; fewer gives a 'not estimable' row")
     p.add_argument("--correction", choices=CORRECTIONS, default="fdr_bh", help="multiple-comparison correction")
     p.add_argument("--family", choices=FAMILIES, default="part", help="tests corrected together: part = each hurdle part's tests (all actions x contrasts); all; action; contrast")
     p.add_argument("--pairwise-subsets", action="store_true", help="refit each contrast on the two groups' participants only (default: one model with all groups, pairwise contrasts)")
     p.add_argument("--firth", choices=("auto", "always"), default="auto", help="auto: Firth's penalised logistic regression only when separation is detected; always: for every engagement model")
     p.add_argument("--firth-ci", choices=("profile", "wald"), default="profile", help="confidence interval of Firth contrasts")
-    p.add_argument("--ci-level", type=float, default=0.95, help="confidence level of all intervals")
-    p.add_argument("--table-rows", type=int, default=10, help="rows of the publication table (the K most significant tests by raw p)")
+    p.add_argument("--ci-level", type=float, default=0.95, metavar="LEVEL", help="confidence level of all intervals")
+    p.add_argument("--table-rows", type=int, default=10, metavar="K", help="rows of the publication table (the K most significant tests by raw p)")
     p.add_argument("--no-plots", action="store_true", help="skip the violin plots")
     p.add_argument("--plot-p", choices=("adjusted", "raw"), default="adjusted", help="which p decides the significance brackets in the plots")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for brackets (* < alpha, ** < .01, *** < .001)")

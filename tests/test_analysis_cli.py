@@ -209,6 +209,11 @@ def test_help_explains_every_option():
         r = subprocess.run([sys.executable, "-m", mod, "--help"], cwd=REPO, capture_output=True, text=True, check=True)
         for o in opts:
             assert o in r.stdout, (mod, o)
+        if mod == "analysis.hurdle":
+            text = " ".join(r.stdout.split())
+            assert "(default: None)" not in text and "(default: False)" not in text and "(default: ())" not in text
+            assert "(default: ASD,PSY,TDC)" in text and "(default: fdr_bh)" in text and "(default: part)" in text
+            assert "Exit status 2" in text and "--cohort PATH" in text
 
 
 def test_simulate_cli_writes_cohort_and_truth(tmp_path, capsys):

@@ -100,7 +100,9 @@ def test_one_group_fully_engaged_and_one_not():
     df = make_cohort({"ASD": [5.0] * 10, "PSY": [0.0] * 10, "TDC": mixed(30, 0.5, 3)})
     res = run(df)
     prob = res[res["part"] == "probability"].set_index("contrast")
-    assert prob.loc["ASD vs PSY", "effect"] > 10 and np.isfinite(prob.loc["ASD vs PSY", "ci_high"])
+    # saturated group model: Firth adds 0.5 to each cell, (10.5/0.5) / (0.5/10.5) = 441
+    assert prob.loc["ASD vs PSY", "effect"] == pytest.approx(441.0, rel=1e-8) and np.isfinite(prob.loc["ASD vs PSY", "ci_high"])
+    assert prob.loc["ASD vs PSY", "ci_low"] > 1 and prob.loc["ASD vs PSY", "p"] < 1e-3
     assert "ASD: all engaged" in prob.loc["ASD vs PSY", "note"] and "PSY: no engagers" in prob.loc["ASD vs PSY", "note"]
 
 

@@ -4,7 +4,7 @@ Usage::
 
     python -m pipeline.pose VIDEO_OR_DIR [...] --out DIR [--backend mediapipe|openpose-json]
         [--frames all|sampled] [--roi x,y,w,h | --roi-file rois.csv] [--workers N]
-        [--overlay [sheet|video|both]] [--force]
+        [--overlay sheet|video|both] [--force]
 
 Outputs under ``--out``:
 
@@ -23,6 +23,7 @@ the error. Exit code: 0 all inputs ok, 1 some failed, 2 bad arguments.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import csv
 import logging
 import multiprocessing
@@ -233,6 +234,11 @@ def pose_mediapipe_video(
             rejected.append(rej)
     if not frames:
         raise VideoError(path, "no frame could be decoded")
+    if wanted is None and len(frames) > info.frame_count:
+        # The whole file was read and it holds more frames than probed: trust the decoder.
+        log.warning("%s: decoded %d frames, the container said %d", path, len(frames), info.frame_count)
+        info = dataclasses.replace(info, frame_count=len(frames), duration_s=len(frames) / info.fps)
+        n_req = len(frames)
     if len(frames) < n_req:
         log.warning("%s: %d of %d requested frames could not be decoded (truncated file?)", path, n_req - len(frames), n_req)
     kp = Keypoints(
@@ -299,6 +305,22 @@ def _input_hash(source: Path, backend: str) -> str:
     return sha256_file(source)
 
 
+def _stale_overlays(job: VideoJob, keypoints: Path) -> str | None:
+    """For an up-to-date video: the overlay mode still to draw (missing or older than the keypoints)."""
+    if not job.overlay:
+        return None
+    wanted = {"sheet": ("png",), "video": ("mp4",), "both": ("png", "mp4")}[job.overlay]
+    kp_mtime = keypoints.stat().st_mtime_ns
+    todo = []
+    for ext in wanted:
+        f = Path(job.out_dir) / "overlays" / f"{job.video_id}.{ext}"
+        if not f.exists() or f.stat().st_mtime_ns < kp_mtime:
+            todo.append(ext)
+    if not todo:
+        return None
+    return "both" if len(todo) == 2 else {"png": "sheet", "mp4": "video"}[todo[0]]
+
+
 def process_video(job: VideoJob) -> VideoResult:
     """Pose one input end to end (hash, skip-if-up-to-date, pose, write, QC, overlay).
 
@@ -312,11 +334,16 @@ def process_video(job: VideoJob) -> VideoResult:
     try:
         input_hash = _input_hash(source, cfg.backend)
         art_cfg = cfg.artifact_config(job.roi)
+        kp = None
         if not job.force and is_up_to_date(out, input_hash=input_hash, config=art_cfg):
-            kp = read_keypoints(out)
-            meta = kp.meta
-            status = "skipped"
-        else:
+            try:
+                kp = read_keypoints(out)
+                meta = kp.meta
+                status = "skipped"
+            except Exception as exc:  # damaged file under a matching sidecar: pose it again
+                log.warning("%s: up-to-date keypoints %s are unreadable (%s); posing again", source, out, exc)
+                kp = None
+        if kp is None:
             if cfg.backend == "mediapipe":
                 kp, meta = pose_mediapipe_video(source, cfg, job.roi)
             else:
@@ -328,12 +355,13 @@ def process_video(job: VideoJob) -> VideoResult:
             written.append(str(out))
             status = "ok"
         size = (int(meta["width"]), int(meta["height"]))
-        if job.overlay:
+        overlay = job.overlay if status == "ok" else _stale_overlays(job, out)
+        if overlay:
             from pipeline.overlay import write_overlays
 
             video = source if cfg.backend == "mediapipe" else None
             written += [str(p) for p in write_overlays(
-                video, kp, size, Path(job.out_dir) / "overlays", job.video_id, mode=job.overlay,
+                video, kp, size, Path(job.out_dir) / "overlays", job.video_id, mode=overlay,
                 layout=ENTITY_LAYOUTS[cfg.qc.layout], roi=meta.get("roi"),
             )]
         row = qc_row(
@@ -542,8 +570,9 @@ def build_parser():
     p.add_argument("--roi", help="x,y,w,h region (pixels) where the participant sits, for all videos")
     p.add_argument("--roi-file", help="CSV video_id,x,y,w,h with a per-video ROI (overrides --roi)")
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel (processes)")
-    p.add_argument("--overlay", nargs="?", const="sheet", choices=OVERLAY_MODES,
-                   help="also draw skeleton + entity boxes: PNG contact sheet, MP4, or both")
+    p.add_argument("--overlay", choices=OVERLAY_MODES, metavar="{sheet,video,both}",
+                   help="also draw skeleton + entity boxes: sheet = PNG contact sheet, video = MP4 of the posed "
+                        "frames, both (up-to-date videos only get overlays that are missing or older than their keypoints)")
     p.add_argument("--force", action="store_true", help="redo videos even when their keypoints are up to date")
     p.add_argument("--layout", choices=sorted(ENTITY_LAYOUTS), default="ma52", help="entity layout for QC/overlays")
     p.add_argument("--min-detected", type=float, default=QCConfig.min_detected, help="QC flag below this valid share")

@@ -6,6 +6,7 @@ videos build them in ``tmp_path`` from a few frames of a real clip or synthesise
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -354,3 +355,78 @@ def test_workers_process_videos_in_parallel_and_survive_a_crashed_worker(tmp_pat
     for v in "abce":
         name = Path("keypoints") / f"{v}.parquet"
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), v
+
+
+def test_overlay_flag_takes_a_value_and_up_to_date_videos_are_not_redrawn(tmp_path, capsys):
+    path = write_video(tmp_path / "wall.mp4", blank_wall(6))
+    out = tmp_path / "out"
+    sheet, movie = out / "overlays" / "wall.png", out / "overlays" / "wall.mp4"
+    # the value is required, so the flag may come before the inputs
+    assert main(["--overlay", "sheet", str(path), "--out", str(out), "-q"]) == 0
+    assert sheet.exists() and not movie.exists()
+    before = sheet.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["--overlay", "sheet", str(path), "--out", str(out), "-q"]) == 0
+    assert sheet.stat().st_mtime_ns == before  # up to date: nothing decoded or drawn again
+    assert "wrote" not in capsys.readouterr().out.replace(f"wrote {out / 'qc'}", "")
+    assert main(["--overlay", "both", str(path), "--out", str(out), "-q"]) == 0
+    assert movie.exists() and sheet.stat().st_mtime_ns == before  # only the missing MP4 is drawn
+    sheet.unlink()
+    assert main([str(path), "--out", str(out), "--overlay", "sheet", "-q"]) == 0
+    assert sheet.exists()
+    with pytest.raises(SystemExit) as exc:  # a bare --overlay is an error, not a silent default
+        main([str(path), "--out", str(out), "--overlay"])
+    assert exc.value.code == 2
+
+
+def test_resume_redoes_changed_videos_and_configs_and_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "v.mp4", blank_wall(6))
+    out = tmp_path / "out"
+    kp_file = keypoints_path(out, "v")
+
+    def run(**kw):
+        return process_video(VideoJob(str(path), "v", str(out), kw.pop("config", PoseConfig()), **kw))
+
+    assert run().status == "ok"
+    assert run().status == "skipped"
+    assert run(roi=(0, 0, 200, 200)).status == "ok"  # another ROI is another config
+    assert run(config=PoseConfig(frames="sampled")).status == "ok"
+    assert run(config=PoseConfig(frames="sampled")).status == "skipped"
+    # other bytes under the same name: posed again
+    write_video(path, blank_wall(7))
+    assert run(config=PoseConfig(frames="sampled")).status == "ok"
+    # a damaged keypoints file under a matching sidecar is posed again, not reported as failed
+    kp_file.write_bytes(b"PAR1 garbage")
+    r = run(config=PoseConfig(frames="sampled"))
+    assert r.status == "ok" and len(read_keypoints(kp_file)) == r.qc["frames_posed"]
+    # a crash in the middle of a video: the old file stays, but its sidecar no longer matches the input
+    write_video(path, blank_wall(9))
+    calls = {"n": 0}
+
+    def dies_on_frame_4(self, rgb):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise MemoryError("simulated crash")
+        return None
+
+    monkeypatch.setattr(pose_mediapipe.MediaPipePose, "landmarks", dies_on_frame_4)
+    r = run()
+    assert r.status == "failed" and "MemoryError" in r.error and r.written == []
+    assert sorted(p.name for p in kp_file.parent.iterdir()) == ["v.parquet", "v.parquet.json"]  # no temp files
+    assert read_sidecar(kp_file)["input_hash"] != sha256_file(path)
+    monkeypatch.undo()
+    assert run().status == "ok" and len(read_keypoints(kp_file)) == 9
+
+
+def test_decoding_more_frames_than_probed_updates_the_count(tmp_path, monkeypatch):
+    # Belt and braces for containers whose count is an estimate (MPEG-PS said 16 for these 20 frames).
+    from pipeline import pose as pose_module
+    from pipeline.video import probe
+
+    path = write_video(tmp_path / "v.avi", blank_wall(20), fps=25.0)
+    real_probe = probe
+    monkeypatch.setattr(pose_module, "probe", lambda p: dataclasses.replace(real_probe(p), frame_count=16))
+    r = process_video(VideoJob(str(path), "v", str(tmp_path / "out"), PoseConfig()))
+    kp = read_keypoints(keypoints_path(tmp_path / "out", "v"))
+    assert len(kp) == 20 and kp.meta["frame_count"] == 20 and kp.meta["frames_missing"] == 0
+    assert r.qc["frames_total"] == 20

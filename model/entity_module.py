@@ -88,18 +88,35 @@ class SpatialEntityModule(nn.Module):
                               threshold=self.threshold, padding=self.padding)
         return eb.boxes, eb.confidence
 
-    def forward(self, maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """maps [B, T, C, h, w], boxes [B, T, K, 4] (pixels of the input frames) -> X [B, T, K, D]."""
+    def roi_crops(self, maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """ROIAlign of every entity box on its own frame's map.
+
+        ::
+
+            maps [B, T, C, h, w], boxes [B, T, K, 4] (x1, y1, x2, y2 in pixels of the input frames,
+            continuous: pixel i spans [i, i+1)) -> crops [B, T, K, C, s, s]
+
+        ROI (b, t, k) reads frame b*T + t of the folded maps; ``spatial_scale`` = 1/32 and
+        ``aligned=True`` put feature cell (i, j) over pixels [32j, 32j+32) x [32i, 32i+32).
+        """
         b, t, c, h, w = maps.shape
+        if boxes.shape != (b, t, self.num_entities, 4):
+            raise ValueError(f"boxes must be [B, T, K, 4] = {(b, t, self.num_entities, 4)}, got {tuple(boxes.shape)}")
         k = self.num_entities
         flat_maps = maps.flatten(0, 1)
-        frame_idx = torch.arange(b * t, device=maps.device, dtype=boxes.dtype).repeat_interleave(k)
-        rois = torch.cat([frame_idx[:, None], boxes.reshape(-1, 4)], dim=1)
+        frame_idx = torch.arange(b * t, device=maps.device, dtype=torch.float32).repeat_interleave(k)
+        rois = torch.cat([frame_idx[:, None], boxes.reshape(-1, 4).float().to(maps.device)], dim=1)
         # ROIAlign in float32: box corners in bf16 would be off by up to a pixel at 224.
-        crops = roi_align(flat_maps.float(), rois.float(), self.roi_size,
+        crops = roi_align(flat_maps.float(), rois, self.roi_size,
                           spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio,
                           aligned=True).to(flat_maps.dtype)  # [B*T*K, C, s, s]
-        crops = crops.reshape(b * t, k * c, self.roi_size, self.roi_size)
+        return crops.reshape(b, t, k, c, self.roi_size, self.roi_size)
+
+    def forward(self, maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """maps [B, T, C, h, w], boxes [B, T, K, 4] (pixels of the input frames) -> X [B, T, K, D]."""
+        b, t, c = maps.shape[:3]
+        k = self.num_entities
+        crops = self.roi_crops(maps, boxes).reshape(b * t, k * c, self.roi_size, self.roi_size)
         feats = self.refine(crops).mean(dim=(-2, -1))  # [B*T, K*D]
         return feats.reshape(b, t, k, self.dim) + self.entity_embed
 

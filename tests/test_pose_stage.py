@@ -115,6 +115,22 @@ def test_rerun_skips_up_to_date(real_run):
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+def test_parallel_workers_write_the_same_bytes_as_one_process(real_run, tmp_path):
+    """real_run used 2 spawned workers; one process posing the shortest clip must write identical keypoints.
+
+    (The sidecars differ only in their creation time.)
+    """
+    out, _, clips = real_run
+    vid = min(clips, key=lambda v: len(read_keypoints(keypoints_path(out, v))))
+    [r] = run_pose(make_jobs([clips[vid]], tmp_path, PoseConfig()), workers=1)
+    assert r.status == "ok"
+    assert keypoints_path(tmp_path, vid).read_bytes() == keypoints_path(out, vid).read_bytes()
+    a, b = read_sidecar(keypoints_path(tmp_path, vid)), read_sidecar(keypoints_path(out, vid))
+    assert {k for k in a if a[k] != b[k]} <= {"created"}
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
 def test_sampled_frames_match_full_tracking(real_run, tmp_path):
     out, _, clips = real_run
     vid = max(clips, key=lambda v: read_keypoints(keypoints_path(out, v)).frames.size)
@@ -125,6 +141,10 @@ def test_sampled_frames_match_full_tracking(real_run, tmp_path):
     expected = MA52_PLAN.sampled_frames(len(full), 30.0)
     assert kp.frames.tolist() == expected.tolist()
     assert r.qc["frames_posed"] == len(expected) < len(full)
+    # each stored frame carries its own stream time, the same as in the every-frame run
+    np.testing.assert_allclose(full.time_s, full.frames / 30.0, atol=1e-6)
+    np.testing.assert_array_equal(kp.time_s, full.time_s[expected])
+    assert kp.meta["frames_requested"] == len(expected) and kp.meta["frames_missing"] == 0
     # tracking across the gaps gives (nearly) the same skeleton as tracking every frame
     both = kp.valid & full.valid[expected]
     a, b = kp.body25[both], full.body25[expected][both]
@@ -430,3 +450,101 @@ def test_decoding_more_frames_than_probed_updates_the_count(tmp_path, monkeypatc
     kp = read_keypoints(keypoints_path(tmp_path / "out", "v"))
     assert len(kp) == 20 and kp.meta["frame_count"] == 20 and kp.meta["frames_missing"] == 0
     assert r.qc["frames_total"] == 20
+
+
+# --------------------------------------------------------------------------------------------------
+# Coordinates: ROI offsets and the person's own left/right (lossless video so pixels are identical)
+# --------------------------------------------------------------------------------------------------
+_PAIRS = [(J[n], J["L" + n[1:]]) for n in BODY25_JOINTS if n.startswith("R") and n[1:2].isupper()]
+
+
+def _ffv1(path: Path, frames) -> Path:
+    """A lossless (FFV1) AVI: decoded pixels equal the written ones."""
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_clip(ma52_clips, tmp_path_factory):
+    """8 frames of a real clip at half size (540x648), stored losslessly, and their plain pose."""
+    tmp = tmp_path_factory.mktemp("coords")
+    frames = [cv2.resize(f, (540, 648), interpolation=cv2.INTER_AREA) for f in clip_frames(sorted(ma52_clips)[2], 8)]
+    path = _ffv1(tmp / "small.avi", frames)
+    r = process_video(VideoJob(str(path), "small", str(tmp / "out"), PoseConfig()))
+    assert r.status == "ok", r.error
+    return tmp, frames, read_keypoints(keypoints_path(tmp / "out", "small"))
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_roi_pose_equals_pose_of_the_same_pixels_in_a_larger_canvas(small_clip):
+    tmp, frames, ref = small_clip
+    assert ref.valid.all()
+    ox, oy = 251, 137  # odd offsets: a swapped or halved offset would show
+    rng = np.random.default_rng(0)
+    canvas = []
+    for f in frames:
+        c = rng.integers(0, 256, (900, 1000, 3), dtype=np.uint8)  # busy background outside the ROI
+        c[oy : oy + 648, ox : ox + 540] = f
+        canvas.append(c)
+    path = _ffv1(tmp / "canvas.avi", canvas)
+    r = process_video(VideoJob(str(path), "canvas", str(tmp / "out"), PoseConfig(), roi=(ox, oy, 540, 648)))
+    assert r.status == "ok", r.error
+    kp = read_keypoints(keypoints_path(tmp / "out", "canvas"))
+    assert kp.size == (1000, 900) and kp.meta["roi"] == [ox, oy, 540, 648]
+    np.testing.assert_array_equal(kp.detected, ref.detected)
+    for got, want in ((kp.body25, ref.body25), (kp.extra, ref.extra)):
+        on = want[..., 2] > 0
+        np.testing.assert_array_equal(got[..., 2] > 0, on)  # same joints present (outside = outside the ROI)
+        np.testing.assert_allclose(got[..., 2], want[..., 2], atol=1e-6)
+        np.testing.assert_allclose(got[on][:, :2], want[on][:, :2] + np.array([ox, oy]), atol=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_mirrored_video_swaps_the_persons_left_and_right(small_clip):
+    """Left/right are the person's own: in the mirror image the person's right is the original's left."""
+    tmp, frames, ref = small_clip
+    path = _ffv1(tmp / "mirror.avi", [cv2.flip(f, 1) for f in frames])
+    assert process_video(VideoJob(str(path), "mirror", str(tmp / "out"), PoseConfig())).status == "ok"
+    kp = read_keypoints(keypoints_path(tmp / "out", "mirror"))
+    assert kp.valid.all()
+    b, m = ref.body25, kp.body25
+    # still frontal: the person's right shoulder is on the image's left
+    assert np.all(m[:, J["RShoulder"], 0] < m[:, J["LShoulder"], 0])
+    expect = b.copy()
+    for r_, l_ in _PAIRS:
+        expect[:, [r_, l_]] = b[:, [l_, r_]]
+    expect[..., 0] = 540 - expect[..., 0]  # x -> W - x in continuous pixel coordinates
+    upper = [J[n] for n in ("Nose", "Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "REye", "LEye", "REar", "LEar")]
+    on = (m[:, upper, 2] > 0.5) & (expect[:, upper, 2] > 0.5)
+    err = np.abs(m[:, upper, :2] - expect[:, upper, :2])[on]
+    assert err.mean() < 4.0, err.mean()
+    # and not the unswapped reading (which would put each shoulder a shoulder width away)
+    sw = np.abs(b[:, J["LShoulder"], 0] - b[:, J["RShoulder"], 0]).mean()
+    assert sw > 10 * err.mean()
+
+
+def test_variable_frame_rate_video_keeps_stream_times_in_keypoints(tmp_path):
+    from test_video import make_variable_rate
+
+    path = write_video(tmp_path / "vfr.mp4", blank_wall(80))
+    data = path.read_bytes()
+    i = data.find(b"stts")
+    _, delta = struct.unpack(">II", data[i + 12 : i + 20])
+    make_variable_rate(path, [(40, delta), (40, 2 * delta)])  # 40 frames at 30 fps, then 40 at 15 fps
+    expected = np.r_[np.arange(40) / 30, 40 / 30 + np.arange(40) * 2 / 30]
+    for mode in ("all", "sampled"):
+        r = process_video(VideoJob(str(path), f"vfr_{mode}", str(tmp_path / "out"), PoseConfig(frames=mode)))
+        assert r.status == "ok", r.error
+        kp = read_keypoints(keypoints_path(tmp_path / "out", f"vfr_{mode}"))
+        assert kp.meta["frame_count"] == 80 and kp.fps == pytest.approx(20.0, rel=0.05)  # 80 frames in 4 s
+        np.testing.assert_allclose(kp.time_s, expected[kp.frames], atol=2e-3)
+    # sampled: exactly the planned frames (planned in frame indices at the average rate)
+    assert kp.frames.tolist() == MA52_PLAN.sampled_frames(80, kp.fps).tolist()

@@ -92,6 +92,35 @@ def test_routing_sums_to_one_and_sharpens_with_lower_temperature():
         previous = peak
     # Zero-initialised prior: with the routing nets' output zeroed, both paths get exactly 0.5.
     assert torch.equal(router.prior, torch.zeros(3, 2))
+    with torch.no_grad():
+        router.w2.zero_()
+        router.b2.zero_()
+    fused, alpha = router(x_st, x_ts)
+    assert torch.equal(alpha, torch.full_like(alpha, 0.5)) and torch.allclose(fused, (x_st + x_ts) / 2)
+    # The prior b_i acts per entity, and the softmax runs over the two paths, not over entities:
+    # a prior on entity 0 changes only entity 0's weights.
+    with torch.no_grad():
+        router.prior[0] = torch.tensor([1.0, 0.0])
+    router.temperature = 0.5
+    _, alpha = router(x_st, x_ts)
+    expect0 = torch.softmax(torch.tensor([1.0, 0.0]) / 0.5, -1)
+    assert torch.allclose(alpha[:, :, 0], expect0.expand(2, 5, 2), atol=1e-6)
+    assert torch.equal(alpha[:, :, 1:], torch.full_like(alpha[:, :, 1:], 0.5))
+
+
+def test_eval_is_deterministic_and_train_uses_dropout():
+    torch.manual_seed(0)
+    model = MicroDualNet(MicroDualNetConfig.tiny()).eval()
+    frames, kp = _inputs()
+    with torch.no_grad():
+        a, b = model(frames, kp), model(frames, kp)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.routing, b.routing)
+    # Router dropout alone (everything else deterministic): train mode changes the routing weights.
+    router = model.dual_path.fusion
+    router.train()
+    with torch.no_grad():
+        c = model(frames, kp)
+    assert torch.equal(c.x_st, a.x_st) and not torch.equal(c.routing, a.routing)
 
 
 def test_mac_reaches_both_paths_when_routing_is_forced_to_one():

@@ -422,6 +422,9 @@ def make_jobs(
         ids[vid] = p
         roi = (rois or {}).get(vid, config.roi)
         jobs.append(VideoJob(str(p), vid, str(out_dir), config, roi, overlay, force))
+    unused = sorted(set(rois or {}) - set(ids))
+    if unused:  # a typo in a ROI file would otherwise pose that participant on the whole frame
+        log.warning("--roi-file names video(s) not among the inputs: %s", ", ".join(unused))
     return jobs
 
 

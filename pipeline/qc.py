@@ -23,7 +23,7 @@ column                       meaning
 video_id, source             artifact name and input path
 status                       ``ok`` (posed now), ``skipped`` (up to date), ``failed``
 error                        the per-video error message (failed only)
-frames_total                 frames in the video (container count)
+frames_total                 frames in the video (:func:`pipeline.video.probe`)
 frames_posed                 frames pose was run on (all, or those the windows sample)
 detected_fraction            share of posed frames with a person detected
 valid_fraction               share with a person detected and not rejected

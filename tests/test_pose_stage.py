@@ -282,9 +282,10 @@ def test_blank_wall_and_broken_files_in_one_batch(tmp_path, capsys):
 def test_only_good_inputs_exit_zero_and_roi_file(tmp_path, capsys):
     path = write_video(tmp_path / "wall.mp4", blank_wall(5))
     rois = tmp_path / "rois.csv"
-    rois.write_text("video_id,x,y,w,h\nwall,10,10,200,150\n")
+    rois.write_text("video_id,x,y,w,h\nwall,10,10,200,150\nwal1,0,0,50,50\n")
     rc = main([str(path), "--out", str(tmp_path / "out"), "--roi-file", str(rois), "--frames", "sampled", "-q"])
     assert rc == 0
+    assert "--roi-file names video(s) not among the inputs: wal1" in capsys.readouterr().err
     kp = read_keypoints(tmp_path / "out" / "keypoints" / "wall.parquet")
     assert kp.meta["roi"] == [10, 10, 200, 150] and kp.frames.tolist() == [0, 4]
 

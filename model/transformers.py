@@ -151,6 +151,10 @@ class TemporalTransformer(_EntityAxisTransformer):
           -> layers -> [B, T, K, D]
     """
 
+    def __init__(self, dim: int, num_layers: int = 3, num_heads: int = 8, ffn_dim: int = 1024,
+                 dropout: float = 0.1) -> None:
+        super().__init__(dim, num_layers, num_heads, ffn_dim, dropout)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, k, d = x.shape
         x = x.transpose(1, 2) + sinusoidal_encoding(t, d, device=x.device, dtype=x.dtype)

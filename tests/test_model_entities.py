@@ -111,3 +111,27 @@ def test_spatial_t_attends_within_a_frame_and_temporal_t_within_an_entity():
     where = (1, 2, 3)
     assert _changed_positions(spatial, x, where) == {(1, 2, i) for i in range(k)}  # same (b, t)
     assert _changed_positions(temporal, x, where) == {(1, j, 3) for j in range(t)}  # same (b, k)
+
+
+def test_encoder_layer_is_post_ln_eqs_4_5():
+    """X'' = LN(X' + MHSA(X')), X^ = LN(X'' + FFN(X'')), written out by hand (eval: no dropout)."""
+    from model.transformers import PostLNEncoderLayer
+
+    torch.manual_seed(0)
+    n, length, d, heads = 3, 5, 16, 4
+    layer = PostLNEncoderLayer(d, heads, 32, 0.1).eval()
+    with torch.no_grad():
+        for norm in (layer.norm1, layer.norm2):  # non-trivial LayerNorm affine parameters
+            norm.weight.normal_()
+            norm.bias.normal_()
+    x = torch.randn(n, length, d)
+    q, k, v = layer.qkv(x).split(d, dim=-1)
+    split = lambda z: z.reshape(n, length, heads, d // heads).transpose(1, 2)  # noqa: E731
+    att = torch.softmax(split(q) @ split(k).transpose(-1, -2) / (d // heads) ** 0.5, dim=-1) @ split(v)
+    mhsa = layer.proj(att.transpose(1, 2).reshape(n, length, d))
+    ln = torch.nn.functional.layer_norm
+    x2 = ln(x + mhsa, (d,), layer.norm1.weight, layer.norm1.bias)
+    ffn = layer.ffn[3](torch.nn.functional.gelu(layer.ffn[0](x2)))
+    expect = ln(x2 + ffn, (d,), layer.norm2.weight, layer.norm2.bias)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), expect, atol=1e-5)

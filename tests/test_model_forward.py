@@ -66,6 +66,17 @@ def test_ma52_forward_contract_at_224():
     # Reference TSM ("blockres", n_round=2 for ResNet-101): blocks 0, 2, 4, ... of every stage.
     expect = [f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 23, 3)) for i in range(0, n, 2)]
     assert model.backbone.shifted_blocks == expect and len(expect) == 2 + 2 + 12 + 2
+    # IV-B sizes: 3 layers, 8 heads, FFN 1024, dropout 0.1 in all four transformers; router
+    # 512 -> 128 -> 2; classifier 512 -> 256 -> 52 with dropout 0.5.
+    dp = model.dual_path
+    for tr in (dp.st_spatial, dp.st_temporal, dp.ts_spatial, dp.ts_temporal):
+        assert len(tr.layers) == 3
+        for layer in tr.layers:
+            assert layer.num_heads == 8 and layer.ffn[0].out_features == 1024 and layer.drop1.p == 0.1
+    assert dp.st_spatial is not dp.ts_spatial and dp.st_temporal is not dp.ts_temporal
+    assert tuple(dp.fusion.w1.shape) == (6, 512, 128) and tuple(dp.fusion.w2.shape) == (6, 128, 2)
+    cls = model.classifier
+    assert (cls[0].in_features, cls[0].out_features, cls[3].out_features, cls[2].p) == (512, 256, 52, 0.5)
     imigue = MicroDualNetConfig.imigue()
     assert (imigue.num_entities, imigue.num_frames, imigue.num_classes) == (5, 16, 32)
 

@@ -112,6 +112,23 @@ def test_mismatch_lists_missing_and_unexpected_keys(tmp_path):
         load_backbone_weights(TSMResNet("resnet50"), path)
 
 
+def test_mismatch_lists_mis_shaped_keys_and_leaves_model_unchanged(tmp_path):
+    torch.manual_seed(0)
+    src = ResNet(Bottleneck, [1, 1, 1, 1], width_per_group=16).state_dict()
+    src["layer2.0.conv1.weight"] = torch.zeros(7, 256, 1, 1)  # model: [32, 256, 1, 1] (shifted: conv1.net)
+    src["bn1.running_mean"] = torch.zeros(3)
+    path = tmp_path / "bad.pth"
+    torch.save({"state_dict": src}, path)
+    backbone = TSMResNet("resnet_tiny", width_per_group=16, block_interval=1)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    with pytest.raises(WeightsMismatchError) as err:
+        load_backbone_weights(backbone, path)
+    assert sorted(m.split(":")[0] for m in err.value.mis_shaped) == ["bn1.running_mean", "layer2.0.conv1.weight"]
+    assert not err.value.missing and not err.value.unexpected
+    assert "shape mismatch (2)" in str(err.value) and "file (7, 256, 1, 1) vs model (32, 256, 1, 1)" in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
+
+
 def test_tiny_model_loads_backbone_through_builder(tmp_path):
     torch.manual_seed(0)
     src = ResNet(Bottleneck, [1, 1, 1, 1], width_per_group=16).state_dict()

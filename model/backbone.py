@@ -42,8 +42,9 @@ def temporal_shift(x: torch.Tensor, num_frames: int, shift_div: int = 8) -> torc
         channels [C/d, 2C/d)   <- frame t-1   (zero at the first frame)
         channels [2C/d, C)     unchanged
 
-    Built with slicing and ``cat`` (no in-place writes), so autograd, ``torch.compile`` and
-    channels_last inputs all work.
+    Built with slicing and ``cat`` (no in-place writes), so autograd and ``torch.compile`` work.
+    A channels_last input gives a channels_last output (``cat`` of the 5-D view would otherwise
+    come back NCHW and make the next convolution convert its input in every shifted block).
     """
     nt, c, h, w = x.shape
     if nt % num_frames:
@@ -54,7 +55,10 @@ def temporal_shift(x: torch.Tensor, num_frames: int, shift_div: int = 8) -> torc
     from_next = torch.cat([v[:, 1:, :fold], zero], dim=1)
     from_prev = torch.cat([zero, v[:, :-1, fold:2 * fold]], dim=1)
     out = torch.cat([from_next, from_prev, v[:, :, 2 * fold:]], dim=2)
-    return out.reshape(nt, c, h, w)
+    out = out.reshape(nt, c, h, w)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 class TemporalShift(nn.Module):

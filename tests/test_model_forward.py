@@ -203,7 +203,10 @@ def test_temporal_shift_moves_one_eighth_each_way():
 
 def test_temporal_shift_of_channels_last_input_is_the_same():
     x = torch.randn(2 * 3, 16, 4, 5)
-    assert torch.equal(temporal_shift(x.contiguous(memory_format=torch.channels_last), 3, 8), temporal_shift(x, 3, 8))
+    y = temporal_shift(x.contiguous(memory_format=torch.channels_last), 3, 8)
+    assert torch.equal(y, temporal_shift(x, 3, 8))
+    assert y.is_contiguous(memory_format=torch.channels_last)  # the next conv gets NHWC, no conversion
+    assert temporal_shift(x, 3, 8).is_contiguous()
 
 
 def test_tsm_block_interval_follows_the_reference_rule():

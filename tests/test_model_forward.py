@@ -9,6 +9,7 @@ import torch
 
 from model.backbone import TSMResNet, temporal_shift
 from model.config import MicroDualNetConfig
+from model.entity_module import fixed_region_boxes
 from model.micro_dualnet import MicroDualNet, MicroDualNetOutput
 from model.routing import EntityRouter
 
@@ -175,6 +176,9 @@ def test_ablations_run_forward_and_backward(overrides):
     assert torch.allclose(out.routing.sum(-1), torch.ones(2, 4, 6))
     terms = model.loss(out, torch.tensor([3, 4]))
     terms.total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), \
+        [n for n, g in grads.items() if g is None]  # every parameter is used and gets a finite gradient
     if cfg.paths != "dual" or not cfg.use_mac:
         assert terms.mac.item() == 0
     if cfg.paths == "st":
@@ -184,7 +188,8 @@ def test_ablations_run_forward_and_backward(overrides):
     if cfg.fusion == "average":
         assert (out.routing == 0.5).all()
     if cfg.modality == "rgb":
-        assert (out.entity_conf == 1).all() and out.boxes is not None
+        assert (out.entity_conf == 1).all()
+        assert torch.equal(out.boxes, fixed_region_boxes(cfg.layout, 2, 4, 64, 64))
     if cfg.modality == "pose":
         assert not hasattr(model, "backbone") and out.boxes is None
     if cfg.share_path_transformers:

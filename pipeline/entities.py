@@ -118,6 +118,8 @@ def entity_boxes(
     n = kp.shape[0]
     device = kp.device
 
+    # A NaN from an upstream detector means "no joint": it must not poison boxes or MAC weights.
+    kp = torch.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
     xy, conf = kp[..., :2], kp[..., 2].clamp(0, 1)
     visible = conf > threshold  # [N, T, J]
     has_extra = (conf[..., NUM_BODY25:] > 0).flatten(1).any(dim=1) if n_j > NUM_BODY25 else torch.zeros(n, dtype=torch.bool, device=device)

@@ -131,6 +131,19 @@ def test_batched_torch_matches_numpy_and_layouts():
     assert (bn.boxes[..., 2] > bn.boxes[..., 0]).all() and (bn.boxes[..., 3] <= H).all()
 
 
+def test_nan_joints_count_as_missing():
+    kp = blank()
+    put(kp, 0, "Neck", 50, 20)
+    put(kp, 0, "MidHip", 70, 60)
+    clean = entity_boxes(kp, (W, H))
+    kp[0, J["RShoulder"]] = (np.nan, np.nan, np.nan)
+    kp[0, J["LShoulder"]] = (10, 10, np.nan)
+    b = entity_boxes(kp, (W, H))
+    np.testing.assert_allclose(b.boxes, clean.boxes)
+    np.testing.assert_allclose(b.confidence, clean.confidence)
+    assert np.isfinite(b.confidence).all()
+
+
 def test_bad_shape():
     with pytest.raises(ValueError, match="shape"):
         entity_boxes(np.zeros((4, 25, 2)), (W, H))

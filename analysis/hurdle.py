@@ -205,7 +205,8 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
     rows = []
     for groups, prs, sample in _samples(data, config):
         eng = sample[sample["percent_time"] > 0]
-        n_eng = {g: c["engaged"] for g, c in _group_counts(sample, groups).items()}
+        counts = _group_counts(sample, groups)
+        n_eng = {g: c["engaged"] for g, c in counts.items()}
         # A group whose engagers all sit at 100 % has no finite intensity odds (its coefficient runs
         # off to infinity); it is left out of the model like a group with too few engagers, so that
         # the other pairs stay estimable.
@@ -218,7 +219,6 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
             fitted = eng[eng["group"].isin(ok)]
             design = build_design(fitted, ok, config.covariates, cats, levels)
             fit = fit_fractional(design, fitted["percent_time"].to_numpy(dtype=np.float64) / 100.0)
-        counts = _group_counts(sample, groups)
         for a, b in prs:
             row = _base_row(counts, a, b, "intensity")
             row.update(method=_INT_METHOD, n_fit=int(len(fit.y)) if fit is not None else 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -32,7 +33,7 @@ from model.taxonomy import MA52
 from pipeline.artifacts import write_artifact
 from pipeline.cli import BadInput, handle_errors, make_parser, report_written, setup_logging
 
-__all__ = ["PlantedEffect", "SimConfig", "DEFAULT_EFFECTS", "simulate_cohort", "truth_table", "main"]
+__all__ = ["PlantedEffect", "SimConfig", "DEFAULT_EFFECTS", "simulate_cohort", "truth_table", "truth_path", "write_simulation", "main"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,18 @@ def truth_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_truth.parquet")
 
 
+def write_simulation(cohort: pd.DataFrame, truth: pd.DataFrame, cfg: SimConfig, out: str | os.PathLike) -> tuple[Path, Path]:
+    """Write a simulated cohort (cohort contract) to ``out`` and its planted effects beside it.
+
+    Returns the two paths (cohort, ground truth), each printed as a ``wrote`` line.
+    """
+    cohort_path = write_artifact(cohort, out, contract="cohort", stage="simulate", config=cfg)
+    report_written(cohort_path)
+    truth_file = write_artifact(truth, truth_path(Path(out)), contract=None, stage="simulate", config=cfg)
+    report_written(truth_file)
+    return cohort_path, truth_file
+
+
 def _parse_effect(text: str) -> PlantedEffect:
     parts = [s.strip() for s in text.split(":")]
     if len(parts) != 4:
@@ -291,10 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = [e.action for e in effects if e.action not in cfg.action_names()]
             if missing:
                 raise BadInput(f"planted effect on action(s) not simulated: {', '.join(missing)} (raise --n-actions)")
-        cohort, truth = simulate_cohort(cfg)
-        out = args.out
-        report_written(write_artifact(cohort, out, contract="cohort", stage="simulate", config=cfg))
-        report_written(write_artifact(truth, truth_path(out), contract=None, stage="simulate", config=cfg))
+        write_simulation(*simulate_cohort(cfg), cfg, args.out)
     return 0
 
 

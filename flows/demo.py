@@ -20,10 +20,9 @@ import pandas as pd
 from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs
-from analysis.simulate import SimConfig, simulate_cohort, truth_path
+from analysis.simulate import SimConfig, simulate_cohort, write_simulation
 from analysis.cohort import select_actions
-from pipeline.artifacts import write_artifact
-from pipeline.cli import handle_errors, make_parser, report_written, setup_logging
+from pipeline.cli import handle_errors, make_parser, setup_logging
 
 DEFAULT_OUT = Path("demo_output")
 
@@ -32,9 +31,7 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0) -> pd.DataFrame:
     """Simulate a cohort, analyse it, write everything under ``out``; return the planted-effect check."""
     sim = SimConfig(covariates=True, age_effect=0.2, sex_effect=-0.3, seed=seed)
     cohort, truth = simulate_cohort(sim)
-    cohort_path = write_artifact(cohort, out / "cohort.parquet", contract="cohort", stage="simulate", config=sim)
-    report_written(cohort_path, "cohort")
-    report_written(write_artifact(truth, truth_path(cohort_path), contract=None, stage="simulate", config=sim), "planted effects")
+    cohort_path, _ = write_simulation(cohort, truth, sim, out / "cohort.parquet")
 
     planted = list(dict.fromkeys(e.action for e in sim.effects))
     top = select_actions(cohort, HurdleConfig(top_actions=10))

@@ -31,7 +31,7 @@ import cv2  # noqa: E402
 from pipeline.pose import PoseConfig, VideoJob, process_video  # noqa: E402
 from pipeline.pose_mediapipe import MediaPipeConfig, MediaPipePose  # noqa: E402
 from pipeline.video import iter_frames, probe  # noqa: E402
-from pipeline.windows import MA52_PLAN, WindowPlan  # noqa: E402
+from model.windows import MA52_PLAN, WindowPlan  # noqa: E402
 
 
 def default_clips() -> Path:

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from model.taxonomy import NUM_BODY25, EntityLayout
-from pipeline.entities import entity_boxes
+from model.entities import entity_boxes
 
 __all__ = ["SpatialEntityModule", "PoseEntityEncoder", "fixed_region_boxes", "FIXED_REGIONS"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,15 +37,14 @@ from model.entity_module import PoseEntityEncoder, SpatialEntityModule
 from model.losses import LossTerms, micro_dualnet_loss
 from model.routing import AverageFusion, EntityRouter
 from model.transformers import SpatialTransformer, TemporalTransformer
-from pipeline.entities import entity_boxes
+from model.weights import BackboneWeights, load_backbone_weights
+from model.entities import entity_boxes
 
 __all__ = [
     "MicroDualNet", "MicroDualNetOutput", "DualPath",
     "micro_dualnet", "micro_dualnet_ma52", "micro_dualnet_imigue", "micro_dualnet_tiny",
 ]
 
-if TYPE_CHECKING:  # model.weights imports this module; import it lazily at run time
-    from model.weights import BackboneWeights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -214,42 +213,32 @@ class MicroDualNet(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-def micro_dualnet(*, config: MicroDualNetConfig | None = None, weights: "Path | str | None" = None,
-                  backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
-    """Build a Micro-DualNet.
+def micro_dualnet(*, config: MicroDualNetConfig | None = None,
+                  backbone_weights: BackboneWeights | None = None, **overrides: Any) -> MicroDualNet:
+    """Build a Micro-DualNet (fresh weights; a trained one comes from :func:`model.checkpoint.load_checkpoint`).
 
     Parameters
     ----------
     config : MicroDualNetConfig, optional
         Defaults to :meth:`MicroDualNetConfig.ma52`; ``overrides`` replace its fields.
-    weights : path, optional
-        A full checkpoint written by :func:`model.weights.save_checkpoint`. Its stored config is
-        used (``config`` and ``overrides`` must then be omitted).
     backbone_weights : model.weights.BackboneWeights, optional
         Local ImageNet / TSM / mmaction2 backbone weights to start from.
     """
-    from model.weights import load_backbone_weights, load_checkpoint
-
-    if weights is not None:
-        if config is not None or overrides:
-            raise ValueError("a checkpoint carries its own config; do not pass config or overrides with weights=")
-        model = load_checkpoint(weights)
-    else:
-        cfg = (config or MicroDualNetConfig.ma52())
-        if overrides:
-            cfg = cfg.replace(**overrides)
-        model = MicroDualNet(cfg)
+    cfg = (config or MicroDualNetConfig.ma52())
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    model = MicroDualNet(cfg)
     if backbone_weights is not None:
         load_backbone_weights(model, backbone_weights)
     return model
 
 
-def micro_dualnet_ma52(*, backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
+def micro_dualnet_ma52(*, backbone_weights: BackboneWeights | None = None, **overrides: Any) -> MicroDualNet:
     """MA-52 setting: TSM ResNet-101, K=6, T=8, 52 classes."""
     return micro_dualnet(config=MicroDualNetConfig.ma52(**overrides), backbone_weights=backbone_weights)
 
 
-def micro_dualnet_imigue(*, backbone_weights: "BackboneWeights | None" = None, **overrides: Any) -> MicroDualNet:
+def micro_dualnet_imigue(*, backbone_weights: BackboneWeights | None = None, **overrides: Any) -> MicroDualNet:
     """iMiGUE setting: TSM ResNet-101, K=5, T=16, 32 classes."""
     return micro_dualnet(config=MicroDualNetConfig.imigue(**overrides), backbone_weights=backbone_weights)
 

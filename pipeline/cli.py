@@ -22,15 +22,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 from pipeline.contracts import ContractError
 
-__all__ = ["BadInput", "EXIT_OK", "EXIT_PARTIAL", "EXIT_BAD_INPUT", "make_parser", "setup_logging", "handle_errors", "progress", "report_written"]
+__all__ = ["BadInput", "EXIT_OK", "EXIT_PARTIAL", "EXIT_BAD_INPUT", "make_parser", "setup_logging", "handle_errors",
+           "progress", "report_written", "check_output_dir"]
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -67,9 +71,36 @@ def handle_errors(prog: str = "") -> Iterator[None]:
     try:
         yield
     except (BadInput, ContractError, FileNotFoundError) as exc:
-        name = f"{prog}: " if prog else ""
-        print(f"{name}error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT) from None
+        _fail(prog, str(exc))
+    except OSError as exc:  # cannot write an output (permissions, a file where a folder should be, disk full)
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(prog, f"cannot write{where}: {exc.strerror or exc}")
+
+
+def _fail(prog: str, message: str) -> None:
+    name = f"{prog}: " if prog else ""
+    print(f"{name}error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def check_output_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:
+    """Make sure ``path`` can hold outputs *before* any work starts; return it as a Path.
+
+    Creates the folder if needed. Raises :class:`BadInput` (exit 2, one line) when it is an existing
+    file, cannot be created, or is not writable (checked by creating and removing a probe file, which
+    also catches read-only mounts that ``os.access`` misses when running as root).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{what} {path} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInput(f"{what} {path} is not writable: {exc.strerror or exc}") from None
+    return path
 
 
 def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:

@@ -7,7 +7,7 @@ table's list columns::
     kp.frames      # [F] int64 frame indices (sorted; with --frames sampled not contiguous)
     kp.body25      # [F, 25, 3] float32 (x, y in source pixels, confidence); missing joint = 0, 0, 0
     kp.extra       # [F, 8, 3]  float32, model.taxonomy.EXTRA_POINTS; zeros for OpenPose input
-    kp.combined    # [F, 33, 3] body25 then extra, the layout pipeline.entities expects
+    kp.combined    # [F, 33, 3] body25 then extra, the layout model.entities expects
     kp.fps, kp.size  # from the sidecar (None when the file has none)
 
 Rejected frames (failed plausibility QC) and frames without a person have all-zero keypoints, so a
@@ -78,7 +78,7 @@ class Keypoints:
 
     @property
     def combined(self) -> np.ndarray:
-        """[F, 33, 3]: BODY_25 then the extra points (for :func:`pipeline.entities.entity_boxes`)."""
+        """[F, 33, 3]: BODY_25 then the extra points (for :func:`model.entities.entity_boxes`)."""
         return np.concatenate([self.body25, self.extra], axis=1)
 
     @property

@@ -6,7 +6,7 @@
 
 Drawing: BODY_25 limbs in green (person's left) / orange (person's right) / white (midline), joints
 with confidence <= 0.3 are not drawn (the entity-box threshold); entity boxes from
-:func:`pipeline.entities.entity_boxes`, thick when the frame has its own box, thin when carried over;
+:func:`model.entities.entity_boxes`, thick when the frame has its own box, thin when carried over;
 the ROI in grey; a label with the frame number and "no person" / "rejected" where that applies. For
 OpenPose input without a video the drawing is on a black canvas of the source size.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from model.taxonomy import KEYPOINT_NAMES, MA52_ENTITIES, EntityLayout
 from pipeline.artifacts import atomic_write_bytes
-from pipeline.entities import DEFAULT_THRESHOLD, entity_boxes
+from model.entities import DEFAULT_THRESHOLD, entity_boxes
 from pipeline.keypoints import Keypoints
 from pipeline.video import iter_frames
 

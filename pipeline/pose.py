@@ -48,7 +48,7 @@ from pipeline.pose_openpose import (
 )
 from pipeline.qc import PlausibilityConfig, QCConfig, failed_row, implausible, qc_row, write_qc
 from pipeline.video import VIDEO_SUFFIXES, VideoError, iter_frames, probe
-from pipeline.windows import MA52_PLAN, WindowPlan
+from model.windows import MA52_PLAN, WindowPlan
 
 __all__ = ["PoseConfig", "VideoJob", "VideoResult", "process_video", "run_pose", "find_inputs", "parse_roi", "main"]
 

@@ -28,7 +28,7 @@ frames_posed                 frames pose was run on (all, or those the windows s
 detected_fraction            share of posed frames with a person detected
 valid_fraction               share with a person detected and not rejected
 rejected_frames              number of rejected frames (and ``rejected_fraction``)
-vis_<entity>                 share of posed frames in which :func:`pipeline.entities.entity_boxes`
+vis_<entity>                 share of posed frames in which :func:`model.entities.entity_boxes`
                              gives the entity a box of its own (>= 2 joints with confidence > 0.3)
 flags                        ``;``-separated: ``low_detection`` (valid_fraction < min_detected),
                              ``many_rejected`` (rejected_fraction > max_rejected),
@@ -48,7 +48,7 @@ import pandas as pd
 
 from model.taxonomy import BODY25_JOINTS, ENTITY_LAYOUTS
 from pipeline.artifacts import atomic_write_text, write_artifact
-from pipeline.entities import entity_boxes
+from model.entities import entity_boxes
 from pipeline.keypoints import Keypoints
 
 __all__ = ["PlausibilityConfig", "QCConfig", "implausible", "qc_row", "failed_row", "write_qc", "entity_column"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model.taxonomy import BODY25_JOINTS, IMIGUE_ENTITIES, KEYPOINT_NAMES, MA52_ENTITIES, NUM_KEYPOINTS
-from pipeline.entities import entity_boxes
+from model.entities import entity_boxes
 
 J = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
 W, H = 200, 100

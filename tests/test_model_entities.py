@@ -10,7 +10,7 @@ from model.entity_module import SpatialEntityModule
 from model.micro_dualnet import MicroDualNet
 from model.taxonomy import MA52_ENTITIES
 from model.transformers import SpatialTransformer, TemporalTransformer
-from pipeline.entities import entity_boxes
+from model.entities import entity_boxes
 
 
 def _coordinate_maps(b, t, h, w):

@@ -7,7 +7,7 @@ import torch
 from model.taxonomy import IMIGUE_ENTITIES, KEYPOINT_NAMES, MA52_ENTITIES
 from model.transforms import (RandomHorizontalFlip, center_crop_clip, crop_clip, flip_entities, hflip_boxes, hflip_clip,
                               hflip_keypoints, resize_clip)
-from pipeline.entities import entity_boxes
+from model.entities import entity_boxes
 
 
 def _clip(j: int, seed: int = 0, t: int = 5, h: int = 48, w: int = 80):

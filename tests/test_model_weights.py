@@ -15,8 +15,8 @@ from torchvision.models.resnet import Bottleneck, ResNet
 from model.backbone import TSMResNet
 from model.config import MicroDualNetConfig
 from model.micro_dualnet import MicroDualNet, micro_dualnet
-from model.weights import (BackboneWeights, WeightsMismatchError, load_backbone_weights, load_checkpoint,
-                           save_checkpoint)
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.weights import BackboneWeights, WeightsMismatchError, load_backbone_weights
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,6 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
         # Exactly the same numbers, not merely close: same weights, same BN statistics, same graph.
         a, b = model(frames, kp), loaded(frames, kp)
         assert torch.equal(a.logits, b.logits) and torch.equal(a.routing, b.routing)
-    assert micro_dualnet(weights=path).cfg == cfg
 
 
 def test_checkpoint_loads_weights_only_in_a_fresh_process(tmp_path):
@@ -181,7 +180,7 @@ import sys, torch
 raw = torch.load({str(path)!r}, weights_only=True)   # before anything of the project is imported
 assert not any(m.startswith("model") for m in sys.modules), "weights_only load imported project code"
 sys.path.insert(0, {str(repo)!r})
-from model.weights import load_checkpoint
+from model.checkpoint import load_checkpoint
 model = load_checkpoint({str(path)!r}).eval()
 io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
 with torch.no_grad():

@@ -183,7 +183,7 @@ def test_sampled_frames_and_bad_folder(tmp_path, capsys):
     out = tmp_path / "out"
     rc = main([str(root), "--backend", "openpose-json", "--out", str(out), "--frames", "sampled", "-q"])
     assert rc == 1  # one input failed, the other was written
-    from pipeline.windows import MA52_PLAN
+    from model.windows import MA52_PLAN
 
     kp = read_keypoints(out / "keypoints" / "long.parquet")
     assert kp.frames.tolist() == MA52_PLAN.sampled_frames(120, 30.0).tolist()

@@ -24,7 +24,7 @@ from pipeline.pose import PoseConfig, VideoJob, keypoints_path, main, make_jobs,
 from pipeline.pose import process_video as _real_process_video
 from pipeline.qc import entity_column
 from pipeline.video import iter_frames
-from pipeline.windows import MA52_PLAN
+from model.windows import MA52_PLAN
 
 J = {n: i for i, n in enumerate(BODY25_JOINTS)}
 real = [pytest.mark.slow, pytest.mark.shared_data]

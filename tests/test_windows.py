@@ -1,11 +1,11 @@
-"""Window geometry (pipeline.windows.WindowPlan): the single source of truth for sampled frames."""
+"""Window geometry (model.windows.WindowPlan): the single source of truth for sampled frames."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.windows import IMIGUE_PLAN, MA52_PLAN, Window, WindowPlan
+from model.windows import IMIGUE_PLAN, MA52_PLAN, Window, WindowPlan
 
 
 def test_ma52_defaults_and_span():

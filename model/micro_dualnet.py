@@ -46,8 +46,7 @@ __all__ = [
 ]
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from model.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  (re-exported for callers)
 
 
 @dataclass

@@ -43,6 +43,7 @@ __all__ = [
     "is_up_to_date",
     "atomic_write_bytes",
     "atomic_write_text",
+    "current_umask",
 ]
 
 SIDECAR_SUFFIX = ".json"
@@ -102,11 +103,54 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return p.with_name(p.name + SIDECAR_SUFFIX)
 
 
+def current_umask() -> int:
+    """The process's file-creation mask, read without changing it for longer than an instant.
+
+    Linux reports it in ``/proc/self/status`` (``Umask:`` line), which changes nothing; elsewhere it
+    is read by setting a mask and restoring the old one at once (``os.umask`` has no read-only form).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def _file_mode() -> int:
+    """Permissions a plain ``open(path, "w")`` would give a new file: ``0o666 & ~umask``.
+
+    :func:`tempfile.mkstemp` creates its files 0600 whatever the umask; an artifact renamed from such a
+    file would be unreadable to colleagues on a shared server, so its mode is set to this first.
+    """
+    return 0o666 & ~current_umask()
+
+
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` (same file system, so the final rename is atomic), opened,
+    with the permissions a plain new file would get."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _file_mode())
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
+    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename.
+
+    The file gets the permissions of a plain new file (``0o666 & ~umask``), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -165,7 +209,7 @@ def write_artifact(
     path.parent.mkdir(parents=True, exist_ok=True)
     # A stale sidecar must never vouch for the new file: remove it before replacing the data.
     sidecar_path(path).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_file(path)
     os.close(fd)
     try:
         pq.write_table(table, tmp)

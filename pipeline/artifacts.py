@@ -2,11 +2,13 @@
 
 Every artifact ``X.parquet`` gets a sidecar ``X.parquet.json``::
 
-    {"stage": "pose", "contract": "keypoints", "input_hash": "<sha256>", "config_hash": "<sha256>",
-     "config": {...}, "versions": {"python": ..., "torch": ...}, "created": "2026-...Z", "rows": 180}
+    {"stage": "pose", "contract": "keypoints", "contract_version": 1, "input_hash": "<sha256>",
+     "config_hash": "<sha256>", "config": {...}, "versions": {"python": ..., "torch": ...},
+     "created": "2026-...Z", "rows": 180}
 
-A stage whose sidecar matches its inputs (:func:`is_up_to_date`) is skipped on rerun, so a crashed or
-extended cohort run redoes only what is missing. Writes are atomic: the Parquet file is written to a
+A stage whose sidecar matches its inputs and the contract's current version (:func:`is_up_to_date`) is
+skipped on rerun, so a crashed or extended cohort run redoes only what is missing, and an artifact
+written under an older contract is redone. Writes are atomic: the Parquet file is written to a
 temporary file in the same folder and renamed into place, then the sidecar likewise. A crash between
 the two leaves an artifact without sidecar, which counts as *not* up to date and is redone.
 """
@@ -202,10 +204,10 @@ def write_artifact(
     if contract is not None:
         c = CONTRACTS[contract] if isinstance(contract, str) else contract
         table = conform(data, c)
-        contract_name = c.name
+        contract_name, contract_version = c.name, c.version
     else:
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
-        contract_name = None
+        contract_name = contract_version = None
     path.parent.mkdir(parents=True, exist_ok=True)
     # A stale sidecar must never vouch for the new file: remove it before replacing the data.
     sidecar_path(path).unlink(missing_ok=True)
@@ -220,6 +222,7 @@ def write_artifact(
     sidecar = {
         "stage": stage,
         "contract": contract_name,
+        "contract_version": contract_version,
         "input_hash": input_hash,
         "config_hash": config_hash(config),
         "config": _jsonable(config),
@@ -253,12 +256,40 @@ def read_artifact(path: str | os.PathLike, contract: Contract | str | None = Non
     return table
 
 
-def is_up_to_date(path: str | os.PathLike, *, input_hash: str, config: Any) -> bool:
-    """Whether ``path`` exists with a sidecar recording the same input hash and config hash."""
+def is_up_to_date(
+    path: str | os.PathLike, *, input_hash: str, config: Any, contract: Contract | str | None = None
+) -> bool:
+    """Whether ``path`` exists with a sidecar recording the same input, config and contract version.
+
+    Parameters
+    ----------
+    path : the artifact
+    input_hash, config : what the artifact would be made from now
+    contract : Contract or name, optional
+        The contract the caller would write now; the sidecar must name it and record its current
+        version. Without it, an artifact whose sidecar names a contract must match that contract's
+        current version in :data:`pipeline.contracts.CONTRACTS` (an unknown contract name, or a
+        sidecar without ``contract_version``, i.e. from before versioning, is out of date).
+
+    An artifact written under an older (or any other) contract version is therefore redone, never reused.
+    """
     path = Path(path)
     if not path.exists():
         return False
     meta = read_sidecar(path)
     if not meta:
         return False
-    return meta.get("input_hash") == input_hash and meta.get("config_hash") == config_hash(config)
+    if meta.get("input_hash") != input_hash or meta.get("config_hash") != config_hash(config):
+        return False
+    return _contract_matches(meta, contract)
+
+
+def _contract_matches(meta: Mapping[str, Any], contract: Contract | str | None) -> bool:
+    recorded = meta.get("contract")
+    if contract is not None:
+        c = CONTRACTS.get(contract) if isinstance(contract, str) else contract
+        return c is not None and recorded == c.name and meta.get("contract_version") == c.version
+    if recorded is None:  # written without a contract (e.g. a QC table): nothing to compare
+        return True
+    current = CONTRACTS.get(recorded)
+    return current is not None and meta.get("contract_version") == current.version

@@ -76,6 +76,11 @@ class Contract:
         Columns that together identify a row (duplicates are rejected).
     allow_extra : bool
         Whether columns beyond ``schema`` are allowed (kept as they are).
+    version : int
+        Version of the contract, starting at 1. Raise it whenever the meaning or layout of the
+        artifact changes (a column added, a unit or a rule changed): the version is written into every
+        artifact's sidecar (``contract_version``) and :func:`pipeline.artifacts.is_up_to_date` treats an
+        artifact written under another version as out of date, so it is redone rather than reused.
     """
 
     name: str
@@ -84,6 +89,11 @@ class Contract:
     unique: tuple[str, ...] = ()
     allow_extra: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise ValueError(f"contract {self.name!r}: version must be an integer >= 1, got {self.version!r}")
 
     @property
     def columns(self) -> list[str]:
@@ -95,6 +105,7 @@ class Contract:
 # --------------------------------------------------------------------------------------------------
 KEYPOINTS = Contract(
     name="keypoints",
+    version=1,
     schema=pa.schema(
         [
             pa.field("frame", pa.int32(), nullable=False),
@@ -117,6 +128,7 @@ KEYPOINTS = Contract(
 # --------------------------------------------------------------------------------------------------
 WINDOWS = Contract(
     name="windows",
+    version=1,
     schema=pa.schema(
         [
             pa.field("video_id", pa.string(), nullable=False),
@@ -147,6 +159,7 @@ WINDOWS = Contract(
 # --------------------------------------------------------------------------------------------------
 SEGMENTS = Contract(
     name="segments",
+    version=1,
     schema=pa.schema(
         [
             pa.field("video_id", pa.string(), nullable=False),
@@ -169,6 +182,7 @@ SEGMENTS = Contract(
 # --------------------------------------------------------------------------------------------------
 COHORT = Contract(
     name="cohort",
+    version=1,
     schema=pa.schema(
         [
             pa.field("participant_id", pa.string(), nullable=False),
@@ -193,6 +207,7 @@ COHORT = Contract(
 # --------------------------------------------------------------------------------------------------
 HURDLE_RESULTS = Contract(
     name="hurdle_results",
+    version=1,
     schema=pa.schema(
         [
             pa.field("action", pa.string(), nullable=False),

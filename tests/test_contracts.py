@@ -1,5 +1,6 @@
 """Artifact contracts: round trips through the artifact store, and bad tables rejected by name."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -205,3 +206,43 @@ def test_failed_write_keeps_previous_artifact(tmp_path, monkeypatch):
     assert out.read_bytes() == before  # old data intact
     assert read_sidecar(out) is None  # but no longer vouched for: it will be redone
     assert [p.name for p in tmp_path.iterdir()] == ["seg.parquet"]
+
+
+def test_every_contract_has_a_version():
+    for c in CONTRACTS.values():
+        assert isinstance(c.version, int) and c.version >= 1, c.name
+    with pytest.raises(ValueError, match="version"):
+        dataclasses.replace(CONTRACTS["segments"], version=0)
+
+
+def test_contract_version_enters_sidecar_and_up_to_date_check(tmp_path, monkeypatch):
+    """An artifact written under an older contract version is redone, not reused (issue 8, item 5)."""
+    out = tmp_path / "seg.parquet"
+    write_artifact(segments_df(), out, contract="segments", stage="test", input_hash="h", config={"a": 1})
+    side = read_sidecar(out)
+    assert side["contract"] == "segments" and side["contract_version"] == CONTRACTS["segments"].version
+    assert is_up_to_date(out, input_hash="h", config={"a": 1})
+    assert is_up_to_date(out, input_hash="h", config={"a": 1}, contract="segments")
+    assert not is_up_to_date(out, input_hash="h", config={"a": 1}, contract="keypoints")  # another contract
+
+    # the contract moves on to version 2: the same inputs no longer count as up to date
+    bumped = dataclasses.replace(CONTRACTS["segments"], version=CONTRACTS["segments"].version + 1)
+    monkeypatch.setitem(CONTRACTS, "segments", bumped)
+    assert not is_up_to_date(out, input_hash="h", config={"a": 1})
+    assert not is_up_to_date(out, input_hash="h", config={"a": 1}, contract=bumped)
+    write_artifact(segments_df(), out, contract=bumped, stage="test", input_hash="h", config={"a": 1})
+    assert read_sidecar(out)["contract_version"] == bumped.version
+    assert is_up_to_date(out, input_hash="h", config={"a": 1})
+
+
+def test_sidecar_from_before_versioning_is_out_of_date(tmp_path):
+    out = tmp_path / "seg.parquet"
+    write_artifact(segments_df(), out, contract="segments", stage="test", input_hash="h")
+    side = read_sidecar(out)
+    del side["contract_version"]
+    sidecar_path(out).write_text(json.dumps(side))
+    assert not is_up_to_date(out, input_hash="h", config=None)
+    # a table written without a contract (a QC table) has no version to compare
+    qc = tmp_path / "qc.parquet"
+    write_artifact(pd.DataFrame({"x": [1]}), qc, contract=None, stage="test", input_hash="h")
+    assert read_sidecar(qc)["contract_version"] is None and is_up_to_date(qc, input_hash="h", config=None)

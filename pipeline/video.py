@@ -17,21 +17,40 @@ Conventions
   reports an estimate (duration x fps, e.g. 16 for a 20-frame MPEG-PS file) or garbage, so for them the
   frames are counted by reading the file once (:attr:`VideoInfo.counted`). Window plans built on an
   estimate would miss the tail or ask for frames that do not exist.
+- Truncation: a file that decodes only partway (e.g. an MP4 cut off with its index ``moov`` at the
+  front: it opens, states the full frame count, then the data ends) raises :class:`TruncatedVideo`
+  from :func:`iter_frames` once the decodable part is exhausted, whatever frames were asked for: the
+  decoder reads on to the end of the stream and compares the frames it got with
+  :attr:`VideoInfo.frame_count`. Callers decide what a truncated file means (the pose stage fails the
+  video with the QC flag ``truncated``); ``check_complete=False`` yields the readable part silently.
 - A missing, empty, unreadable or frameless file raises :class:`VideoError` whose message names the
   file; callers processing many videos catch it per video.
+- Memory: :func:`iter_frames` is a generator holding one decoded frame at a time (plus at most
+  ``prefetch`` frames queued by its decoding thread), so peak memory does not depend on the length
+  of the video.
+
+Decoder choice (docs/video.md, numbers from ``bench/bench_video.py``): OpenCV's FFmpeg backend. It
+comes with mediapipe's ``opencv-contrib-python`` (no new dependency), applies rotation metadata,
+decodes with FFmpeg's frame threads, and at 720p/1080p H.264 it decodes as fast as PyAV here; what
+PyAV adds (stream frame counts, timestamps, scaling in swscale) is covered above: exact counts by
+reading when the container has none, stream timestamps via ``CAP_PROP_POS_MSEC``, and scaling and
+colour conversion in the decoding thread (``size=``, ``color=``), which overlaps the consumer's work.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-__all__ = ["VideoError", "VideoInfo", "probe", "iter_frames", "VIDEO_SUFFIXES"]
+__all__ = ["VideoError", "TruncatedVideo", "VideoInfo", "Frame", "probe", "iter_frames", "fit_size", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -43,6 +62,26 @@ class VideoError(RuntimeError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class TruncatedVideo(VideoError):
+    """The file ends before the frames its container states (the readable part was decoded).
+
+    Attributes: ``decoded`` (frames decodable), ``expected`` (:attr:`VideoInfo.frame_count`).
+    """
+
+    def __init__(self, path: str | os.PathLike, decoded: int, expected: int) -> None:
+        self.decoded, self.expected = int(decoded), int(expected)
+        super().__init__(path, f"truncated: only {decoded} of the {expected} frames its container states "
+                               f"could be decoded (file cut off or damaged)")
+
+
+class Frame(NamedTuple):
+    """One decoded frame (unpacks as ``frame_index, time_s, pixels``)."""
+
+    frame_index: int
+    time_s: float
+    pixels: np.ndarray  # [H, W, 3] uint8, BGR or RGB as asked
 
 
 @dataclass(frozen=True)
@@ -160,41 +199,26 @@ def probe(path: str | os.PathLike, *, count_frames: bool | None = None) -> Video
     )
 
 
-def iter_frames(
-    path: str | os.PathLike, frames: Iterable[int] | None = None, *, fps: float | None = None
-) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Decode frames in order, yielding ``(index, time_s, bgr_image)`` for the wanted ones.
+def fit_size(size: tuple[int, int], *, short_side: int) -> tuple[int, int]:
+    """(width, height) scaled so that the shorter side is ``short_side`` (aspect kept, rounded)."""
+    w, h = size
+    k = short_side / min(w, h)
+    return max(1, int(round(w * k))), max(1, int(round(h * k)))
 
-    Parameters
-    ----------
-    path : video file
-    frames : iterable of int, optional
-        Wanted frame indices (any order, duplicates ignored). None: every frame. Indices past the end
-        of the stream are silently not yielded (the caller compares what it got with what it asked).
-    fps : float, optional
-        Used for ``time_s`` when the stream gives no timestamp (``index / fps``).
 
-    Yields
-    ------
-    (int, float, numpy.ndarray)
-        Frame index, time in seconds from the stream's timestamps, HxWx3 uint8 BGR image.
-
-    Raises
-    ------
-    VideoError
-        If the file cannot be opened.
-    """
-    path = Path(path)
-    wanted = None if frames is None else np.unique(np.asarray(list(frames), dtype=np.int64))
-    if wanted is not None and wanted.size == 0:
-        return
+def _decode(
+    path: Path, wanted: np.ndarray | None, *, size: tuple[int, int] | None, color: str, fps: float | None,
+    crop: tuple[int, int, int, int] | None, expected: int | None,
+) -> Iterator[Frame]:
+    """The decoding loop of :func:`iter_frames` (runs in its thread when prefetching)."""
     last = None if wanted is None else int(wanted[-1])
-    want = None if wanted is None else set(int(i) for i in wanted)
+    want = None if wanted is None else set(wanted.tolist())
     cap = _open(path)
     try:
         index = -1
         prev_t = -1.0
-        while last is None or index < last:
+        # read on to the end when the frame count must be checked (truncation), else stop at the last wanted
+        while expected is not None or last is None or index < last:
             if not cap.grab():
                 break
             index += 1
@@ -209,6 +233,127 @@ def iter_frames(
                 # No or non-increasing timestamp (seen with some broken streams): fall back to index/fps.
                 t = index / fps if fps else max(prev_t, 0.0)
             prev_t = t
-            yield index, t, image
+            if crop is not None:
+                x, y, w, h = crop
+                image = image[y : y + h, x : x + w]
+            if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+                shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
+                image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            if color == "rgb":
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            elif crop is not None and size is None:
+                image = np.ascontiguousarray(image)
+            yield Frame(index, t, image)
     finally:
         cap.release()
+    if expected is not None and index + 1 < expected:
+        raise TruncatedVideo(path, index + 1, expected)
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def _prefetched(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
+    """Run ``frames`` in a thread, ``depth`` frames ahead (OpenCV decodes without holding the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in frames:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Raised(exc))
+        finally:
+            frames.close()
+
+    thread = threading.Thread(target=produce, name="video-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    frame_indices: Iterable[int] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    color: str = "bgr",
+    crop: tuple[int, int, int, int] | None = None,
+    fps: float | None = None,
+    info: VideoInfo | None = None,
+    check_complete: bool = True,
+    prefetch: int = 0,
+) -> Iterator[Frame]:
+    """Decode a video once, in order, yielding the wanted frames as ``(frame_index, time_s, pixels)``.
+
+    Parameters
+    ----------
+    path : video file
+    frame_indices : iterable of int, optional
+        Wanted frame indices (any order, duplicates ignored). None: every frame. Indices past the end
+        of the stream are not yielded (with ``check_complete`` they raise :class:`TruncatedVideo` when
+        the container states that they exist).
+    size : (width, height), optional
+        Scale each frame to this size at decode time (INTER_AREA when shrinking); after ``crop``.
+    color : {"bgr", "rgb"}
+    crop : (x, y, w, h), optional
+        Keep only this region (pixels of the displayed frame; clip it to the frame first).
+    fps : float, optional
+        Used for ``time_s`` when the stream gives no timestamp (``frame_index / fps``).
+    info : VideoInfo, optional
+        The file's :func:`probe` result, if the caller has it (saves probing again).
+    check_complete : bool
+        Read on to the end of the stream and raise :class:`TruncatedVideo` (after yielding every
+        decodable wanted frame) when fewer frames than ``info.frame_count`` could be decoded.
+    prefetch : int
+        Decode (and crop, scale, convert) in a background thread up to this many frames ahead of the
+        consumer; 0 decodes in the caller's thread.
+
+    Yields
+    ------
+    Frame
+        ``frame_index`` (int), ``time_s`` (float, from the stream's timestamps), ``pixels``
+        ([H, W, 3] uint8 in ``color`` order). Only the current frame (and the prefetched ones) are held.
+
+    Raises
+    ------
+    VideoError
+        If the file cannot be opened; :class:`TruncatedVideo` as described above.
+    """
+    path = Path(path)
+    if color not in ("bgr", "rgb"):
+        raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
+    wanted = None if frame_indices is None else np.unique(np.asarray(list(frame_indices), dtype=np.int64))
+    if wanted is not None and wanted.size == 0:
+        return iter(())
+    expected = None
+    if check_complete:
+        expected = (info or probe(path)).frame_count
+    frames = _decode(path, wanted, size=size, color=color, fps=fps, crop=crop, expected=expected)
+    return _prefetched(frames, prefetch) if prefetch > 0 else frames

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.video import VideoError, iter_frames, probe
+import tracemalloc
+
+from pipeline.video import TruncatedVideo, VideoError, fit_size, iter_frames, probe
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0, fourcc: str = "mp4v") -> Path:
@@ -121,15 +123,118 @@ def test_truncated_mp4(tmp_path):
         list(iter_frames(bad))
 
 
-def test_truncated_avi_yields_the_readable_part(tmp_path):
-    # AVI keeps its frames readable without the trailing index: the readable frames come out,
-    # the caller sees fewer frames than it asked for.
+def test_truncated_avi_yields_the_readable_part_then_raises(tmp_path):
+    # AVI keeps its frames readable without the trailing index: the readable frames come out, then
+    # the shortfall against the header's frame count is reported.
     good = write_video(tmp_path / "good.avi", numbered_frames(30), fourcc="MJPG")
     bad = tmp_path / "cut.avi"
     bad.write_bytes(good.read_bytes()[: int(good.stat().st_size * 0.6)])
-    got = [i for i, _, _ in iter_frames(bad)]
+    got = [i for i, _, _ in iter_frames(bad, check_complete=False)]
     assert 0 < len(got) < 30
     assert got == list(range(len(got)))
+    seen = []
+    with pytest.raises(TruncatedVideo, match=f"cut.avi: truncated: only {len(got)} of the 30 frames") as exc:
+        for i, _, _ in iter_frames(bad):
+            seen.append(i)
+    assert seen == got and (exc.value.decoded, exc.value.expected) == (len(got), 30)
+
+
+def move_index_to_front(path: Path) -> Path:
+    """Rewrite an MP4 as 'fast start' (moov before mdat, as streaming encoders write it).
+
+    Top-level boxes are reordered to ftyp, moov, the rest; the chunk offsets (stco) grow by moov's size.
+    """
+    data = path.read_bytes()
+    boxes, pos = [], 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        boxes.append((kind, data[pos : pos + size]))
+        pos += size
+    moov = bytearray(next(b for k, b in boxes if k == b"moov"))
+    i = moov.find(b"stco")
+    assert i > 0 and moov.find(b"co64") < 0
+    (count,) = struct.unpack(">I", moov[i + 8 : i + 12])
+    for k in range(count):
+        q = i + 12 + 4 * k
+        (off,) = struct.unpack(">I", moov[q : q + 4])
+        moov[q : q + 4] = struct.pack(">I", off + len(moov))
+    front = [b for k, b in boxes if k == b"ftyp"]
+    assert boxes[0][0] == b"ftyp"
+    rest = [b for k, b in boxes if k not in (b"ftyp", b"moov")]
+    path.write_bytes(b"".join(front + [bytes(moov)] + rest))
+    return path
+
+
+def test_cut_off_mp4_with_its_index_at_the_front_is_truncated(tmp_path):
+    """Audit 2: such a file opens, states all its frames, and used to yield about half of them silently."""
+    good = move_index_to_front(write_video(tmp_path / "fast.mp4", numbered_frames(30)))
+    assert [i for i, _, _ in iter_frames(good)] == list(range(30))  # the rewrite itself is a valid MP4
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    info = probe(bad)
+    assert info.frame_count == 30  # the container still states all of them
+    readable = [i for i, _, _ in iter_frames(bad, check_complete=False)]
+    assert 0 < len(readable) < 30
+    with pytest.raises(TruncatedVideo, match="cut.mp4: truncated"):
+        list(iter_frames(bad))
+    # also when only early frames are wanted: the decoder reads on to the end to check the count
+    with pytest.raises(TruncatedVideo):
+        list(iter_frames(bad, [0, 1], info=info))
+    with pytest.raises(TruncatedVideo):
+        list(iter_frames(bad, prefetch=3))
+
+
+def test_size_crop_and_colour_at_decode_time(tmp_path):
+    frames = [np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(4)]
+    p = write_video(tmp_path / "lossless.avi", frames, fourcc="FFV1")
+    full = [img for _, _, img in iter_frames(p)]
+    np.testing.assert_array_equal(full[2], frames[2])
+    got = list(iter_frames(p, [1, 3], size=(40, 30), color="rgb", crop=(20, 10, 80, 60)))
+    assert [g.frame_index for g in got] == [1, 3]
+    for g in got:
+        crop = full[g.frame_index][10:70, 20:100]
+        want = cv2.cvtColor(cv2.resize(crop, (40, 30), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        assert g.pixels.shape == (30, 40, 3) and g.pixels.flags.c_contiguous
+        np.testing.assert_array_equal(g.pixels, want)
+    cropped = next(iter_frames(p, crop=(20, 10, 80, 60))).pixels
+    assert cropped.flags.c_contiguous and cropped.shape == (60, 80, 3)
+    assert fit_size((1920, 1080), short_side=256) == (455, 256)
+    assert fit_size((1080, 1296), short_side=256) == (256, 307)
+    with pytest.raises(ValueError, match="color"):
+        iter_frames(p, color="yuv")
+
+
+def test_prefetch_yields_the_same_frames_and_stops_its_thread(tmp_path):
+    import threading
+
+    p = write_video(tmp_path / "a.mp4", numbered_frames(25))
+    plain = list(iter_frames(p, [0, 5, 6, 24]))
+    ahead = list(iter_frames(p, [0, 5, 6, 24], prefetch=2))
+    assert [(f.frame_index, f.time_s) for f in ahead] == [(f.frame_index, f.time_s) for f in plain]
+    for a, b in zip(ahead, plain):
+        np.testing.assert_array_equal(a.pixels, b.pixels)
+    gen = iter_frames(p, prefetch=2)
+    next(gen)
+    gen.close()  # a consumer stopping early must not leave the decoding thread behind
+    assert not [t for t in threading.enumerate() if t.name == "video-decode"]
+
+
+def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
+    frame_bytes = 240 * 320 * 3
+    peaks = {}
+    for n in (20, 200):
+        p = write_video(tmp_path / f"v{n}.mp4", numbered_frames(n, w=320, h=240))
+        for prefetch in (0, 4):
+            tracemalloc.start()
+            try:
+                count = sum(1 for _ in iter_frames(p, prefetch=prefetch))
+                peaks[n, prefetch] = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert count == n
+    for (n, prefetch), peak in peaks.items():
+        # the frame in hand, the decoder's, the queued ones: a bound that does not depend on n
+        assert peak < (prefetch + 4) * frame_bytes, (n, prefetch, peak / frame_bytes)
 
 
 def make_variable_rate(path: Path, deltas: list[tuple[int, int]]) -> Path:

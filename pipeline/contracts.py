@@ -394,3 +394,55 @@ def conform(data: pa.Table | pd.DataFrame, contract: Contract | str, *, source: 
             arrays.append(table.column(name))
             fields.append(table.schema.field(name))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# --------------------------------------------------------------------------------------------------
+# bouts.parquet (aggregation stage): one row per participant x action, beside cohort.parquet
+# --------------------------------------------------------------------------------------------------
+BOUTS = Contract(
+    name="bouts",
+    version=1,
+    schema=pa.schema(
+        [
+            pa.field("participant_id", pa.string(), nullable=False),
+            pa.field("group", pa.string(), nullable=False),
+            pa.field("action_id", pa.int16(), nullable=False),
+            pa.field("action", pa.string(), nullable=False),
+            pa.field("bouts", pa.int64(), nullable=False),  # final segments of the action
+            pa.field("total_s", pa.float64(), nullable=False),  # summed bout duration
+            pa.field("mean_bout_s", pa.float64(), nullable=True),  # null when no bout
+            pa.field("median_bout_s", pa.float64(), nullable=True),
+            pa.field("latency_s", pa.float64(), nullable=True),  # start of the first bout
+        ]
+    ),
+    rules=(
+        Rule("action_id", _nonneg, ">= 0"),
+        Rule("bouts", _nonneg, ">= 0"),
+        Rule("total_s", _nonneg, ">= 0"),
+        Rule("mean_bout_s", lambda v: v > 0, "> 0"),
+        Rule("median_bout_s", lambda v: v > 0, "> 0"),
+        Rule("latency_s", _nonneg, ">= 0"),
+    ),
+    unique=("participant_id", "action"),
+)
+
+# --------------------------------------------------------------------------------------------------
+# exclusions.parquet (aggregation stage): failed videos and participants left out of the cohort
+# --------------------------------------------------------------------------------------------------
+EXCLUSIONS = Contract(
+    name="exclusions",
+    version=1,
+    schema=pa.schema(
+        [
+            pa.field("participant_id", pa.string(), nullable=False),
+            pa.field("group", pa.string(), nullable=False),
+            pa.field("video_id", pa.string(), nullable=True),  # null for a participant-level row
+            pa.field("scope", pa.string(), nullable=False),  # "video" | "participant"
+            pa.field("reason", pa.string(), nullable=False),
+        ]
+    ),
+    rules=(Rule("scope", lambda v: np.isin(v, ["video", "participant"]), "'video' or 'participant'"),),
+)
+
+CONTRACTS.update({c.name: c for c in (BOUTS, EXCLUSIONS)})
+__all__ += ["BOUTS", "EXCLUSIONS"]

@@ -1,0 +1,366 @@
+"""Aggregation stage: windows/<video_id>.parquet + cohort manifest -> segments, detections, cohort table.
+
+Usage::
+
+    python -m pipeline.aggregate --windows out/windows --manifest cohort.csv --out out/ \\
+        [--rule threshold|top1|per-class|multi-label|background] [--threshold 0.5] \\
+        [--thresholds per_class.json] [--min-duration S] [--merge-gap S] [--gt-frames truth.parquet]
+
+Writes under ``--out``:
+
+- ``segments/<video_id>.parquet`` (SEGMENTS contract) per video read out;
+- ``detections.csv``: every segment in the MMA-52 detection format ``video_id,t_start,t_end,class,score``;
+- ``cohort.parquet`` (COHORT contract): every action of the model's class list (background excluded)
+  for every participant with at least one valid frame, zeros included, manifest covariates joined;
+- ``bouts.parquet`` (BOUTS contract): bout count, total/mean/median duration, latency per participant x action;
+- ``exclusions.parquet`` (EXCLUSIONS contract): failed videos, and participants left out of the cohort
+  because all their videos failed (always written; empty when nothing failed);
+- ``agreement.csv`` with ``--gt-frames``: per action, the mean absolute error of percent time against
+  per-frame ground truth (:mod:`pipeline.agreement`).
+
+The read-out rule and its parameters, the class list and the model id go into every sidecar. A video
+fails (exit code 1, a row in exclusions, a line in the summary) when its windows file is missing,
+stale (no sidecar), breaks the WINDOWS contract, or has no classified window. Windows from different
+models or class lists in one cohort, or probabilities that do not match the class list, are bad input
+(exit 2, one line, nothing written).
+
+Windows sidecar keys read here (written by the recognition stage): ``video.fps`` (required),
+``video.frame_count`` (optional; spans are checked against it), ``classes`` = ``{"names": [...],
+"taxonomy_ids": [...]}`` (required; ``model.preprocessing.ClassList``), ``checkpoint_sha256``
+(optional, recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from model.preprocessing import ClassList
+from pipeline.agreement import percent_time_agreement, read_frame_truth
+from pipeline.artifacts import (
+    atomic_write_text,
+    config_hash,
+    is_up_to_date,
+    read_artifact,
+    read_sidecar,
+    sha256_file,
+    sidecar_path,
+    write_artifact,
+)
+from pipeline.cli import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    BadInput,
+    check_output_dir,
+    handle_errors,
+    make_parser,
+    progress,
+    report_written,
+    setup_logging,
+)
+from pipeline.contracts import BOUTS, COHORT, EXCLUSIONS, SEGMENTS, WINDOWS, ContractError
+from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES
+from pipeline.manifest import Manifest, read_manifest
+from pipeline.readout import (
+    ClassListMismatch,
+    CohortTables,
+    ReadoutConfig,
+    ReadoutError,
+    VideoReadout,
+    cohort_tables,
+    detections_table,
+    read_out_video,
+    read_thresholds_file,
+    window_arrays,
+)
+
+__all__ = ["WindowsFile", "read_windows_file", "AggregateResult", "aggregate", "write_outputs", "main"]
+
+log = logging.getLogger(__name__)
+STAGE = "aggregate"
+
+
+@dataclass
+class WindowsFile:
+    """A windows artifact and the facts from its sidecar."""
+
+    path: Path
+    video_id: str
+    table: object  # pyarrow.Table (WINDOWS contract)
+    fps: float
+    frame_count: int | None
+    classes: ClassList
+    model_id: str
+    sha256: str
+
+
+def windows_dir_of(path: str | Path) -> Path:
+    """``--windows`` may name the folder of windows files or a stage output folder holding ``windows/``."""
+    p = Path(path)
+    if not p.is_dir():
+        raise BadInput(f"--windows {p}: no such folder")
+    if not any(p.glob("*.parquet")) and (p / "windows").is_dir():
+        return p / "windows"
+    return p
+
+
+def read_windows_file(path: Path, video_id: str) -> WindowsFile:
+    """Read one windows artifact and its sidecar facts; ReadoutError (an item failure) on any problem."""
+    if not path.exists():
+        raise ReadoutError(f"no windows file {path} (recognition failed or was not run)")
+    meta = read_sidecar(path)
+    if not meta:
+        raise ReadoutError(f"{path}: no sidecar {sidecar_path(path).name} (stale or incomplete; rerun recognition)")
+    try:
+        table = read_artifact(path, WINDOWS)
+    except ContractError as exc:
+        raise ReadoutError(str(exc)) from None
+    except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
+        raise ReadoutError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    ids = set(table.column("video_id").to_pylist())
+    if ids and ids != {video_id}:
+        raise ReadoutError(f"{path}: column 'video_id' holds {sorted(ids)[:3]}, expected {video_id!r}")
+    video = meta.get("video") if isinstance(meta.get("video"), dict) else {}
+    fps = video.get("fps")
+    if not isinstance(fps, (int, float)) or not fps > 0:
+        raise ReadoutError(f"{sidecar_path(path)}: sidecar has no valid 'video' -> 'fps' (got {fps!r})")
+    frame_count = video.get("frame_count")
+    if frame_count is not None and (not isinstance(frame_count, int) or frame_count < 0):
+        raise ReadoutError(f"{sidecar_path(path)}: 'video' -> 'frame_count' must be an integer >= 0, got {frame_count!r}")
+    try:
+        classes = ClassList.from_dict(meta["classes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReadoutError(
+            f"{sidecar_path(path)}: sidecar has no valid 'classes' ({{'names': [...], 'taxonomy_ids': [...]}}): {exc}"
+        ) from None
+    if table.num_rows:
+        end = table.column("end_frame").to_numpy().astype(np.int64)
+        end_s = table.column("end_s").to_numpy().astype(np.float64)
+        bad = np.flatnonzero(np.abs(end_s - end / fps) > 0.5 / fps)
+        if bad.size:
+            r = int(bad[0])
+            raise ReadoutError(
+                f"{path}: row {r}: end_s {end_s[r]!r} does not match end_frame {int(end[r])} at {fps:g} fps"
+            )
+        if frame_count is not None and end.max() > frame_count:
+            r = int(np.argmax(end))
+            raise ReadoutError(f"{path}: row {r}: end_frame {int(end[r])} is past the video's {frame_count} frames")
+    model_ids = sorted(set(table.column("model_id").to_pylist()))
+    if len(model_ids) > 1:
+        raise ReadoutError(f"{path}: windows from several models ({', '.join(model_ids[:3])})")
+    model_id = model_ids[0] if model_ids else str(meta.get("checkpoint_sha256", ""))
+    return WindowsFile(path, video_id, table, float(fps), frame_count, classes, model_id, sha256_file(path))
+
+
+@dataclass
+class AggregateResult:
+    """Everything :func:`aggregate` computed (no files written yet)."""
+
+    manifest: Manifest
+    config: ReadoutConfig
+    classes: ClassList | None
+    model_id: str
+    readouts: dict[str, VideoReadout]
+    failures: dict[str, str]
+    hashes: dict[str, str]
+    tables: CohortTables | None
+    segments: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False) -> AggregateResult:
+    """Read out every video of the manifest and pool the cohort (no writing, no printing).
+
+    Raises
+    ------
+    BadInput
+        Windows files disagree on the class list or the model, or their probabilities do not match
+        the class list, or per-class thresholds name classes the model does not have.
+    """
+    files: dict[str, WindowsFile] = {}
+    failures: dict[str, str] = {}
+    vids = manifest.videos["video_id"].tolist()
+    it = progress(vids, desc="read windows", unit="video") if show_progress else vids
+    for vid in it:
+        try:
+            files[vid] = read_windows_file(windows_dir / f"{vid}.parquet", vid)
+        except ReadoutError as exc:
+            failures[vid] = str(exc)
+
+    classes = model_id = None
+    first: WindowsFile | None = None
+    for wf in files.values():
+        if first is None:
+            first, classes, model_id = wf, wf.classes, wf.model_id
+            continue
+        if wf.classes != classes:
+            raise BadInput(
+                f"{wf.path}: class list ({len(wf.classes)} classes) differs from {first.path} "
+                f"({len(classes)} classes); windows from another model cannot be pooled in one cohort"
+            )
+        if wf.model_id != model_id:
+            raise BadInput(
+                f"{wf.path}: model_id {wf.model_id!r} differs from {model_id!r} in {first.path}; "
+                f"a cohort must be read out from one model"
+            )
+    if classes is not None and config.rule == "background" and classes.background_index is None:
+        raise BadInput("--rule background needs a model with a background class; the windows' class list has none")
+    if classes is not None:
+        unknown = sorted(set(config.thresholds) - set(classes.names))
+        if unknown:
+            raise BadInput(f"--thresholds names class(es) the model does not have: {', '.join(map(repr, unknown))}")
+
+    readouts: dict[str, VideoReadout] = {}
+    segments: dict[str, pd.DataFrame] = {}
+    for vid, wf in files.items():
+        try:
+            arrays = window_arrays(wf.table, len(classes), source=str(wf.path))
+        except ClassListMismatch as exc:
+            raise BadInput(str(exc)) from None
+        except ReadoutError as exc:
+            failures[vid] = str(exc)
+            continue
+        r = read_out_video(arrays, video_id=vid, fps=wf.fps, classes=classes, config=config,
+                           num_frames=wf.frame_count)
+        readouts[vid] = r
+        if r.valid_frames:
+            segments[vid] = r.segments_frame(classes)
+
+    tables = cohort_tables(manifest, readouts, failures, classes) if classes is not None else None
+    if tables is not None:  # videos with no classified window are failures too
+        for row in tables.exclusions.itertuples():
+            if row.scope == "video" and row.video_id not in failures:
+                failures[row.video_id] = f"{files[row.video_id].path}: {row.reason}"
+    return AggregateResult(
+        manifest=manifest, config=config, classes=classes, model_id=model_id or "",
+        readouts=readouts, failures=failures, hashes={v: f.sha256 for v, f in files.items()},
+        tables=tables, segments=segments,
+    )
+
+
+def _empty_tables(manifest: Manifest, failures: dict[str, str]) -> CohortTables:
+    excl = cohort_tables(manifest, {}, failures, ClassList((), ())).exclusions
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in COHORT.schema.names})
+    return CohortTables(cohort=empty, bouts=pd.DataFrame({c: pd.Series(dtype=object) for c in BOUTS.schema.names}),
+                        exclusions=excl)
+
+
+def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataFrame | None = None) -> list[Path]:
+    """Write segments/, detections.csv, cohort/bouts/exclusions (and agreement.csv); return written paths."""
+    out_dir = Path(out_dir)
+    cfg = result.config.to_dict()
+    classes_dict = result.classes.to_dict() if result.classes is not None else None
+    facts = {"readout": cfg, "readout_text": result.config.describe(), "classes": classes_dict,
+             "model_id": result.model_id, "manifest": str(result.manifest.path)}
+    written: list[Path] = []
+
+    seg_dir = out_dir / "segments"
+    kept: set[str] = set()
+    for vid, seg in result.segments.items():
+        path = seg_dir / f"{vid}.parquet"
+        kept.add(path.name)
+        if is_up_to_date(path, input_hash=result.hashes[vid], config=cfg, contract=SEGMENTS):
+            continue
+        written.append(write_artifact(seg, path, contract=SEGMENTS, stage=STAGE, input_hash=result.hashes[vid],
+                                      config=cfg, extra={**facts, "video_id": vid, "fps": result.readouts[vid].fps}))
+    # A previous run's segments for videos that failed now or left the manifest would look current.
+    if seg_dir.is_dir():
+        for old in seg_dir.glob("*.parquet"):
+            meta = read_sidecar(old)
+            if old.name not in kept and meta and meta.get("stage") == STAGE:
+                old.unlink()
+                sidecar_path(old).unlink(missing_ok=True)
+
+    all_segments = [result.segments[v] for v in result.manifest.videos["video_id"] if v in result.segments]
+    seg_all = pd.concat(all_segments, ignore_index=True) if all_segments else pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in
+         [("video_id", object), ("action_id", np.int16), ("start_s", float), ("end_s", float), ("score", float)]})
+    det = detections_table(seg_all)
+    written.append(atomic_write_text(out_dir / "detections.csv", det.to_csv(index=False)))
+
+    tables = result.tables or _empty_tables(result.manifest, result.failures)
+    cohort_hash = config_hash({"manifest": sha256_file(result.manifest.path), "windows": result.hashes})
+    extra = {**facts, "participants": int(tables.cohort["participant_id"].nunique()),
+             "excluded_participants": int((tables.exclusions["scope"] == "participant").sum()),
+             "failed_videos": int((tables.exclusions["scope"] == "video").sum())}
+    for name, table, contract in (("cohort.parquet", tables.cohort, COHORT), ("bouts.parquet", tables.bouts, BOUTS),
+                                  ("exclusions.parquet", tables.exclusions, EXCLUSIONS)):
+        written.append(write_artifact(table, out_dir / name, contract=contract, stage=STAGE,
+                                      input_hash=cohort_hash, config=cfg, extra=extra))
+    if agreement is not None:
+        written.append(atomic_write_text(out_dir / "agreement.csv", agreement.to_csv(index=False)))
+    return written
+
+
+def summarize(result: AggregateResult) -> str:
+    """The summary printed on stderr by main()."""
+    m = result.manifest
+    n_v, n_p = len(m.videos), len(m.participants)
+    failed = [v for v in m.videos["video_id"] if v in result.failures]
+    excl = result.tables.exclusions if result.tables is not None else _empty_tables(m, result.failures).exclusions
+    dropped = excl.loc[excl["scope"] == "participant", "participant_id"].tolist()
+    n_in = n_p - len(dropped)
+    n_actions = 0 if result.classes is None else sum(t is not None for t in result.classes.taxonomy_ids)
+    lines = [
+        f"aggregate: {n_v} video(s) of {n_p} participant(s): {n_v - len(failed)} read out, {len(failed)} failed; "
+        f"cohort: {n_in} participant(s) x {n_actions} action(s), {len(dropped)} participant(s) excluded "
+        f"(all videos failed); {result.config.describe()}"
+    ]
+    for v in failed:
+        lines.append(f"  failed   {v}: {result.failures[v]}")
+    for p in dropped:
+        lines.append(f"  excluded participant {p!r}: all videos failed (see exclusions.parquet)")
+    return "\n".join(lines)
+
+
+def build_parser():
+    p = make_parser(
+        "Windows (class probabilities) + cohort manifest -> segments, detections.csv, cohort.parquet, "
+        "bouts.parquet, exclusions.parquet. Exit status: 0 ok, 1 some videos failed, 2 bad input.",
+        prog="python -m pipeline.aggregate",
+    )
+    p.add_argument("--windows", required=True, metavar="DIR", help="folder of windows/<video_id>.parquet files")
+    p.add_argument("--manifest", required=True, metavar="FILE", help="cohort manifest (CSV or Parquet)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--rule", choices=RULES, default="threshold", help="frame labelling rule (docs/readout.md)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="TAU",
+                   help="score threshold tau (threshold, multi-label; default for classes missing from --thresholds)")
+    p.add_argument("--thresholds", metavar="JSON", help="per-class thresholds, a JSON object class name -> threshold")
+    p.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="drop segments shorter than S seconds (after merging)")
+    p.add_argument("--merge-gap", type=float, default=0.0, metavar="S",
+                   help="merge gaps of no micro-action up to S seconds between segments of one action (before dropping)")
+    p.add_argument("--gt-frames", metavar="FILE", help="per-frame ground truth (CSV/Parquet video_id,frame,action) -> agreement.csv")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    with handle_errors("pipeline.aggregate"):
+        out_dir = check_output_dir(args.out)
+        try:
+            thresholds = read_thresholds_file(args.thresholds) if args.thresholds else {}
+            config = ReadoutConfig(rule=args.rule, threshold=args.threshold, thresholds=thresholds,
+                                   min_duration_s=args.min_duration, merge_gap_s=args.merge_gap)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        manifest = read_manifest(args.manifest, check_videos=False)
+        windows_dir = windows_dir_of(args.windows)
+        gt = read_frame_truth(args.gt_frames) if args.gt_frames else None
+        result = aggregate(manifest, windows_dir, config, show_progress=True)
+        agreement = None
+        if gt is not None and result.classes is not None:  # bad truth: exit 2 before anything is written
+            agreement = percent_time_agreement(gt, manifest, result.readouts, result.classes)
+        written = write_outputs(result, out_dir, agreement=agreement)
+    for path in written:
+        report_written(path)
+    print(summarize(result), file=sys.stderr)
+    return EXIT_PARTIAL if result.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

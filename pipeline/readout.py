@@ -1,0 +1,455 @@
+"""The clinical read-out: windows of one video -> segments and per-class time; a cohort -> tables.
+
+Steps (DESIGN.md section 3b; docs/readout.md has worked examples):
+
+1. per-frame scores, the mean over covering classified windows   (:mod:`pipeline.frame_scores`)
+2. frame labels by a selectable rule                              (:mod:`pipeline.frame_labels`)
+3. segments: merge gaps <= merge_gap, then drop runs < min_duration (:mod:`pipeline.segments`)
+4. per participant, pooled over its videos by frames::
+
+       percent_time(a) = 100 * sum_v (valid frames of v inside final segments of a) / sum_v valid frames of v
+       observed_s      = sum_v valid frames of v / fps_v
+
+   plus bouts per participant x action: count, total / mean / median duration, latency to the first.
+
+This module holds the pure functions (numpy/pandas in and out); reading and writing files is
+:mod:`pipeline.aggregate`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from model.preprocessing import ClassList
+from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES, SINGLE_LABEL_RULES, label_frames
+from pipeline.frame_scores import frame_scores
+from pipeline.manifest import Manifest
+from pipeline.segments import duration_frames, label_segments
+
+__all__ = [
+    "ReadoutConfig",
+    "ReadoutError",
+    "ClassListMismatch",
+    "VideoReadout",
+    "WindowArrays",
+    "window_arrays",
+    "class_thresholds",
+    "read_thresholds_file",
+    "read_out_video",
+    "CohortTables",
+    "cohort_tables",
+    "detections_table",
+]
+
+
+class ReadoutError(ValueError):
+    """A windows table cannot be read out (names the file/row when known)."""
+
+
+class ClassListMismatch(ReadoutError):
+    """Window probabilities do not match the model's class list (windows from another model)."""
+
+
+@dataclass(frozen=True)
+class ReadoutConfig:
+    """The read-out rule and its parameters (stored in every output's sidecar).
+
+    Attributes
+    ----------
+    rule : one of ``pipeline.frame_labels.RULES``; default ``"threshold"``.
+    threshold : float
+        tau for ``threshold`` and ``multi-label``, and the default for classes missing from
+        ``thresholds`` (0.5: the lowest tau at which at most one class can pass; pipeline.frame_labels).
+    thresholds : dict of class name -> float
+        Per-class thresholds (``per-class`` and ``multi-label`` rules).
+    min_duration_s : float
+        Segments shorter than this are dropped (after merging). Default 0: windows are averaged over
+        about span/hop = 4 overlapping windows, so labels change only at window boundaries (every hop,
+        0.53 s for MA-52 at 30 fps) and cannot flicker faster; set it to ignore brief detections.
+    merge_gap_s : float
+        Gaps of no micro-action up to this long between two segments of one class are merged (before
+        dropping). Default 0.
+    """
+
+    rule: str = "threshold"
+    threshold: float = DEFAULT_THRESHOLD
+    thresholds: dict[str, float] = field(default_factory=dict)
+    min_duration_s: float = 0.0
+    merge_gap_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown read-out rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        for name, t in [("threshold", self.threshold), *self.thresholds.items()]:
+            if not (isinstance(t, (int, float)) and 0.0 < float(t) <= 1.0):
+                raise ValueError(f"threshold for {name!r} must be in (0, 1], got {t!r}")
+        if self.rule == "per-class" and not self.thresholds:
+            raise ValueError("rule 'per-class' needs per-class thresholds (a JSON file of class name -> threshold)")
+        if not (self.min_duration_s >= 0 and np.isfinite(self.min_duration_s)):
+            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if not (self.merge_gap_s >= 0 and np.isfinite(self.merge_gap_s)):
+            raise ValueError(f"merge_gap_s must be >= 0, got {self.merge_gap_s}")
+
+    @property
+    def single_label(self) -> bool:
+        return self.rule in SINGLE_LABEL_RULES
+
+    def describe(self) -> str:
+        """One line for summaries and reports."""
+        thr = {
+            "threshold": f"tau={self.threshold:g}",
+            "top1": "",
+            "per-class": f"{len(self.thresholds)} per-class thresholds, others {self.threshold:g}",
+            "multi-label": f"tau={self.threshold:g}" + (f", {len(self.thresholds)} per-class" if self.thresholds else ""),
+            "background": "",
+        }[self.rule]
+        return (
+            f"rule {self.rule}{' (' + thr + ')' if thr else ''}, min duration {self.min_duration_s:g} s, "
+            f"merge gap {self.merge_gap_s:g} s (merge first, then drop)"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "threshold": float(self.threshold),
+            "thresholds": {k: float(v) for k, v in sorted(self.thresholds.items())},
+            "min_duration_s": float(self.min_duration_s),
+            "merge_gap_s": float(self.merge_gap_s),
+            "order": "merge then drop",
+        }
+
+
+def read_thresholds_file(path: str | os.PathLike) -> dict[str, float]:
+    """A JSON object ``{"nodding": 0.3, ...}`` of per-class thresholds. Raises ValueError naming the key."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"thresholds file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of class name -> threshold")
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= 1.0:
+            raise ValueError(f"{path}: threshold of {k!r} must be a number in (0, 1], got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
+def class_thresholds(classes: ClassList, config: ReadoutConfig) -> np.ndarray:
+    """Threshold per class [C]: the per-class value where given, else ``config.threshold``."""
+    unknown = sorted(set(config.thresholds) - set(classes.names))
+    if unknown:
+        raise ValueError(
+            f"per-class thresholds name class(es) not in the model's class list: {', '.join(map(repr, unknown))}"
+        )
+    return np.array([config.thresholds.get(n, config.threshold) for n in classes.names], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class WindowArrays:
+    """A windows table as arrays. ``probs`` [W, C] is NaN on rows of unclassified windows."""
+
+    start_frame: np.ndarray
+    end_frame: np.ndarray
+    probs: np.ndarray
+    classified: np.ndarray
+
+
+def window_arrays(table: pa.Table, num_classes: int, *, source: str = "windows") -> WindowArrays:
+    """Arrays from a WINDOWS-contract table; checks every classified row has ``num_classes`` probabilities.
+
+    Raises
+    ------
+    ReadoutError
+        A probability list of the wrong length (windows from a model with another class list) or a
+        value outside [0, 1] / not finite; the message names the row.
+    """
+    probs_col = table.column("probs").combine_chunks()
+    W = table.num_rows
+    classified = ~probs_col.is_null().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(probs_col).fill_null(num_classes).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(lengths != num_classes)
+    if bad.size:
+        raise ClassListMismatch(
+            f"{source}: row {int(bad[0])} has {int(lengths[bad[0]])} class probabilities but the model's "
+            f"class list has {num_classes} (windows from a model with another class list?)"
+        )
+    probs = np.full((W, num_classes), np.nan)
+    if classified.any():
+        flat = pc.list_flatten(probs_col).to_numpy(zero_copy_only=False).astype(np.float64)
+        values = flat.reshape(-1, num_classes)
+        bad_rows = np.flatnonzero(~(np.isfinite(values) & (values >= 0) & (values <= 1 + 1e-6)).all(axis=1))
+        if bad_rows.size:
+            r = int(np.flatnonzero(classified)[bad_rows[0]])
+            raise ReadoutError(f"{source}: row {r} has a class probability that is not a finite number in [0, 1]")
+        probs[classified] = values
+    return WindowArrays(
+        start_frame=table.column("start_frame").to_numpy().astype(np.int64),
+        end_frame=table.column("end_frame").to_numpy().astype(np.int64),
+        probs=probs,
+        classified=classified,
+    )
+
+
+@dataclass(frozen=True)
+class VideoReadout:
+    """The read-out of one video.
+
+    Attributes
+    ----------
+    video_id : str
+    fps : float
+    valid : bool array [F]; frames with a usable pose (covered by a classified window)
+    active : bool array [F, C]; final labels (frames inside final segments, valid or not)
+    seg_class, seg_start, seg_end : int arrays [S]; final segments in frames ``[start, end)``
+    seg_score : float array [S]; mean per-frame score of the segment's class over its valid frames
+    seg_valid : int array [S]; valid frames inside each segment
+    """
+
+    video_id: str
+    fps: float
+    valid: np.ndarray
+    active: np.ndarray
+    seg_class: np.ndarray
+    seg_start: np.ndarray
+    seg_end: np.ndarray
+    seg_score: np.ndarray
+    seg_valid: np.ndarray
+
+    @property
+    def valid_frames(self) -> int:
+        return int(self.valid.sum())
+
+    def frames_in_segments(self, num_classes: int) -> np.ndarray:
+        """Valid frames inside final segments, per class [C] (the percent-time numerators)."""
+        return np.bincount(self.seg_class, weights=self.seg_valid, minlength=num_classes).astype(np.int64)
+
+    def segments_frame(self, classes: ClassList) -> pd.DataFrame:
+        """The SEGMENTS-contract table of this video (start_s/end_s from frames / fps)."""
+        ids = np.array([-1 if t is None else t for t in classes.taxonomy_ids], dtype=np.int64)
+        names = np.array(classes.names, dtype=object)
+        return pd.DataFrame(
+            {
+                "video_id": pd.Series([self.video_id] * len(self.seg_class), dtype=object),
+                "action_id": ids[self.seg_class].astype(np.int16),
+                "action": names[self.seg_class],
+                "start_s": self.seg_start / self.fps,
+                "end_s": self.seg_end / self.fps,
+                "score": self.seg_score.astype(np.float32),
+            }
+        )
+
+
+def read_out_video(
+    windows: WindowArrays,
+    *,
+    video_id: str,
+    fps: float,
+    classes: ClassList,
+    config: ReadoutConfig,
+    num_frames: int | None = None,
+) -> VideoReadout:
+    """Windows of one video -> per-frame scores -> labels -> final segments.
+
+    Parameters
+    ----------
+    windows : WindowArrays with ``probs`` [W, C], C = len(classes)
+    fps : frames per second of the video (for the duration parameters and segment seconds)
+    num_frames : frames in the video (default: the last window end)
+    """
+    if not fps > 0:
+        raise ReadoutError(f"{video_id}: fps must be > 0, got {fps}")
+    C = len(classes)
+    if windows.probs.shape[1] != C:
+        raise ReadoutError(f"{video_id}: {windows.probs.shape[1]} class probabilities, class list has {C}")
+    if config.rule == "background" and classes.background_index is None:
+        raise ReadoutError("rule 'background' needs a model with a background class; this class list has none")
+    fs = frame_scores(windows.start_frame, windows.end_frame, windows.probs, windows.classified, num_frames=num_frames)
+    active = label_frames(
+        fs.scores, fs.valid, rule=config.rule, thresholds=class_thresholds(classes, config),
+        background_index=classes.background_index,
+    )
+    min_frames, merge_frames = duration_frames(config.min_duration_s, config.merge_gap_s, fps)
+    seg_class, seg_start, seg_end = label_segments(
+        active, single_label=config.single_label, min_frames=min_frames, merge_frames=merge_frames
+    )
+    # Per-segment sums via cumulative sums over frames: O(F * C + S).
+    F = fs.num_frames
+    cum_valid = np.concatenate([[0], np.cumsum(fs.valid)])
+    seg_valid = cum_valid[seg_end] - cum_valid[seg_start]
+    if seg_class.size:
+        cum_scores = np.concatenate([np.zeros((1, C)), np.cumsum(fs.scores * fs.valid[:, None], axis=0)])
+        sums = cum_scores[seg_end, seg_class] - cum_scores[seg_start, seg_class]
+        seg_score = np.clip(np.round(sums / np.maximum(seg_valid, 1), 12), 0.0, 1.0)
+    else:
+        seg_score = np.zeros(0)
+    final = np.zeros((F, C), dtype=bool)
+    if seg_class.size:
+        # Mark final segments frame by frame (difference array per class, then a cumulative sum).
+        d = np.zeros((F + 1, C), dtype=np.int64)
+        np.add.at(d, (seg_start, seg_class), 1)
+        np.add.at(d, (seg_end, seg_class), -1)
+        final = np.cumsum(d[:-1], axis=0) > 0
+    return VideoReadout(
+        video_id=video_id, fps=float(fps), valid=fs.valid, active=final, seg_class=seg_class,
+        seg_start=seg_start, seg_end=seg_end, seg_score=seg_score, seg_valid=seg_valid,
+    )
+
+
+@dataclass(frozen=True)
+class CohortTables:
+    """The cohort-level results.
+
+    Attributes
+    ----------
+    cohort : COHORT table (participants with at least one valid frame; every action, zeros included)
+    bouts : BOUTS table (same participants x actions)
+    exclusions : EXCLUSIONS table (failed videos, and participants left out because all failed)
+    """
+
+    cohort: pd.DataFrame
+    bouts: pd.DataFrame
+    exclusions: pd.DataFrame
+
+
+def _action_columns(classes: ClassList) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cols = np.array([i for i, t in enumerate(classes.taxonomy_ids) if t is not None], dtype=np.int64)
+    ids = np.array([classes.taxonomy_ids[i] for i in cols], dtype=np.int16)
+    names = np.array([classes.names[i] for i in cols], dtype=object)
+    return cols, ids, names
+
+
+def cohort_tables(
+    manifest: Manifest,
+    readouts: dict[str, VideoReadout],
+    failures: dict[str, str],
+    classes: ClassList,
+) -> CohortTables:
+    """Pool video read-outs per participant into the cohort, bouts and exclusions tables.
+
+    Parameters
+    ----------
+    manifest : the cohort manifest (participants, groups, covariates, videos in order)
+    readouts : video_id -> VideoReadout of the videos read out
+    failures : video_id -> reason, for videos that could not be read out
+    classes : the model's class list; the background class is left out of the tables
+
+    A video read out with no valid frame (no classified window) counts as failed ("no classified
+    window"). A participant none of whose videos has a valid frame is not in ``cohort``/``bouts``
+    (its percent time is undefined, and a 0 would be a false "never does it"); it is listed in
+    ``exclusions`` with scope ``participant``. Failed videos are listed with scope ``video``.
+    """
+    cols, ids, names = _action_columns(classes)
+    A = cols.size
+    C = len(classes)
+    excl: list[dict] = []
+    kept_pids: list[str] = []
+    valid_tot, observed, counts = [], [], []
+    seg_parts: list[pd.DataFrame] = []
+    for pid, vids in manifest.videos.groupby("participant_id", sort=False):
+        group = str(vids["group"].iloc[0])
+        ok = []
+        for vid in vids["video_id"]:
+            r = readouts.get(vid)
+            reason = failures.get(vid)
+            if r is not None and r.valid_frames == 0:
+                reason = "no classified window (too little valid pose in every window)"
+            elif r is None and reason is None:
+                reason = "not read out"
+            if reason is not None:
+                excl.append({"participant_id": pid, "group": group, "video_id": vid, "scope": "video", "reason": reason})
+            else:
+                ok.append(r)
+        if not ok:
+            excl.append({"participant_id": pid, "group": group, "video_id": None, "scope": "participant",
+                         "reason": f"all {len(vids)} video(s) failed; left out of the cohort table"})
+            continue
+        p = len(kept_pids)
+        kept_pids.append(pid)
+        valid_tot.append(sum(r.valid_frames for r in ok))
+        observed.append(sum(r.valid_frames / r.fps for r in ok))
+        counts.append(np.sum([r.frames_in_segments(C) for r in ok], axis=0)[cols])
+        for order, r in enumerate(ok):
+            if r.seg_class.size:
+                seg_parts.append(pd.DataFrame({
+                    "p": p, "order": order, "col": r.seg_class,
+                    "start_s": r.seg_start / r.fps, "dur_s": (r.seg_end - r.seg_start) / r.fps,
+                }))
+
+    P = len(kept_pids)
+    part = manifest.participants.set_index("participant_id").loc[kept_pids].reset_index() if P else \
+        manifest.participants.iloc[:0]
+    valid_arr = np.asarray(valid_tot, dtype=np.float64)
+    count_arr = np.asarray(counts, dtype=np.float64).reshape(P, A)
+    pct = np.clip(100.0 * count_arr / np.maximum(valid_arr, 1)[:, None], 0.0, 100.0)
+
+    base = pd.DataFrame({
+        "participant_id": np.repeat(np.asarray(kept_pids, dtype=object), A),
+        "group": np.repeat(part["group"].to_numpy(dtype=object), A),
+        "action_id": np.tile(ids, P),
+        "action": np.tile(names, P),
+    })
+    cohort = base.copy()
+    cohort["percent_time"] = pct.ravel()
+    cohort["observed_s"] = np.repeat(np.asarray(observed, dtype=np.float64), A)
+    for c in manifest.covariates:
+        cohort[c] = np.repeat(part[c].to_numpy(), A)
+        if pd.api.types.is_numeric_dtype(part[c]):
+            cohort[c] = cohort[c].astype(part[c].dtype)
+
+    # Bouts: one row per participant x action; segments ordered by video (manifest order), then start.
+    bouts = base.copy()
+    n = np.zeros(P * A, dtype=np.int64)
+    total = np.zeros(P * A)
+    mean = np.full(P * A, np.nan)
+    median = np.full(P * A, np.nan)
+    latency = np.full(P * A, np.nan)
+    if seg_parts:
+        segs = pd.concat(seg_parts, ignore_index=True)
+        col_to_a = np.full(C, -1, dtype=np.int64)
+        col_to_a[cols] = np.arange(A)
+        segs["a"] = col_to_a[segs["col"].to_numpy()]
+        segs = segs[segs["a"] >= 0].sort_values(["p", "order", "start_s"], kind="stable")
+        segs["key"] = segs["p"] * A + segs["a"]
+        g = segs.groupby("key", sort=True)["dur_s"]
+        keys = g.size().index.to_numpy()
+        n[keys] = g.size().to_numpy()
+        total[keys] = g.sum().to_numpy()
+        mean[keys] = g.mean().to_numpy()
+        median[keys] = g.median().to_numpy()
+        latency[keys] = segs.groupby("key", sort=True)["start_s"].first().to_numpy()
+    bouts["bouts"] = n
+    bouts["total_s"] = total
+    bouts["mean_bout_s"] = mean
+    bouts["median_bout_s"] = median
+    bouts["latency_s"] = latency
+
+    exclusions = pd.DataFrame(excl, columns=["participant_id", "group", "video_id", "scope", "reason"])
+    exclusions["video_id"] = exclusions["video_id"].astype(object)
+    return CohortTables(cohort=cohort, bouts=bouts, exclusions=exclusions)
+
+
+def detections_table(segments: pd.DataFrame) -> pd.DataFrame:
+    """SEGMENTS rows -> the MMA-52 detection CSV columns ``video_id,t_start,t_end,class,score``.
+
+    ``class`` is the MA-52 taxonomy index (``action_id``); :mod:`pipeline.detection_eval` also accepts
+    action names.
+    """
+    return pd.DataFrame({
+        "video_id": segments["video_id"].astype(str),
+        "t_start": segments["start_s"].astype(np.float64),
+        "t_end": segments["end_s"].astype(np.float64),
+        "class": segments["action_id"].astype(np.int64),
+        "score": segments["score"].astype(np.float64),
+    })

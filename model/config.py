@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from model.entities import CONFIDENCE_RULES, EntityDefinition
 from model.taxonomy import ENTITY_LAYOUTS, EntityLayout
 
 __all__ = ["MicroDualNetConfig", "BACKBONE_ARCHS"]
@@ -74,6 +75,22 @@ class MicroDualNetConfig:
     """theta of Eq. 1."""
     box_padding: float = 0.10
     """Padding of Eq. 1 (10% each side)."""
+    box_min_visible: int = 2
+    """Visible joints an entity needs for a box of its own in a frame (Eq. 1: |V_i| >= 2)."""
+    box_before_first: str = "next"
+    """Box of an entity before its first own box in the clip, where Eq. 1 has no B_{i,t-1}:
+    "next" back-fills the first own box (the whole image when it never has one), "image" uses the
+    whole image (:mod:`model.entities`)."""
+    keypoint_format: str = "body25"
+    """Keypoints the entities are defined on (issue 15 item 5; III-B: "25 keypoints", OpenPose):
+    "body25" uses BODY_25 joints only, so BlazePose keypoints with extra points are mapped to the
+    same boxes as OpenPose's; "body25_extra" uses BlazePose's hand and mouth points (hand boxes
+    cover the hand, the face box the mouth) and refuses BODY_25-only keypoints."""
+    entity_confidence: str = "own_box"
+    """The per-entity confidence c of Eq. 17 (MAC weights): "own_box" (default) = mean confidence
+    of the entity's visible joints (conf > theta), 0 on frames whose box is carried over or
+    back-filled; "visible_joints" = the same mean without the carry-over rule; "all_joints" = the
+    mean over all joints, sub-threshold ones included (wave-1 behaviour)."""
 
     # --- transformers (III-C, IV-B) -----------------------------------------------------------
     num_layers: int = 3
@@ -133,6 +150,12 @@ class MicroDualNetConfig:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.tsm_block_interval is not None and self.tsm_block_interval < 0:
             raise ValueError(f"tsm_block_interval must be None or >= 0, got {self.tsm_block_interval}")
+        if self.entity_confidence not in CONFIDENCE_RULES:
+            raise ValueError(f"entity_confidence must be one of {CONFIDENCE_RULES}, got {self.entity_confidence!r}")
+        if self.keypoint_format not in ("body25", "body25_extra"):
+            raise ValueError(f"keypoint_format must be 'body25' or 'body25_extra', got {self.keypoint_format!r}")
+        if self.box_before_first not in ("next", "image"):
+            raise ValueError(f"box_before_first must be 'next' or 'image', got {self.box_before_first!r}")
         if self.routing_temperature <= 0 or self.mac_temperature <= 0:
             raise ValueError("temperatures must be positive")
         self.image_size = tuple(self.image_size)  # lists come back from checkpoints
@@ -146,6 +169,14 @@ class MicroDualNetConfig:
     def num_entities(self) -> int:
         """K."""
         return self.layout.num_entities
+
+    @property
+    def entity_definition(self) -> EntityDefinition:
+        """The entity boxes this config asks for (Eq. 1 with this config's theta, padding, format)."""
+        return EntityDefinition.from_layout(
+            self.layout, keypoint_format=self.keypoint_format, threshold=self.keypoint_threshold,
+            padding=self.box_padding, min_visible=self.box_min_visible, before_first=self.box_before_first,
+            confidence_rule=self.entity_confidence)
 
     @property
     def tsm_interval(self) -> int:

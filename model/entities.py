@@ -12,12 +12,25 @@ the fallback (``fallback=``) is
   one, the whole image;
 - ``"image"``: the whole image.
 
-The per-entity confidence used by the MAC loss (paper Eq. 17) is the mean keypoint confidence over the
-entity's joints, missing joints counting 0, so an occluded entity is down-weighted smoothly.
+The per-entity confidence c used by the MAC loss (paper Eq. 17) follows ``confidence_rule``:
 
-Keypoints may carry the 8 extra points of :data:`model.taxonomy.EXTRA_POINTS` (J = 33) or be plain
-BODY_25 (J = 25). An entity whose extra points are absent throughout a clip (OpenPose input) uses its
-BODY_25 ``fallback_joints``.
+- ``"all_joints"`` (default of this function): the mean keypoint confidence over the entity's joints,
+  missing joints counting 0, joints below theta included;
+- ``"visible_joints"``: the same mean with joints at or below theta counting 0;
+- ``"own_box"``: ``"visible_joints"`` on frames where the entity has a box of its own, 0 on frames
+  whose box is carried over or back-filled (the box there is not anchored to this frame's pose).
+
+Keypoint format (``keypoint_format``). Keypoints may carry the 8 extra points of
+:data:`model.taxonomy.EXTRA_POINTS` (J = 33: BlazePose hand and mouth points) or be plain BODY_25
+(J = 25, OpenPose). The joint set of an entity depends on which is used:
+
+- ``"body25"``: BODY_25 joints only (each entity's ``fallback_joints``); extra points, if given, are
+  ignored, so BlazePose keypoints give the same kind of boxes as OpenPose (hand = wrist + elbow);
+- ``"body25_extra"``: BODY_25 + extra points (hand = wrist + finger points, face with the mouth);
+  keypoints without extra points are refused (:class:`KeypointFormatError`);
+- ``"auto"`` (default of this function, for QC and overlays): extra points when the clip has any,
+  else BODY_25 - per clip, so one model may see both kinds of boxes. Models use
+  :class:`EntityDefinition`, which never uses "auto".
 
 Shapes::
 
@@ -32,17 +45,27 @@ The function takes numpy arrays or torch tensors and returns the same kind.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from model.taxonomy import MA52_ENTITIES, NUM_BODY25, EntityLayout
+from model.taxonomy import (ENTITY_LAYOUTS, KEYPOINT_NAMES, MA52_ENTITIES, NUM_BODY25, NUM_KEYPOINTS, Entity,
+                            EntityLayout)
 
-__all__ = ["EntityBoxes", "entity_boxes", "DEFAULT_THRESHOLD", "DEFAULT_PADDING"]
+__all__ = [
+    "EntityBoxes", "entity_boxes", "EntityDefinition", "KeypointFormatError", "DEFAULT_THRESHOLD", "DEFAULT_PADDING",
+    "KEYPOINT_FORMATS", "CONFIDENCE_RULES",
+]
 
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_PADDING = 0.10
+KEYPOINT_FORMATS = ("body25", "body25_extra", "auto")
+CONFIDENCE_RULES = ("all_joints", "visible_joints", "own_box")
+
+
+class KeypointFormatError(ValueError):
+    """Keypoints of a format the entity definition cannot use (e.g. BODY_25 only for a BlazePose-extra model)."""
 
 
 @dataclass
@@ -78,6 +101,8 @@ def entity_boxes(
     padding: float = DEFAULT_PADDING,
     min_visible: int = 2,
     fallback: Literal["next", "image"] = "next",
+    keypoint_format: Literal["body25", "body25_extra", "auto"] = "auto",
+    confidence_rule: Literal["all_joints", "visible_joints", "own_box"] = "all_joints",
 ) -> EntityBoxes:
     """Compute per-frame entity boxes and confidences from keypoints (paper Eq. 1).
 
@@ -97,6 +122,10 @@ def entity_boxes(
         Visible joints needed for a frame's own box (paper: 2).
     fallback : {"next", "image"}
         Box used before an entity's first own box (see module docstring).
+    keypoint_format : {"auto", "body25", "body25_extra"}
+        Which joint sets the entities use (see module docstring).
+    confidence_rule : {"all_joints", "visible_joints", "own_box"}
+        How the per-entity confidence c is computed (see module docstring).
 
     Returns
     -------
@@ -105,6 +134,10 @@ def entity_boxes(
     """
     if fallback not in ("next", "image"):
         raise ValueError(f"fallback must be 'next' or 'image', got {fallback!r}")
+    if keypoint_format not in KEYPOINT_FORMATS:
+        raise ValueError(f"keypoint_format must be one of {KEYPOINT_FORMATS}, got {keypoint_format!r}")
+    if confidence_rule not in CONFIDENCE_RULES:
+        raise ValueError(f"confidence_rule must be one of {CONFIDENCE_RULES}, got {confidence_rule!r}")
     is_numpy = not isinstance(keypoints, torch.Tensor)
     kp = torch.as_tensor(np.asarray(keypoints) if is_numpy else keypoints)
     if kp.ndim < 3 or kp.shape[-1] != 3:
@@ -123,6 +156,19 @@ def entity_boxes(
     xy, conf = kp[..., :2], kp[..., 2].clamp(0, 1)
     visible = conf > threshold  # [N, T, J]
     has_extra = (conf[..., NUM_BODY25:] > 0).flatten(1).any(dim=1) if n_j > NUM_BODY25 else torch.zeros(n, dtype=torch.bool, device=device)
+    if keypoint_format == "body25":
+        has_extra = torch.zeros_like(has_extra)
+    elif keypoint_format == "body25_extra":
+        if n_j < NUM_KEYPOINTS:
+            raise KeypointFormatError(
+                f"the entities are defined on BODY_25 + BlazePose extra points (J={NUM_KEYPOINTS}) but the keypoints "
+                f"have J={n_j}; pose the video with a backend that gives the extra points, or use a model "
+                f"trained with keypoint_format='body25'")
+        if not bool(has_extra.any()):
+            raise KeypointFormatError(
+                "the entities are defined on BODY_25 + BlazePose extra points but no extra point is present "
+                "(OpenPose-style keypoints padded to 33?); use a model trained with keypoint_format='body25'")
+        has_extra = torch.ones_like(has_extra)
     primary, fb = _joint_index_matrix(layout, n_j, has_extra)
     # Per sample: the primary joint sets when extra points exist in the clip, else the BODY_25 fallback.
     members = torch.where(has_extra[:, None, None], primary[None].to(device), fb[None].to(device))  # [N, K, J]
@@ -167,7 +213,10 @@ def entity_boxes(
         boxes[:, t] = cur
         prev = cur
 
-    confidence = (conf[:, :, None, :] * members[:, None]).sum(-1) / members.sum(-1).clamp(min=1)[:, None]
+    weight = conf if confidence_rule == "all_joints" else conf * visible
+    confidence = (weight[:, :, None, :] * members[:, None]).sum(-1) / members.sum(-1).clamp(min=1)[:, None]
+    if confidence_rule == "own_box":
+        confidence = confidence * own
 
     boxes = boxes.reshape(*lead, t_len, k, 4)
     own = own.reshape(*lead, t_len, k)
@@ -175,3 +224,109 @@ def entity_boxes(
     if is_numpy:
         return EntityBoxes(boxes.numpy(), own.numpy(), confidence.numpy())
     return EntityBoxes(boxes, own, confidence)
+
+
+@dataclass(frozen=True)
+class EntityDefinition:
+    """What an entity box is, fixed at training time and stored in every checkpoint (Eq. 1).
+
+    The joints of each entity are stored by *name* (``KEYPOINT_NAMES``), already resolved for the
+    keypoint format, so a checkpoint keeps meaning the same boxes even if the code's default layouts
+    change. :meth:`boxes` applies the definition to keypoints of either format: BODY_25 + extra
+    points given to a ``"body25"`` definition are mapped to it (the extra points are dropped, the
+    boxes are the BODY_25 boxes); BODY_25-only keypoints given to a ``"body25_extra"`` definition
+    are refused with :class:`KeypointFormatError` (the extra points cannot be invented).
+
+    Attributes
+    ----------
+    layout : str
+        Name of the layout it was derived from ("ma52", "imigue").
+    entities : tuple of (entity name, tuple of joint names)
+        K entities in model order, each with the joints whose enclosing box defines it.
+    keypoint_format : {"body25", "body25_extra"}
+        Keypoints the model was trained on (see module docstring).
+    threshold, padding, min_visible : theta, padding and the visible-joint minimum of Eq. 1.
+    before_first : {"next", "image"}
+        Box before an entity's first own box (back-fill or whole image; module docstring).
+    confidence_rule : {"all_joints", "visible_joints", "own_box"}
+        Per-entity confidence c (MAC weights of Eq. 17; module docstring).
+    """
+
+    layout: str
+    entities: tuple[tuple[str, tuple[str, ...]], ...]
+    keypoint_format: str = "body25"
+    threshold: float = DEFAULT_THRESHOLD
+    padding: float = DEFAULT_PADDING
+    min_visible: int = 2
+    before_first: str = "next"
+    confidence_rule: str = "own_box"
+
+    def __post_init__(self) -> None:
+        if self.keypoint_format not in ("body25", "body25_extra"):
+            raise ValueError(f"an entity definition's keypoint_format must be 'body25' or 'body25_extra', "
+                             f"got {self.keypoint_format!r}")
+        if self.before_first not in ("next", "image"):
+            raise ValueError(f"before_first must be 'next' or 'image', got {self.before_first!r}")
+        if self.confidence_rule not in CONFIDENCE_RULES:
+            raise ValueError(f"confidence_rule must be one of {CONFIDENCE_RULES}, got {self.confidence_rule!r}")
+        for name, joints in self.entities:
+            unknown = [j for j in joints if j not in KEYPOINT_NAMES]
+            if unknown:
+                raise ValueError(f"entity {name!r}: unknown keypoint name(s) {unknown}")
+            if self.keypoint_format == "body25" and any(KEYPOINT_NAMES.index(j) >= NUM_BODY25 for j in joints):
+                raise ValueError(f"entity {name!r} uses extra points but keypoint_format is 'body25'")
+
+    @classmethod
+    def from_layout(cls, layout: EntityLayout | str, *, keypoint_format: str = "body25",
+                    names: tuple[str, ...] | None = None, **kwargs: Any) -> "EntityDefinition":
+        """Resolve a :mod:`model.taxonomy` layout for one keypoint format (optionally a subset of its entities)."""
+        lay = ENTITY_LAYOUTS[layout] if isinstance(layout, str) else layout
+        if keypoint_format not in ("body25", "body25_extra"):
+            raise ValueError(f"keypoint_format must be 'body25' or 'body25_extra', got {keypoint_format!r}")
+        chosen = [e for e in lay.entities if names is None or e.name in names]
+        if names is not None and len(chosen) != len(names):
+            missing = sorted(set(names) - {e.name for e in lay.entities})
+            raise ValueError(f"layout {lay.name!r} has no entit(y/ies) {missing}")
+        ents = tuple((e.name, tuple(KEYPOINT_NAMES[j] for j in e.joints_for(keypoint_format == "body25_extra")))
+                     for e in chosen)
+        return cls(layout=lay.name, entities=ents, keypoint_format=keypoint_format, **kwargs)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.entities)
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def entity_layout(self) -> EntityLayout:
+        """The definition as an :class:`EntityLayout` (joint indices, no fallback sets)."""
+        return EntityLayout(self.layout, tuple(Entity(name, tuple(KEYPOINT_NAMES.index(j) for j in joints))
+                                               for name, joints in self.entities))
+
+    def boxes(self, keypoints: np.ndarray | torch.Tensor, image_size: tuple[int, int]) -> EntityBoxes:
+        """Eq. 1 boxes of this definition; keypoints [..., T, J, 3] with J = 25 or 33, ``image_size`` (width, height).
+
+        Raises :class:`KeypointFormatError` when the keypoints lack points the definition needs.
+        """
+        return entity_boxes(keypoints, image_size, layout=self.entity_layout, threshold=self.threshold,
+                            padding=self.padding, min_visible=self.min_visible, fallback=self.before_first,
+                            keypoint_format=self.keypoint_format, confidence_rule=self.confidence_rule)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (safe for ``torch.load(weights_only=True)`` and JSON)."""
+        return {"layout": self.layout, "entities": [[n, list(j)] for n, j in self.entities],
+                "keypoint_format": self.keypoint_format, "threshold": self.threshold, "padding": self.padding,
+                "min_visible": self.min_visible, "before_first": self.before_first,
+                "confidence_rule": self.confidence_rule}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EntityDefinition":
+        known = {"layout", "entities", "keypoint_format", "threshold", "padding", "min_visible", "before_first",
+                 "confidence_rule"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown entity definition field(s) {unknown}")
+        ents = tuple((str(n), tuple(str(j) for j in joints)) for n, joints in d["entities"])
+        return cls(**{**d, "entities": ents})

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from model.taxonomy import NUM_BODY25, EntityLayout
-from model.entities import entity_boxes
+from model.entities import EntityDefinition
 
 __all__ = ["SpatialEntityModule", "PoseEntityEncoder", "fixed_region_boxes", "FIXED_REGIONS"]
 
@@ -54,15 +54,17 @@ class SpatialEntityModule(nn.Module):
     """
 
     def __init__(self, layout: EntityLayout, in_channels: int, dim: int, *, roi_size: int = 3,
-                 sampling_ratio: int = 2, feature_stride: int = 32, threshold: float = 0.3,
-                 padding: float = 0.1, use_keypoints: bool = True) -> None:
+                 sampling_ratio: int = 2, feature_stride: int = 32, definition: EntityDefinition | None = None,
+                 use_keypoints: bool = True) -> None:
         super().__init__()
         self.layout = layout
         k = layout.num_entities
         self.num_entities, self.in_channels, self.dim = k, in_channels, dim
         self.roi_size, self.sampling_ratio = roi_size, sampling_ratio
         self.spatial_scale = 1.0 / feature_stride
-        self.threshold, self.padding = threshold, padding
+        self.definition = definition or EntityDefinition.from_layout(layout)
+        if self.definition.names != layout.names:
+            raise ValueError(f"entity definition {self.definition.names} does not match layout {layout.names}")
         self.use_keypoints = use_keypoints
         self.refine = nn.Sequential(
             nn.Conv2d(k * in_channels, k * in_channels, 3, padding=1, groups=k * in_channels, bias=False),
@@ -84,8 +86,7 @@ class SpatialEntityModule(nn.Module):
         if keypoints is None:
             raise ValueError("this model builds entities from keypoints; pass keypoints [B, T, J, 3]")
         with torch.no_grad():
-            eb = entity_boxes(keypoints.float(), (width, height), layout=self.layout,
-                              threshold=self.threshold, padding=self.padding)
+            eb = self.definition.boxes(keypoints.float(), (width, height))
         return eb.boxes, eb.confidence
 
     def roi_crops(self, maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -124,8 +125,8 @@ class SpatialEntityModule(nn.Module):
 class PoseEntityEncoder(nn.Module):
     """Entity features from keypoints alone (the "pose" modality ablation).
 
-    For entity i, its joints (primary and BODY_25 fallback joints together, so the input size does
-    not depend on whether extra points exist) contribute 5 numbers each per frame: x and y
+    For entity i, its joints (those of the entity definition, so BODY_25 joints only for a
+    "body25" definition whatever the input carries) contribute 5 numbers each per frame: x and y
     normalised to [-1, 1] by the frame size, their change since the previous frame (motion; 0 at
     the first frame) and the confidence. Joints below the threshold are zeroed, so a missing joint
     reads as "absent", not as a point at the image corner. An entity-specific two-layer MLP maps
@@ -136,10 +137,11 @@ class PoseEntityEncoder(nn.Module):
         keypoints [B, T, J, 3] -> per entity [B, T, J_i*5] -> MLP_i -> [B, T, D] -> X [B, T, K, D]
     """
 
-    def __init__(self, layout: EntityLayout, dim: int, *, threshold: float = 0.3) -> None:
+    def __init__(self, layout: EntityLayout, dim: int, *, definition: EntityDefinition | None = None) -> None:
         super().__init__()
-        self.layout, self.dim, self.threshold = layout, dim, threshold
-        self.joint_sets = [sorted(set(e.joints) | set(e.joints_for(False))) for e in layout.entities]
+        definition = definition or EntityDefinition.from_layout(layout)
+        self.layout, self.dim, self.threshold = layout, dim, definition.threshold
+        self.joint_sets = [sorted(e.joints) for e in definition.entity_layout.entities]
         self.mlps = nn.ModuleList(
             nn.Sequential(nn.Linear(len(js) * 5, dim), nn.LayerNorm(dim), nn.GELU(), nn.Linear(dim, dim))
             for js in self.joint_sets

@@ -38,7 +38,7 @@ from model.losses import LossTerms, micro_dualnet_loss
 from model.routing import AverageFusion, EntityRouter
 from model.transformers import SpatialTransformer, TemporalTransformer
 from model.weights import BackboneWeights, load_backbone_weights
-from model.entities import entity_boxes
+from model.entities import EntityDefinition
 
 __all__ = [
     "MicroDualNet", "MicroDualNetOutput", "DualPath",
@@ -142,10 +142,16 @@ class MicroDualNet(nn.Module):
     Frames are expected ImageNet-normalised (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`).
     """
 
-    def __init__(self, cfg: MicroDualNetConfig | None = None) -> None:
+    def __init__(self, cfg: MicroDualNetConfig | None = None, *, entities: EntityDefinition | None = None) -> None:
         super().__init__()
         cfg = cfg or MicroDualNetConfig()
         self.cfg = cfg
+        # The entity definition (Eq. 1 joints, keypoint format, theta): the config's unless given
+        # (a checkpoint passes the one it was trained with, so its boxes cannot drift with the code).
+        self.entity_definition = entities or cfg.entity_definition
+        if self.entity_definition.names != cfg.layout.names:
+            raise ValueError(f"entity definition {self.entity_definition.names} does not match the config's "
+                             f"layout {cfg.layout.names}")
         d = cfg.embed_dim
         self.uses_rgb = cfg.modality in ("rgb_pose", "rgb")
         if self.uses_rgb:
@@ -154,12 +160,12 @@ class MicroDualNet(nn.Module):
             c = self.backbone.out_channels
             self.entities = SpatialEntityModule(
                 cfg.layout, c, d, roi_size=cfg.roi_size, sampling_ratio=cfg.roi_sampling_ratio,
-                feature_stride=cfg.feature_stride, threshold=cfg.keypoint_threshold, padding=cfg.box_padding,
+                feature_stride=cfg.feature_stride, definition=self.entity_definition,
                 use_keypoints=cfg.modality == "rgb_pose")
             self.global_proj = nn.Linear(c, d) if cfg.project_global else nn.Identity()
             head_in = d + (d if cfg.project_global else c)
         else:
-            self.pose_entities = PoseEntityEncoder(cfg.layout, d, threshold=cfg.keypoint_threshold)
+            self.pose_entities = PoseEntityEncoder(cfg.layout, d, definition=self.entity_definition)
             head_in = d  # no CNN, hence no global appearance feature
         self.dual_path = DualPath(cfg)
         self.classifier = nn.Sequential(
@@ -189,8 +195,7 @@ class MicroDualNet(nn.Module):
             h, w = self.cfg.image_size
         # The entity confidences (MAC weights) still come from Eq. 1's grouping; the boxes are unused.
         with torch.no_grad():
-            conf = entity_boxes(keypoints.float(), (w, h), layout=self.cfg.layout,
-                                threshold=self.cfg.keypoint_threshold, padding=self.cfg.box_padding).confidence
+            conf = self.entity_definition.boxes(keypoints.float(), (w, h)).confidence
         return self.pose_entities(keypoints, h, w), conf, None, None
 
     def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor | None = None) -> MicroDualNetOutput:

@@ -16,6 +16,8 @@ from model.backbone import TSMResNet
 from model.config import MicroDualNetConfig
 from model.micro_dualnet import MicroDualNet, micro_dualnet
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.preprocessing import ClassList, Preprocessing
+from model.windows import IMIGUE_PLAN, MA52_PLAN
 from model.weights import BackboneWeights, WeightsMismatchError, load_backbone_weights
 
 
@@ -152,15 +154,16 @@ def _trained_tiny(cfg):
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     cfg = MicroDualNetConfig.tiny(routing_temperature=0.7, extra={"run": "t1"})
     model, frames, kp = _trained_tiny(cfg)
-    path = save_checkpoint(tmp_path / "ckpt.pt", model, extra={"epoch": 3})
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, classes=ClassList.ma52(), preprocessing=Preprocessing(),
+                           plan=MA52_PLAN, provenance={"epoch": 3})
     raw = torch.load(path, weights_only=True)
     assert raw["config"]["routing_temperature"] == 0.7
     assert isinstance(raw["config"], dict)  # plain data, not a pickled dataclass
-    loaded, extra = load_checkpoint(path, with_extra=True)
-    assert loaded.cfg == cfg and extra == {"epoch": 3}
+    ckpt = load_checkpoint(path)
+    loaded = ckpt.model
+    assert loaded.cfg == cfg and ckpt.provenance["epoch"] == 3
     assert loaded.dual_path.fusion.temperature == 0.7
-    assert loaded.training  # a rebuilt model, in the default (train) mode like any new module
-    loaded.eval()
+    assert not loaded.training  # ready for inference
     with torch.no_grad():
         # Exactly the same numbers, not merely close: same weights, same BN statistics, same graph.
         a, b = model(frames, kp), loaded(frames, kp)
@@ -170,7 +173,9 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 def test_checkpoint_loads_weights_only_in_a_fresh_process(tmp_path):
     """Nothing in the file needs this project's classes to unpickle, and it rebuilds the same model."""
     model, frames, kp = _trained_tiny(MicroDualNetConfig.tiny(entity_layout="imigue", num_classes=32))
-    path = save_checkpoint(tmp_path / "ckpt.pt", model, extra={"epoch": 1, "metrics": {"top1": 0.5}})
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, classes=ClassList.from_actions(list(range(32))),
+                           preprocessing=Preprocessing(), plan=IMIGUE_PLAN,
+                           provenance={"epoch": 1, "metrics": {"top1": 0.5}})
     with torch.no_grad():
         expect = model(frames, kp).logits
     torch.save({"frames": frames, "kp": kp, "expect": expect}, tmp_path / "io.pt")
@@ -181,12 +186,12 @@ raw = torch.load({str(path)!r}, weights_only=True)   # before anything of the pr
 assert not any(m.startswith("model") for m in sys.modules), "weights_only load imported project code"
 sys.path.insert(0, {str(repo)!r})
 from model.checkpoint import load_checkpoint
-model = load_checkpoint({str(path)!r}).eval()
+model = load_checkpoint({str(path)!r}).model
 io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
 with torch.no_grad():
     out = model(io["frames"], io["kp"]).logits
 assert torch.equal(out, io["expect"]), (out - io["expect"]).abs().max()
-print("OK", raw["config"]["entity_layout"], raw["extra"]["metrics"]["top1"])
+print("OK", raw["config"]["entity_layout"], raw["provenance"]["metrics"]["top1"])
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -197,8 +202,9 @@ def test_checkpoint_of_compiled_model_loads_into_plain_model(tmp_path):
     model, frames, kp = _trained_tiny(MicroDualNetConfig.tiny())
     compiled = torch.compile(model)  # wrapping only; nothing is compiled until it is called
     assert next(iter(compiled.state_dict())).startswith("_orig_mod.")
-    path = save_checkpoint(tmp_path / "ckpt.pt", compiled)
+    path = save_checkpoint(tmp_path / "ckpt.pt", compiled, classes=ClassList.ma52(), preprocessing=Preprocessing(),
+                           plan=MA52_PLAN)
     assert not any(k.startswith(("_orig_mod.", "module.")) for k in torch.load(path, weights_only=True)["state_dict"])
-    loaded = load_checkpoint(path).eval()
+    loaded = load_checkpoint(path).model
     with torch.no_grad():
         assert torch.equal(model(frames, kp).logits, loaded(frames, kp).logits)

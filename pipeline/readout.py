@@ -44,6 +44,7 @@ __all__ = [
     "class_thresholds",
     "read_thresholds_file",
     "read_out_video",
+    "pooled_percent_time",
     "CohortTables",
     "cohort_tables",
     "detections_table",
@@ -165,6 +166,14 @@ class WindowArrays:
     probs: np.ndarray
     classified: np.ndarray
 
+    @classmethod
+    def from_lists(cls, start_frame, end_frame, probs) -> "WindowArrays":
+        """From plain lists; ``probs`` holds one list per window, or None for an unclassified window."""
+        C = max((len(p) for p in probs if p is not None), default=0)
+        classified = np.array([p is not None for p in probs], dtype=bool)
+        mat = np.array([p if p is not None else [np.nan] * C for p in probs], dtype=np.float64).reshape(len(probs), C)
+        return cls(np.asarray(start_frame, dtype=np.int64), np.asarray(end_frame, dtype=np.int64), mat, classified)
+
 
 def window_arrays(table: pa.Table, num_classes: int, *, source: str = "windows") -> WindowArrays:
     """Arrays from a WINDOWS-contract table; checks every classified row has ``num_classes`` probabilities.
@@ -234,6 +243,11 @@ class VideoReadout:
     def frames_in_segments(self, num_classes: int) -> np.ndarray:
         """Valid frames inside final segments, per class [C] (the percent-time numerators)."""
         return np.bincount(self.seg_class, weights=self.seg_valid, minlength=num_classes).astype(np.int64)
+
+    def percent_time(self) -> np.ndarray:
+        """100 * valid frames inside final segments / valid frames, per class [C] (0 when no valid frame)."""
+        C = self.active.shape[1]
+        return 100.0 * self.frames_in_segments(C) / max(self.valid_frames, 1)
 
     def segments_frame(self, classes: ClassList) -> pd.DataFrame:
         """The SEGMENTS-contract table of this video (start_s/end_s from frames / fps)."""
@@ -307,6 +321,18 @@ def read_out_video(
     )
 
 
+def pooled_percent_time(readouts: list[VideoReadout]) -> tuple[np.ndarray, float]:
+    """Percent time per class [C] of one participant pooled over its videos by frames, and observed_s.
+
+    ``100 * sum_v frames_in_segments_v / sum_v valid_frames_v``; ``observed_s = sum_v valid_v / fps_v``.
+    """
+    C = readouts[0].active.shape[1]
+    valid = sum(r.valid_frames for r in readouts)
+    counts = np.sum([r.frames_in_segments(C) for r in readouts], axis=0)
+    pct = np.clip(100.0 * counts / max(valid, 1), 0.0, 100.0)
+    return pct, float(sum(r.valid_frames / r.fps for r in readouts))
+
+
 @dataclass(frozen=True)
 class CohortTables:
     """The cohort-level results.
@@ -355,7 +381,7 @@ def cohort_tables(
     C = len(classes)
     excl: list[dict] = []
     kept_pids: list[str] = []
-    valid_tot, observed, counts = [], [], []
+    percents, observed = [], []
     seg_parts: list[pd.DataFrame] = []
     for pid, vids in manifest.videos.groupby("participant_id", sort=False):
         group = str(vids["group"].iloc[0])
@@ -377,9 +403,9 @@ def cohort_tables(
             continue
         p = len(kept_pids)
         kept_pids.append(pid)
-        valid_tot.append(sum(r.valid_frames for r in ok))
-        observed.append(sum(r.valid_frames / r.fps for r in ok))
-        counts.append(np.sum([r.frames_in_segments(C) for r in ok], axis=0)[cols])
+        pct_p, obs_p = pooled_percent_time(ok)
+        percents.append(pct_p[cols])
+        observed.append(obs_p)
         for order, r in enumerate(ok):
             if r.seg_class.size:
                 seg_parts.append(pd.DataFrame({
@@ -390,9 +416,7 @@ def cohort_tables(
     P = len(kept_pids)
     part = manifest.participants.set_index("participant_id").loc[kept_pids].reset_index() if P else \
         manifest.participants.iloc[:0]
-    valid_arr = np.asarray(valid_tot, dtype=np.float64)
-    count_arr = np.asarray(counts, dtype=np.float64).reshape(P, A)
-    pct = np.clip(100.0 * count_arr / np.maximum(valid_arr, 1)[:, None], 0.0, 100.0)
+    pct = np.asarray(percents, dtype=np.float64).reshape(P, A)
 
     base = pd.DataFrame({
         "participant_id": np.repeat(np.asarray(kept_pids, dtype=object), A),

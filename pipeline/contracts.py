@@ -152,6 +152,9 @@ WINDOWS = Contract(
         Rule("valid_fraction", _in_range(0.0, 1.0), "in [0, 1]"),
     ),
     unique=("video_id", "window"),
+    # optional extra columns, kept after the required ones: routing_st list<float32> (ST routing weight
+    # per entity, mean over the window's frames; entity names in the sidecar's "entities"), null with probs
+    allow_extra=True,
 )
 
 # --------------------------------------------------------------------------------------------------

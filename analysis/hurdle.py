@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.cli import handle_errors, make_parser, progress, setup_logging
+from pipeline.cli import check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 
 from .cohort import categorical_covariates, load_cohort, select_actions, validate_cohort
 from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, RANK_BY, HurdleConfig, OutputConfig
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 on bad input, nothing written then)."""
-    from .outputs import default_out_dir, write_outputs
+    from .outputs import check_out_dir_free, default_out_dir, planned_outputs, write_outputs
 
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
@@ -405,9 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BadInput(f"--categorical names {', '.join(bad_cov)} which are not in --covariates")
         raw = load_cohort(args.cohort)
         cohort = validate_cohort(raw, config, source=str(args.cohort))
-        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
+        # The output folder is checked before the analysis: usable, and no user file in the way.
         out = args.out if args.out is not None else default_out_dir(args.cohort)
-        write_outputs(results, cohort, config, out_cfg, out, source=args.cohort)
+        planned = planned_outputs(select_actions(cohort, config), out_cfg)
+        check_output_dir(out)
+        check_out_dir_free(out, planned)
+        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
+        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort):
+            report_written(path)
     return 0
 
 

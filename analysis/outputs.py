@@ -1,10 +1,17 @@
-"""Writing the hurdle analysis's output set so that a failure never leaves a half-set that looks complete.
+"""Writing the hurdle analysis's output set so that a failure never leaves a half-set that looks complete,
+and a rerun never deletes a file that is not ours.
 
 Everything except ``results.parquet`` is first written into a staging folder beside the output folder
-(same file system, so moves are renames). Then any previous ``results.parquet`` in the output folder is
-removed, the staged files are moved in, and ``results.parquet`` (with its sidecar, through
-:func:`pipeline.artifacts.write_artifact`, contract ``hurdle_results``) is written *last*. A folder
-whose ``results.parquet`` and sidecar exist therefore holds a complete, matching set.
+(:func:`pipeline.artifacts.staging_dir`: same file system, so moves are renames; a killed run's staging
+folder is removed by the next run). Then the output folder is checked: a file under a name we are
+about to write that no earlier run of ``analysis.hurdle`` recorded in the folder's output manifest
+(``.outputs.json``) stops the run with a one-line error and nothing changes. Otherwise the previous
+``results.parquet`` is removed, the manifest is updated to cover old and new files, the previous run's
+files that the new set does not replace are removed (only those the manifest lists: a user's own files
+in the folder stay), the staged files are moved in, and ``results.parquet`` (with its sidecar, through
+:func:`pipeline.artifacts.write_artifact`, contract ``hurdle_results``) is written *last*; finally the
+manifest lists exactly the new set. A folder whose ``results.parquet`` and sidecar exist therefore holds a
+complete, matching set.
 
 Files::
 
@@ -14,6 +21,7 @@ Files::
     descriptives.csv                   n, engaged, % engaged, mean/median percent among engagers
     plots/<action>.png|svg             violin plot per selected action (paper's Fig. 3 style)
     overview.png|svg                   all selected actions in one figure
+    .outputs.json                      output manifest: the files above, as this tool's own
 """
 
 from __future__ import annotations
@@ -21,20 +29,31 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.artifacts import sha256_file, write_artifact
-from pipeline.cli import report_written
+from pipeline.artifacts import (
+    check_no_foreign_outputs,
+    record_outputs,
+    recorded_outputs,
+    remove_outputs,
+    sha256_file,
+    sidecar_path,
+    staging_dir,
+    write_artifact,
+)
 
 from .config import HurdleConfig, OutputConfig
 from .descriptives import describe_groups
 from .tables import publication_table, table_caption, to_html, to_latex, to_markdown
 
-__all__ = ["default_out_dir", "slug", "write_outputs"]
+__all__ = ["TOOL", "default_out_dir", "slug", "planned_outputs", "previous_outputs", "check_out_dir_free", "write_outputs"]
+
+TOOL = "analysis.hurdle"  # the name under which the output manifest records our files
+_RESULTS = "results.parquet"
+_TABLES = ("table.html", "table.md", "table.tex")
 
 
 def default_out_dir(cohort_path: str | os.PathLike) -> Path:
@@ -49,32 +68,49 @@ def slug(name: str) -> str:
     return s or "action"
 
 
-_FIXED_OUTPUTS = ("results.csv", "descriptives.csv", "table.html", "table.md", "table.tex", "overview.png",
-                  "overview.svg", "overview.pdf")  # fmt: skip
-_FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+def _plot_stems(actions: Sequence[str]) -> list[str]:
+    """One distinct file stem per action (two actions with the same slug must not overwrite each other)."""
+    used: list[str] = []
+    for a in actions:
+        name = slug(a)
+        while name in used:
+            name += "_"
+        used.append(name)
+    return used
 
 
-def _previous_outputs(out: Path) -> list[Path]:
-    """Files of an earlier run in ``out``: those its sidecar lists, the fixed names and plots/ figures.
+def planned_outputs(actions: Sequence[str], out_cfg: OutputConfig) -> list[str]:
+    """The files (relative POSIX paths) a run on ``actions`` writes, results.parquet and its sidecar last."""
+    names = ["results.csv", "descriptives.csv", *_TABLES]
+    if out_cfg.plots:
+        names += [f"plots/{stem}.{fmt}" for stem in _plot_stems(actions) for fmt in out_cfg.formats]
+        names += [f"overview.{fmt}" for fmt in out_cfg.formats]
+    return names + [_RESULTS, sidecar_path(_RESULTS).name]
 
-    Only files this module writes are touched; anything else a user keeps in the folder stays.
+
+def previous_outputs(out: str | os.PathLike) -> set[str]:
+    """The files in ``out`` that an earlier run of this tool recorded as its own.
+
+    From the output manifest; for a folder written before manifests existed, from the results sidecar
+    of that run (stage ``hurdle``, which listed its files). Nothing else counts as ours.
     """
-    found: set[Path] = set()
-    side = out / "results.parquet.json"
+    out = Path(out)
+    own = recorded_outputs(out, TOOL)
+    if own:
+        return own
     try:
-        listed = json.loads(side.read_text(encoding="utf-8")).get("files", []) if side.exists() else []
+        side = json.loads(sidecar_path(out / _RESULTS).read_text(encoding="utf-8"))
+        if side.get("stage") == "hurdle" and isinstance(side.get("files"), list):
+            return {str(f) for f in side["files"]} | {_RESULTS, sidecar_path(_RESULTS).name}
     except (OSError, ValueError, AttributeError):
-        listed = []
-    root = out.resolve()
-    for name in listed:
-        f = (out / str(name)).resolve()
-        if root in f.parents and f.is_file():  # never outside the folder
-            found.add(f)
-    found.update(f.resolve() for f in (out / n for n in _FIXED_OUTPUTS) if f.is_file())
-    plots = out / "plots"
-    if plots.is_dir():
-        found.update(f.resolve() for f in plots.iterdir() if f.is_file() and f.suffix in _FIGURE_SUFFIXES)
-    return sorted(found)
+        pass
+    return set()
+
+
+def check_out_dir_free(out: str | os.PathLike, names: Sequence[str]) -> None:
+    """Refuse (:class:`pipeline.artifacts.ForeignOutput`, exit 2) when ``out`` holds a file under one of
+    ``names`` that is not ours; call it before the analysis so a user learns it at once."""
+    check_no_foreign_outputs(out, names, previous_outputs(out), tool=TOOL)
 
 
 def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, out_cfg: OutputConfig, stage: Path) -> list[Path]:
@@ -102,12 +138,7 @@ def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, ou
         engaged = cohort[(cohort["percent_time"] > 0) & cohort["action"].isin(actions) & cohort["group"].isin(config.groups)]
         intensity = results[results["part"] == "intensity"]
         (stage / "plots").mkdir()
-        used: set[str] = set()
-        for a in actions:
-            name = slug(a)
-            while name in used:  # two actions with the same slug must not overwrite each other
-                name += "_"
-            used.add(name)
+        for a, name in zip(actions, _plot_stems(actions)):
             fig = violin_figure(engaged[engaged["action"] == a], a, config.groups, intensity[intensity["action"] == a],
                                 p_column=p_col, alpha=out_cfg.alpha)  # fmt: skip
             written += save_figure(fig, stage / "plots" / name, out_cfg.formats)
@@ -124,9 +155,8 @@ def write_outputs(
     out: str | os.PathLike,
     *,
     source: str | os.PathLike | None = None,
-    report: bool = True,
 ) -> list[Path]:
-    """Write the full output set into ``out`` (see the module docstring); print ``wrote <path>`` lines.
+    """Write the full output set into ``out`` (see the module docstring). Prints nothing.
 
     Parameters
     ----------
@@ -139,40 +169,42 @@ def write_outputs(
         Output folder (created).
     source : path, optional
         The cohort file, hashed into the results sidecar.
-    report : bool
-        Print a ``wrote`` line per file.
 
     Returns
     -------
     list of pathlib.Path
-        Final paths of every file written, results.parquet last.
+        Final paths of every file written, results.parquet last (the sidecar and the manifest not
+        listed).
+
+    Raises
+    ------
+    pipeline.artifacts.ForeignOutput
+        ``out`` holds a file under a name of the output set that no earlier run recorded as its own;
+        nothing is changed then.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-    try:
+    final_parquet = out / _RESULTS
+    with staging_dir(out) as stage:
         staged = _stage(results, cohort, config, out_cfg, stage)
+        names = [f.relative_to(stage).as_posix() for f in staged]
+        new_set = names + [_RESULTS, sidecar_path(_RESULTS).name]
+        own = previous_outputs(out)
+        check_no_foreign_outputs(out, new_set, own, tool=TOOL)
         out.mkdir(exist_ok=True)
-        final_parquet = out / "results.parquet"
         # The old results must stop vouching for the folder before any file in it changes.
-        stale = _previous_outputs(out)
         final_parquet.unlink(missing_ok=True)
-        Path(str(final_parquet) + ".json").unlink(missing_ok=True)
-        # Then every file of the previous run goes, so the new set never mixes with the old one
-        # (e.g. the plot of an action that is no longer selected, or plots after --no-plots).
-        for f in stale:
-            f.unlink(missing_ok=True)
-        plots = out / "plots"
-        if plots.is_dir() and not any(plots.iterdir()):
-            plots.rmdir()
+        sidecar_path(final_parquet).unlink(missing_ok=True)
+        # Recorded before they appear: a crash from here on leaves no file of ours unrecorded.
+        record_outputs(out, TOOL, own | set(new_set))
+        # The previous run's files that the new set does not replace go (e.g. the plot of an action no
+        # longer selected, or plots after --no-plots): only files the manifest lists as ours.
+        remove_outputs(out, sorted(own - set(new_set)))
         final: list[Path] = []
-        for f in staged:
-            dest = out / f.relative_to(stage)
+        for f, name in zip(staged, names):
+            dest = out / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, dest)
             final.append(dest)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     write_artifact(
         results,
         final_parquet,
@@ -180,10 +212,8 @@ def write_outputs(
         stage="hurdle",
         input_hash=sha256_file(source) if source is not None and Path(source).exists() else "",
         config={"analysis": config, "output": out_cfg},
-        extra={"files": [str(p.relative_to(out)) for p in final]},
+        extra={"files": names},
     )
+    record_outputs(out, TOOL, new_set)
     final.append(final_parquet)
-    if report:
-        for p in final:
-            report_written(p)
     return final

@@ -4,17 +4,15 @@ One violin per group (kernel density of percent time among participants with non
 dot per participant (jittered horizontally), a dashed line at the group median and a solid line at
 the group mean, and brackets with asterisks for significant intensity contrasts (* p < alpha,
 ** p < .01, *** p < .001; adjusted p by default). Figures are drawn on :class:`matplotlib.figure.Figure`
-objects with the Agg canvas, so no GUI backend or pyplot global state is involved.
+objects, saved through the canvas of the file format (Agg for PNG), so no GUI backend or pyplot global
+state is involved and importing this module leaves the process's matplotlib backend alone (no
+``matplotlib.use``): it works on servers, in CI and in Prefect workers without a display.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # headless: never try to open a window (servers, CI, Prefect workers)
 
 import numpy as np
 import pandas as pd

@@ -176,7 +176,9 @@ def test_rerun_removes_stale_files_of_the_previous_run(tmp_path, capsys, small_c
     assert {p.name for p in (out / "plots").iterdir()} == {f"{slug(actions[2])}.png", f"{slug(actions[2])}.svg"}
     side = json.loads((out / "results.parquet.json").read_text())
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == set(side["files"]) | {"results.parquet", "results.parquet.json", "notes.txt"}
+    assert files == set(side["files"]) | {"results.parquet", "results.parquet.json", "notes.txt", ".outputs.json"}
+    manifest = json.loads((out / ".outputs.json").read_text())["tools"]["analysis.hurdle"]["files"]
+    assert set(manifest) == files - {"notes.txt", ".outputs.json"}
     rc, out = _run(tmp_path, small_cohort, "--actions", actions[2], "--no-plots")
     assert rc == 0
     assert not (out / "plots").exists() and not (out / "overview.png").exists()
@@ -254,3 +256,81 @@ def test_failure_while_moving_files_in_leaves_no_results_parquet(tmp_path, capsy
     # half the new files are in, so the folder must not look complete
     assert not (out / "results.parquet").exists() and not (out / "results.parquet.json").exists()
     assert not list(tmp_path.glob(".out.staging-*"))
+    # the manifest already vouched for the files moved in, so the next run cleans up after the crash
+    monkeypatch.setattr(outputs.os, "replace", real)
+    rc, _ = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "3")
+    assert rc == 0
+    manifest = json.loads((out / ".outputs.json").read_text())["tools"]["analysis.hurdle"]["files"]
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == set(manifest) | {".outputs.json"}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_foreign_folder_is_never_wiped(tmp_path, capsys, small_cohort):
+    """Audit 4: --out pointed at a user's folder that was never a hurdle output deleted their plots,
+    results.csv and tables without a word. Now: a one-line error naming a file in the way, exit 2,
+    and every byte of the folder as it was."""
+    out = tmp_path / "out"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "my_figure.png").write_bytes(b"\x89PNG mine")
+    (out / "results.csv").write_text("my,own\n1,2\n")
+    (out / "table.md").write_text("# my table\n")
+    (out / "notes.txt").write_text("mine")
+    before = _snapshot(out)
+    rc, _ = _run(tmp_path, small_cohort, "--top-actions", "2")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("analysis.hurdle: error:")
+    assert str(out / "results.csv") in err and "no earlier run of analysis.hurdle recorded it" in err
+    assert _snapshot(out) == before
+    assert not list(tmp_path.glob(".out.staging-*"))
+
+
+def test_foreign_files_under_other_names_are_left_alone(tmp_path, capsys, small_cohort):
+    """A user's files that do not collide with our names stay through runs and reruns."""
+    out = tmp_path / "out"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "my_figure.png").write_bytes(b"mine")
+    (out / "notes.txt").write_text("mine")
+    actions = sorted(small_cohort["action"].unique())
+    assert _run(tmp_path, small_cohort, "--actions", actions[0])[0] == 0
+    assert _run(tmp_path, small_cohort, "--actions", actions[1])[0] == 0
+    assert _run(tmp_path, small_cohort, "--actions", actions[1], "--no-plots")[0] == 0
+    assert (out / "plots" / "my_figure.png").read_bytes() == b"mine" and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["my_figure.png"]  # our plots gone, folder kept
+
+
+def test_folder_from_before_output_manifests_is_recognised(tmp_path, capsys, small_cohort):
+    """A folder written by an earlier version (its results sidecar lists the files) is still ours."""
+    rc, out = _run(tmp_path, small_cohort, "--top-actions", "2")
+    assert rc == 0
+    (out / ".outputs.json").unlink()
+    (out / "notes.txt").write_text("mine")
+    rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
+    assert rc == 0 and not (out / "plots").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_killed_run_staging_folders_are_cleaned_up(tmp_path, capsys, small_cohort):
+    """Audit 8: a killed run left hidden .staging-* folders forever. The next run removes those of
+    dead runs (and those from before pids were in the name) and leaves a live run's alone."""
+    import platform
+    import re
+
+    from pipeline.artifacts import stale_staging_dirs
+
+    host = re.sub(r"[^A-Za-z0-9]", "_", platform.node() or "host")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    legacy = tmp_path / ".out.staging-k3j_x9q2"  # the old mkdtemp name
+    killed = tmp_path / f".out.staging-{host}-{dead}-abc123"
+    live = tmp_path / f".out.staging-{host}-{os.getpid()}-def456"
+    old_live = tmp_path / f".out.staging-{host}-{os.getpid()}-old789"
+    other = tmp_path / ".other.staging-k3j_x9q2"  # another output folder's: not ours to judge
+    for d in (legacy, killed, live, old_live, other):
+        (d / "plots").mkdir(parents=True)
+        (d / "results.csv").write_text("half")
+    os.utime(old_live, (0, 0))  # older than a day: its pid may have been reused
+    assert set(stale_staging_dirs(tmp_path / "out")) == {legacy, killed, old_live}
+    rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
+    assert rc == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted([live.name, other.name])

@@ -166,7 +166,7 @@ def test_plot_file_names_from_action_names_with_slashes(tmp_path):
     from analysis.outputs import write_outputs
 
     cfg = HurdleConfig(groups=("A", "B"), min_engaged=2)
-    written = write_outputs(hurdle_analysis(df, cfg), df, cfg, OutputConfig(formats=("png",)), tmp_path / "o", report=False)
+    written = write_outputs(hurdle_analysis(df, cfg), df, cfg, OutputConfig(formats=("png",)), tmp_path / "o")
     plots = sorted(p.name for p in (tmp_path / "o" / "plots").iterdir())
     assert plots == ["head_up_down.png", "head_up_down_.png"]  # distinct files, inside plots/
     assert all((tmp_path / "o") in p.parents for p in written)

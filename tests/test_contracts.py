@@ -79,12 +79,29 @@ def results_df():
     )
 
 
+def bouts_df():
+    return pd.DataFrame(
+        {"participant_id": ["p1", "p1"], "group": ["ASD", "ASD"], "action_id": [9, 24],
+         "action": ["nodding", "shaking legs"], "bouts": [2, 0], "total_s": [3.0, 0.0], "mean_bout_s": [1.5, None],
+         "median_bout_s": [1.5, None], "latency_s": [4.0, None]}
+    )  # fmt: skip
+
+
+def exclusions_df():
+    return pd.DataFrame(
+        {"participant_id": ["p3", "p4"], "group": ["TDC", "PSY"], "video_id": ["v7", None],
+         "scope": ["video", "participant"], "reason": ["decode failed", "no valid pose"]}
+    )  # fmt: skip
+
+
 SAMPLES = {
     "keypoints": keypoints_df,
     "windows": windows_df,
     "segments": segments_df,
     "cohort": cohort_df,
     "hurdle_results": results_df,
+    "bouts": bouts_df,
+    "exclusions": exclusions_df,
 }
 
 

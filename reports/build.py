@@ -1,0 +1,368 @@
+"""Build the HTML report of a cohort run: ``python -m reports.build --run DIR --out DIR``.
+
+Writes ``OUT/index.html`` (the cohort report: summary, methods, quality control, results, limitations)
+and ``OUT/participants/<name>.html`` (one page per participant: QC, ethogram, per-action percent time,
+bouts, latency and percentile within a reference group). Every page is self-contained: the stylesheet
+is inline and the figures are PNG data URIs, so a page opens from disk, prints, and can be mailed
+without its folder; a Content-Security-Policy forbids scripts and any request.
+
+Safety: the pages show the manifest's pseudonymous participant IDs only. Video file names and paths
+(which may contain real names) are replaced by ``video 1``, ``video 2``... everywhere, including in
+error messages, unless ``show_paths`` is set. Every string from the run is HTML-escaped by Jinja2's
+autoescaping. When a sidecar says the model was trained on simulated data (or the cohort is
+simulated), every page carries a banner saying the results are a demonstration.
+
+The run-folder layout is in :mod:`reports.run` and docs/report.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from analysis.tables import HEADER, format_p, publication_table, table_caption
+from pipeline.artifacts import atomic_write_text
+from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
+from reports.figures import ethogram_figure, percentile_figure, png_data_uri, qc_figure, violin_data_uri
+from reports.methods import methods_sections, simulated_provenance
+from reports.run import Run, VideoInfo, load_run
+from reports.summaries import demographics, effects_table, group_summary, participant_actions, qc_by_participant
+from reports.summaries import reference_group as default_reference
+
+__all__ = ["build_report", "page_name", "main", "REPORT_VERSION"]
+
+REPORT_VERSION = "1"
+_LISTING = "report.json"  # the pages a build wrote; a rebuild removes those it no longer writes
+
+
+# -- formatting filters (templates escape their output; these only format numbers) ----------------
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    return f"{float(v):,.{digits}f}" if _finite(v) else "—"
+
+
+def _signed(v: Any, digits: int = 1) -> str:
+    return f"{float(v):+.{digits}f}" if _finite(v) else "—"
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * float(v):.0f} %" if _finite(v) else "—"
+
+
+def _pval(v: Any) -> str:
+    return format_p(float(v)) if _finite(v) else "—"
+
+
+def make_environment() -> Environment:
+    """Jinja2 environment over the packaged templates, autoescaping every template, strict about undefined names."""
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env.filters.update(num=_num, signed=_signed, pct=_pct, pval=_pval)
+    return env
+
+
+def page_name(participant_id: str) -> str:
+    """File name of a participant's page: a readable slug plus a hash of the exact ID (IDs differing only in
+    punctuation or case stay apart; no character of the ID reaches the file system unfiltered)."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", participant_id).strip("-")[:40] or "participant"
+    digest = hashlib.sha256(participant_id.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}.html"
+
+
+class _Redactor:
+    """Replaces video paths, file names and stems by the video's pseudonymous label (``P01 video 1``)."""
+
+    def __init__(self, run: Run, show_paths: bool) -> None:
+        self.pairs: list[tuple[str, str]] = []
+        if show_paths:
+            return
+        for pid, videos in run.videos.items():
+            for v in videos:
+                label = f"[{v.label} of participant {pid}]"
+                for s in {v.source or "", Path(v.source or "").name, v.video_id}:
+                    if len(s) >= 3:
+                        self.pairs.append((s, label))
+        self.pairs.append((str(run.root.resolve()), "<run folder>"))
+        if str(run.root) != str(run.root.resolve()):
+            self.pairs.append((str(run.root), "<run folder>"))
+        self.pairs.sort(key=lambda p: -len(p[0]))  # full paths before the names inside them
+
+    def __call__(self, text: Any) -> Any:
+        if not isinstance(text, str) or not self.pairs:
+            return text
+        for s, label in self.pairs:
+            if s in text:
+                text = text.replace(s, label)
+        return text
+
+
+def _limitations(run: Run, banner: str | None, ref: str | None) -> list[str]:
+    lim = []
+    if banner:
+        lim.append(f"Demonstration: {banner}. Nothing here describes real people.")
+    lim += [
+        "Percent time comes from an automatic recogniser, not from trained annotators. Its errors are not uniform: "
+        "rare, brief or subtle actions are missed more often, and the read-out's threshold and minimum duration "
+        "trade missed detections against false ones (the Methods give the values used).",
+        "Micro-DualNet is trained on trimmed clips of a fixed taxonomy; in untrimmed conversation every frame is "
+        "forced into that taxonomy or into 'no micro-action', and behaviour outside the taxonomy is not measured.",
+        "Frames without a usable pose of the participant (out of view, occluded, implausible skeleton) are left out "
+        "of the denominators; participants with much missing pose are measured over less time (see quality control).",
+        "Group comparisons are cross-sectional associations, not causal effects; with many actions and contrasts, "
+        "adjusted p-values control the stated error rate only within the stated family.",
+        "The hurdle model separates whether an action occurs from how much of the time it occurs; odds ratios of the "
+        "intensity part describe the mean share of time among participants who showed the action only.",
+    ]
+    if run.results is not None:
+        bad = run.results["note"].fillna("").str.startswith("not estimable").sum()
+        if bad:
+            lim.append(f"{int(bad)} of {len(run.results)} tests could not be estimated (too few participants with the "
+                       "action, or separation); their rows carry the reason.")  # fmt: skip
+    lim.append("Percentiles on the participant pages compare with " + (f"the {ref} group" if ref else "the whole cohort")
+               + " of this run, not with population norms.")  # fmt: skip
+    return lim
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def _video_rows(videos: Sequence[VideoInfo], redact: _Redactor, show_paths: bool) -> list[dict]:
+    rows = []
+    for v in videos:
+        qc = v.qc or {}
+        status = "excluded: " + v.excluded if v.excluded else ("included" if qc.get("status") != "failed" else "failed")
+        rows.append({
+            "label": v.label + (f" ({v.source})" if show_paths else ""),
+            "duration_s": v.duration_s,
+            "frames_posed": qc.get("frames_posed", "—"),
+            "usable": qc.get("valid_fraction"),
+            "no_pose_s": sum(b - a for a, b in v.no_pose) if v.no_pose or v.windows is not None else None,
+            "flags": str(qc.get("flags") or ""),
+            "status": redact(status),
+        })  # fmt: skip
+    return rows
+
+
+def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
+                 show_paths: bool = False) -> Path:  # fmt: skip
+    """Read a run folder and write the cohort report and one page per participant.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (layout in :mod:`reports.run`).
+    out_dir : path
+        Where ``index.html`` and ``participants/`` go (created).
+    reference_group : str, optional
+        Group for the participants' percentiles; default ``"TDC"`` when present, else the whole cohort.
+    show_paths : bool
+        Show the manifest's video paths (off by default: file names can contain names).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir/index.html``.
+
+    Raises
+    ------
+    pipeline.cli.BadInput
+        Unusable run folder or a reference group absent from the cohort.
+    """
+    run = load_run(run_dir)
+    ref = default_reference(run, reference_group)
+    if ref is not None and ref not in set(run.cohort["group"]):
+        raise BadInput(f"--reference-group {ref!r} is not a group of the cohort ({', '.join(run.groups)})")
+    ref_label = f"{ref} group" if ref else "whole cohort"
+    out = Path(out_dir)
+    (out / "participants").mkdir(parents=True, exist_ok=True)
+    env = make_environment()
+    redact = _Redactor(run, show_paths)
+    banner = simulated_provenance(run)
+    common = {
+        "banner": banner,
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": REPORT_VERSION,
+        "show_paths": show_paths,
+    }
+    qc = qc_by_participant(run)
+    ids = list(qc["participant_id"])
+    pages = {pid: f"participants/{page_name(pid)}" for pid in ids}
+    if len(set(pages.values())) != len(pages):  # 8 hex digits of sha256: a clash is astronomically unlikely
+        raise BadInput("two participant IDs map to the same page name")
+    written: list[Path] = []
+
+    # -- cohort page -------------------------------------------------------------------------------
+    qc_threshold = ((run.qc_meta or {}).get("config") or {}).get("qc", {}).get("min_detected")
+    qc_rows = _records(qc)
+    for r in qc_rows:
+        r["page"] = pages[r["participant_id"]]
+        r["excluded"] = [(label, redact(why)) for label, why in r["excluded"]]
+    usable = qc["usable_pose"].dropna()
+    qc_summary = (f"Median usable-pose share {100 * usable.median():.0f} % (range {100 * usable.min():.0f}–"
+                  f"{100 * usable.max():.0f} %); {int((qc['flags'] != '').sum())} participant(s) flagged, "
+                  f"{int(qc['excluded'].map(len).gt(0).sum())} with excluded videos." if len(usable) else
+                  "No pose QC is available.")  # fmt: skip
+    ctx: dict[str, Any] = dict(common)
+    ctx.update(
+        n_participants=len(run.participants),
+        groups=run.groups,
+        total_hours=float(run.participant_table()["observed_s"].sum() / 3600),
+        notes=[redact(n) for n in run.notes],
+        group_rows=_records(group_summary(run)),
+        demographics=demographics(run),
+        methods=[_redact_section(s, redact) for s in methods_sections(run, show_paths=show_paths)],
+        qc_rows=qc_rows,
+        qc_summary=qc_summary,
+        qc_figure=png_data_uri(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
+        qc_alt=qc_summary,
+        qc_threshold=qc_threshold,
+        limitations=_limitations(run, banner, ref),
+        ref_label=ref_label,
+        participant_links=[{"participant_id": pid, "page": pages[pid], "group": g} for pid, g in zip(qc["participant_id"], qc["group"])],
+        results_rows=None,
+    )
+    if run.results is not None:
+        res = effects_table(run)
+        out_cfg = ((run.results_meta or {}).get("config") or {}).get("output") or {}
+        k = int(out_cfg.get("table_rows", 10))
+        pub = publication_table(res, k)
+        p_col = "p" if out_cfg.get("plot_p") == "raw" else "p_adj"
+        alpha = float(out_cfg.get("alpha", 0.05))
+        violins = []
+        for a in dict.fromkeys(res["action"]):
+            sig = res[(res["action"] == a) & (res["part"] == "intensity") & (res[p_col] < alpha)]
+            alt = (f"Violin plot of percent time among engagers of '{a}' by group ({', '.join(run.groups)}). "
+                   + (f"Significant intensity contrasts: {', '.join(sig['direction'].fillna(sig['contrast']))}."
+                      if len(sig) else "No significant intensity contrast."))  # fmt: skip
+            violins.append({"action": a, "src": violin_data_uri(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha), "alt": alt})
+        ctx.update(
+            pub_header=HEADER, pub_rows=pub.values.tolist(), pub_caption=table_caption(res, len(pub)),
+            violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
+            results_rows=_records(res), ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
+        )  # fmt: skip
+    index = out / "index.html"
+    atomic_write_text(index, env.get_template("index.html.j2").render(ctx))
+    written.append(index)
+
+    # -- participant pages -------------------------------------------------------------------------
+    template = env.get_template("participant.html.j2")
+    ref_rows = run.cohort if ref is None else run.cohort[run.cohort["group"] == ref]
+    analysed = list(dict.fromkeys(run.results["action"])) if run.results is not None else []
+    parts = run.participant_table().set_index("participant_id")
+    for i, pid in enumerate(ids):
+        videos = run.videos.get(pid, [])
+        in_cohort = pid in parts.index
+        actions = participant_actions(run, pid, ref) if in_cohort else pd.DataFrame(columns=["action", "percent_time"])
+        shown = actions[(actions["percent_time"] > 0) | actions.get("analysed", False)] if in_cohort else actions
+        shown = shown.sort_values(["percent_time", "action"], ascending=[False, True], kind="stable")
+        seg_actions = list(dict.fromkeys(a for v in videos if v.segments is not None for a in v.segments["action"]))
+        eth_actions = [a for a in shown["action"] if a in seg_actions] + [a for a in seg_actions if a not in set(shown["action"])]
+        has_segments = any(v.segments is not None for v in videos)
+        eth = png_data_uri(ethogram_figure(videos, eth_actions)) if videos and has_segments else None
+        eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
+            f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
+            f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip
+        pf_actions = [a for a in analysed if in_cohort]
+        pfig = png_data_uri(percentile_figure(ref_rows, actions, pf_actions, ref_label)) if pf_actions else None
+        pct_alt = "; ".join(f"{r.action}: {_num(r.percent_time, 1)} %, percentile {_num(r.percentile, 0)}"
+                            for r in actions[actions["action"].isin(pf_actions)].itertuples()) if pfig else ""  # fmt: skip
+        covs = [(c, parts.at[pid, c]) for c in run.covariates] if in_cohort else []
+        pctx = dict(common)
+        pctx.update(
+            participant_id=pid,
+            group=qc.loc[qc["participant_id"] == pid, "group"].iloc[0],
+            covariates=[(c, _num(v, 1) if isinstance(v, float) else v) for c, v in covs],
+            observed_s=parts.at[pid, "observed_s"] if in_cohort else None,
+            in_cohort=in_cohort,
+            videos=_video_rows(videos, redact, show_paths),
+            ethogram=eth,
+            ethogram_alt=eth_alt,
+            ethogram_missing="No segments were recorded for this run (readout/segments/ is missing)." if not has_segments
+                             else "No video information (the run has no manifest).",  # fmt: skip
+            percentile_figure=pfig,
+            percentile_alt=f"Dot plot of percent time per analysed action for the {ref_label} with this participant marked: {pct_alt}.",
+            action_rows=_records(shown),
+            never=sorted(set(actions["action"]) - set(shown["action"])) if in_cohort else [],
+            actions_caption="† analysed in the group comparison. Actions never detected are listed below the table."
+                            if in_cohort else "",  # fmt: skip
+            ref_label=ref_label,
+            prev_page=Path(pages[ids[i - 1]]).name if i > 0 else None,
+            next_page=Path(pages[ids[i + 1]]).name if i + 1 < len(ids) else None,
+        )
+        path = out / pages[pid]
+        atomic_write_text(path, template.render(pctx))
+        written.append(path)
+
+    _remove_stale(out, written)
+    atomic_write_text(out / _LISTING, json.dumps({"report_version": REPORT_VERSION, "created": common["created"],
+                                                  "pages": [str(p.relative_to(out)) for p in written]}, indent=1))  # fmt: skip
+    return index
+
+
+def _redact_section(sec, redact: _Redactor):
+    sec.text = [redact(t) for t in sec.text]
+    sec.params = [(k, redact(v)) for k, v in sec.params]
+    return sec
+
+
+def _remove_stale(out: Path, written: list[Path]) -> None:
+    """Remove pages an earlier build listed in report.json and this one did not write (only those)."""
+    try:
+        old = json.loads((out / _LISTING).read_text(encoding="utf-8")).get("pages", [])
+    except (OSError, ValueError, AttributeError):
+        return
+    keep = {p.resolve() for p in written}
+    root = out.resolve()
+    for name in old:
+        p = (out / str(name)).resolve()
+        if p not in keep and root in p.parents and p.suffix == ".html" and p.is_file():
+            p.unlink()
+
+
+def build_parser():
+    p = make_parser("Build the HTML cohort report and one page per participant from a run folder.", prog="python -m reports.build")
+    p.add_argument("--run", required=True, type=Path, metavar="DIR", help="run folder (manifest, pose/, windows/, readout/, hurdle/)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder for index.html and participants/")
+    p.add_argument("--reference-group", metavar="GROUP", default=None,
+                   help="group the participant percentiles compare with (default: TDC if present, else the whole cohort)")
+    p.add_argument("--show-paths", action="store_true", help="show video file names and paths (hidden by default: they can contain names)")
+    p.epilog = "exit status: 0 written, 2 bad input (nothing written)"
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    with handle_errors("reports.build"):
+        check_output_dir(args.out)
+        if not args.run.is_dir():
+            raise BadInput(f"--run {args.run} is not a folder")
+        index = build_report(args.run, args.out, reference_group=args.reference_group, show_paths=args.show_paths)
+        listing = json.loads((args.out / _LISTING).read_text(encoding="utf-8"))
+        for name in listing["pages"]:
+            report_written(args.out / name)
+        print(f"report: {index}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

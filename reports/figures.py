@@ -1,0 +1,138 @@
+"""The report's figures, drawn with matplotlib's object API and returned as PNG data URIs.
+
+Figures are :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas
+(:class:`matplotlib.backends.backend_agg.FigureCanvasAgg`): no pyplot state, no GUI backend, no
+``matplotlib.use``. Colours follow the Okabe-Ito palette (distinguishable with the common colour-vision
+deficiencies), and colour never carries information alone: ethogram rows are labelled, no-pose
+stretches are hatched as well as grey, the participant's own marker differs in shape.
+
+The group-comparison violins are :func:`analysis.plots.violin_figure` (the paper's Fig. 3 style), the
+same function ``python -m analysis.hurdle`` uses, so the report and the analysis outputs agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from reports.run import VideoInfo
+
+__all__ = ["OKABE_ITO", "png_data_uri", "ethogram_figure", "qc_figure", "percentile_figure", "violin_data_uri"]
+
+# Okabe & Ito (2008), "Color Universal Design"; black moved last.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+NO_POSE = "#BBBBBB"
+
+
+def png_data_uri(fig: Figure, *, dpi: int = 110) -> str:
+    """Render ``fig`` with the Agg canvas to a ``data:image/png;base64,...`` URI."""
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figure:
+    """One panel per video: a row per action with its detected segments; no-pose stretches hatched grey.
+
+    Parameters
+    ----------
+    videos : sequence of VideoInfo
+        The participant's videos (labels such as ``video 1``; never file names).
+    actions : sequence of str
+        Row order (top to bottom); typically the actions the participant showed.
+    """
+    n = max(1, len(videos))
+    rows = max(1, len(actions))
+    fig = Figure(figsize=(9.0, 0.9 + n * (0.55 + 0.24 * rows)), layout="constrained")
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
+    ypos = {a: rows - 1 - i for i, a in enumerate(actions)}
+    for ax, v in zip(axes, videos):
+        end = v.duration_s or 0.0
+        if v.segments is not None and len(v.segments):
+            end = max(end, float(v.segments["end_s"].max()))
+        for a0, a1 in v.no_pose:
+            ax.axvspan(a0, a1, facecolor=NO_POSE, edgecolor="#777777", hatch="//", linewidth=0, alpha=0.6, zorder=1)
+        if v.segments is not None:
+            for k, (a, seg) in enumerate(v.segments.groupby("action", sort=False)):
+                if a not in ypos:
+                    continue
+                color = OKABE_ITO[list(actions).index(a) % (len(OKABE_ITO) - 1)]
+                bars = list(zip(seg["start_s"].astype(float), (seg["end_s"] - seg["start_s"]).astype(float)))
+                ax.broken_barh(bars, (ypos[a] - 0.38, 0.76), facecolors=color, edgecolor="black", linewidth=0.3, zorder=2)
+        ax.set_yticks(list(ypos.values()))
+        ax.set_yticklabels(list(ypos.keys()), fontsize=8)
+        ax.set_ylim(-0.7, rows - 0.3)
+        ax.set_xlim(0, end if end > 0 else 1.0)
+        ax.set_title(v.label + (" (excluded: " + v.excluded + ")" if v.excluded else ""), fontsize=9, loc="left")
+        ax.grid(axis="x", color="#DDDDDD", linewidth=0.5, zorder=0)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1].set_xlabel("time in the video (s)")
+    fig.legend(handles=[Patch(facecolor=NO_POSE, edgecolor="#777777", hatch="//", label="no usable pose (not analysed)")],
+               loc="outside lower right", fontsize=8, frameon=False)  # fmt: skip
+    return fig
+
+
+def qc_figure(qc: pd.DataFrame, groups: Sequence[str], *, threshold: float | None = None) -> Figure:
+    """Share of posed frames with a usable pose, one dot per participant, by group (strip plot)."""
+    fig = Figure(figsize=(6.0, 2.6), layout="constrained")
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    markers = ("o", "s", "D", "^", "v", "P", "X", "*")
+    for i, g in enumerate(groups):
+        v = 100.0 * qc.loc[(qc["group"] == g) & qc["usable_pose"].notna(), "usable_pose"].to_numpy(float)
+        ax.scatter(v, i + rng.uniform(-0.15, 0.15, v.size), s=16, color=OKABE_ITO[i % 7], marker=markers[i % 8],
+                   edgecolors="black", linewidths=0.3, zorder=3)  # fmt: skip
+    if threshold is not None:
+        ax.axvline(100 * threshold, color="black", linestyle=":", linewidth=1)
+        ax.text(100 * threshold, len(groups) - 0.45, f" flag below {100 * threshold:.0f} %", fontsize=7, va="top")
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(list(groups))
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("posed frames with a usable pose (%)")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def percentile_figure(cohort_ref: pd.DataFrame, mine: pd.DataFrame, actions: Sequence[str], ref_label: str) -> Figure:
+    """Per action: the reference group's percent times (grey dots) and the participant's (black diamond)."""
+    rows = max(1, len(actions))
+    fig = Figure(figsize=(7.0, 0.8 + 0.32 * rows), layout="constrained")
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(1)
+    for i, a in enumerate(actions):
+        y = rows - 1 - i
+        ref = cohort_ref.loc[cohort_ref["action"] == a, "percent_time"].to_numpy(float)
+        ax.scatter(ref, y + rng.uniform(-0.18, 0.18, ref.size), s=9, color=OKABE_ITO[1], alpha=0.7, zorder=2)
+        x = mine.loc[mine["action"] == a, "percent_time"]
+        if len(x):
+            ax.scatter([float(x.iloc[0])], [y], s=60, marker="D", color="black", edgecolors="white", zorder=3)
+    ax.set_yticks([rows - 1 - i for i in range(len(actions))])
+    ax.set_yticklabels(list(actions), fontsize=8)
+    ax.set_ylim(-0.6, rows - 0.4)
+    ax.set_xlabel("percent time (%)")
+    ax.grid(axis="x", color="#DDDDDD", linewidth=0.5, zorder=0)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=OKABE_ITO[1], label=f"{ref_label} participants"),
+                        Line2D([], [], marker="D", linestyle="", color="black", label="this participant")],
+               loc="outside lower right", fontsize=8, frameon=False, ncol=2)  # fmt: skip
+    return fig
+
+
+def violin_data_uri(cohort: pd.DataFrame, action: str, groups: Sequence[str], results: pd.DataFrame, *,
+                    p_column: str = "p_adj", alpha: float = 0.05) -> str:  # fmt: skip
+    """The analysis's Fig. 3-style violin of one action (engagers only) as a PNG data URI."""
+    from analysis.plots import violin_figure
+
+    engaged = cohort[(cohort["action"] == action) & (cohort["percent_time"] > 0) & cohort["group"].isin(groups)]
+    tests = results[(results["action"] == action) & (results["part"] == "intensity")]
+    return png_data_uri(violin_figure(engaged, action, groups, tests, p_column=p_column, alpha=alpha), dpi=90)

@@ -1,0 +1,337 @@
+"""The report's Methods section, written from the configs and versions recorded in the run's sidecars.
+
+Nothing here is boilerplate typed once: every number and choice in the text comes from a sidecar, so
+two runs with different settings (e.g. read-out thresholds) get different Methods text, and a setting
+a sidecar does not record is said to be unknown rather than guessed. Each section also lists every
+recorded parameter verbatim (flattened ``a.b = value`` pairs) below its prose.
+
+Also here: :func:`simulated_provenance`, which decides whether the demonstration banner is shown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports.run import Run, find_value
+
+__all__ = ["MethodsSection", "methods_sections", "flatten", "simulated_provenance", "software_versions"]
+
+
+@dataclass
+class MethodsSection:
+    """One subsection: a title, sentences of prose and the recorded parameters (key, value text)."""
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return json.dumps(v, sort_keys=True, default=str)
+    return "none" if v is None else str(v)
+
+
+def flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested mapping -> sorted ``("a.b", "value")`` pairs (lists kept whole)."""
+    if not isinstance(obj, Mapping):
+        return [(prefix or "value", _fmt(obj))]
+    out: list[tuple[str, str]] = []
+    for k in sorted(obj, key=str):
+        key = f"{prefix}.{k}" if prefix else str(k)
+        v = obj[k]
+        if isinstance(v, Mapping) and v:
+            out += flatten(v, key)
+        else:
+            out.append((key, _fmt(v)))
+    return out
+
+
+def _distinct(configs: list[Any]) -> list[Any]:
+    seen, out = set(), []
+    for c in configs:
+        key = json.dumps(c, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+# -- simulated-data provenance -------------------------------------------------------------------
+_SIM_FLAGS = ("simulated", "trained_on_simulated", "synthetic", "trained_on_synthetic", "simulated_data")
+_DATA_KEYS = ("training_data", "trained_on", "train_data", "dataset", "data_source", "source_data")
+_SIM_WORDS = ("simulat", "synthetic", "kinematic simulator")
+
+
+def _walk(obj: Any, path: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            p = f"{path}.{k}" if path else str(k)
+            items.append((p, v))
+            items += _walk(v, p)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            items += _walk(v, path)
+    return items
+
+
+def simulated_provenance(run: Run) -> str | None:
+    """Why the results are a demonstration (a model trained on simulated data, or a simulated cohort), or None.
+
+    Looks in the recognition (windows) and read-out sidecars for a provenance flag (``simulated: true``
+    and similar) or a training-data description mentioning simulated/synthetic data; and at the
+    cohort sidecar's stage (``simulate`` for a cohort written by :mod:`analysis.simulate`).
+    """
+    metas = [*run.windows_meta.values(), run.cohort_meta or {}, run.segments_meta or {}]
+    for meta in metas:
+        for path, v in _walk(meta):
+            key = path.rsplit(".", 1)[-1].lower()
+            if key in _SIM_FLAGS and v is True:
+                what = find_value(meta, _DATA_KEYS)
+                return f"the recognition model was trained on simulated data{f' ({what})' if isinstance(what, str) else ''}"
+            if key in _DATA_KEYS and isinstance(v, str) and any(w in v.lower() for w in _SIM_WORDS):
+                return f"the recognition model was trained on simulated data ({v})"
+    stage = (run.cohort_meta or {}).get("stage", "")
+    if isinstance(stage, str) and "simulat" in stage.lower():
+        return "the cohort table itself is simulated (analysis.simulate), not measured from videos"
+    return None
+
+
+# -- sections --------------------------------------------------------------------------------------
+def _pose_section(run: Run) -> MethodsSection:
+    sec = MethodsSection("Pose estimation")
+    configs = _distinct([m.get("config", {}) for m in run.keypoint_meta.values() if m.get("config")])
+    qc_cfg = (run.qc_meta or {}).get("config") or {}
+    if not configs and not qc_cfg:
+        sec.text.append("The run folder records no pose configuration (no pose/ sidecars).")
+        return sec
+    cfg = configs[0] if configs else qc_cfg
+    backend = cfg.get("backend") or qc_cfg.get("backend") or "an unrecorded backend"
+    settings = cfg.get("settings") or {}
+    if backend == "mediapipe":
+        desc = (f"Body keypoints were estimated with MediaPipe BlazePose (model complexity "
+                f"{_fmt(settings.get('model_complexity', '?'))}, detection confidence ≥ "
+                f"{_fmt(settings.get('min_detection_confidence', '?'))}, tracking confidence ≥ "
+                f"{_fmt(settings.get('min_tracking_confidence', '?'))}, landmark smoothing "
+                f"{'on' if settings.get('smooth_landmarks') else 'off'}) and mapped to the BODY_25 layout.")  # fmt: skip
+    elif backend == "openpose-json":
+        desc = (f"Body keypoints were imported from OpenPose BODY_25 JSON files (target person rule: "
+                f"{_fmt(settings.get('select', '?'))}).")  # fmt: skip
+    else:
+        desc = f"Body keypoints were estimated with the backend {backend!r}."
+    sec.text.append(desc)
+    frames = cfg.get("frames") or qc_cfg.get("frames")
+    if frames == "sampled":
+        sec.text.append("Pose was computed only on the frames the recognition windows sample.")
+    elif frames == "all":
+        sec.text.append("Pose was computed on every frame.")
+    pl = cfg.get("plausibility") or qc_cfg.get("plausibility") or {}
+    if pl.get("enabled", False):
+        sec.text.append(
+            f"A detected skeleton was rejected as implausible when its hips lay less than "
+            f"{_fmt(pl.get('min_torso_ratio'))} shoulder widths below its shoulders or when shoulders and hips "
+            f"spanned less than {_fmt(pl.get('min_body_frac'))} of the image diagonal."
+        )
+    elif pl:
+        sec.text.append("The anatomical plausibility check was switched off.")
+    if cfg.get("roi"):
+        sec.text.append("Pose was restricted to a region of interest around the participant.")
+    qc = qc_cfg.get("qc") or {}
+    if qc:
+        sec.text.append(f"A video was flagged when fewer than {100 * float(qc.get('min_detected', 0)):.0f} % of its "
+                        "posed frames had a usable pose.")  # fmt: skip
+    if len(configs) > 1:
+        sec.text.append(f"Note: the videos of this run were posed with {len(configs)} different configurations; "
+                        "the first is described, all are listed below.")  # fmt: skip
+    for k, c in enumerate(configs or [qc_cfg]):
+        sec.params += flatten(c, f"config {k + 1}" if len(configs) > 1 else "")
+    if qc_cfg and configs:
+        sec.params += flatten(qc_cfg.get("qc", {}), "qc")
+    return sec
+
+
+def checkpoint_id(meta: Mapping) -> str | None:
+    """The checkpoint's sha256 recorded by the recognition stage (``model.sha256``, ``config.model_sha256``)."""
+    model = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
+    cfg = meta.get("config") if isinstance(meta.get("config"), Mapping) else {}
+    for v in (model.get("sha256"), cfg.get("model_sha256"), meta.get("checkpoint_sha256"), model.get("id")):
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+_PATH_KEYS = ("path", "source", "manifest", "video", "keypoints_path")
+
+
+def _without_paths(obj: Any) -> Any:
+    """A copy of a sidecar without path-valued entries (they can name people)."""
+    if isinstance(obj, Mapping):
+        return {k: _without_paths(v) for k, v in obj.items() if not (k in _PATH_KEYS and isinstance(v, str))}
+    return obj
+
+
+def _model_section(run: Run, show_paths: bool) -> MethodsSection:
+    sec = MethodsSection("Recognition model and windows")
+    metas = list(run.windows_meta.values())
+    if not metas:
+        sec.text.append("The run folder records no recognition stage (no windows/ sidecars): the model and "
+                        "its window plan are unknown to this report.")  # fmt: skip
+        return sec
+    meta = metas[0]
+    ckpt = checkpoint_id(meta)
+    classes = find_value(meta, ("classes", "class_names", "class_list", "names"))
+    if isinstance(classes, Mapping):
+        classes = classes.get("names", list(classes))
+    n_classes = len(classes) if isinstance(classes, (list, tuple)) else None
+    ids = _distinct([checkpoint_id(m) for m in metas])
+    text = "Micro-action probabilities were computed with a Micro-DualNet model"
+    text += f" (checkpoint {str(ckpt)[:12]})" if ckpt else " (checkpoint not recorded)"
+    text += f" with {n_classes} output classes" if n_classes else ""
+    sec.text.append(text + ".")
+    data = find_value(meta, ("training_data", "trained_on", "train_data", "dataset", "data_source"))
+    sim = simulated_provenance(run)
+    if isinstance(data, str):
+        sec.text.append(f"Training data recorded in the checkpoint: {data}.")
+    elif sim and "model" in sim:
+        sec.text.append("The checkpoint states that it was trained on simulated data.")
+    else:
+        sec.text.append("The checkpoint's training data is not recorded in the run.")
+    if len(ids) > 1:
+        sec.text.append(f"Warning: the videos of this run were processed by {len(ids)} different checkpoints.")
+    plan = find_value(meta, ("plan", "window_plan"))
+    if isinstance(plan, Mapping):
+        sec.text.append(
+            f"Each window sampled {_fmt(plan.get('clip_len'))} frames every {_fmt(plan.get('stride'))} frames "
+            f"(covering {int(plan.get('clip_len', 0)) * int(plan.get('stride', 0))} frames); windows started every "
+            f"{_fmt(plan.get('hop_s'))} s"
+            + (" rounded to a multiple of the stride" if plan.get("align_hop_to_stride") else "") + "."
+        )
+    else:
+        sec.text.append("The window plan is not recorded in the run.")
+    min_valid = find_value(meta, ("min_valid",))
+    if min_valid is not None:
+        sec.text.append(f"Windows in which less than {100 * float(min_valid):.0f} % of the sampled frames had a usable "
+                        "pose were not classified.")  # fmt: skip
+    shown = {k: v for k, v in meta.items() if k not in ("versions", "created", "rows", "input_hash", "video", "video_id",
+                                                         "source", "keypoints", "windows", "config_hash")}  # fmt: skip
+    if not show_paths:
+        shown = _without_paths(shown)
+    if isinstance(shown.get("classes"), (list, tuple)) and len(shown["classes"]) > 12:
+        shown["classes"] = [*shown["classes"][:12], f"... ({len(shown['classes'])} in all)"]
+    sec.params = flatten(shown)
+    return sec
+
+
+_RULES = {
+    "threshold": "each valid frame took the class with the highest score when that score was at least {thr}, and "
+                 "no micro-action otherwise",
+    "top1": "each valid frame took the class with the highest score (closed-set top-1: every valid frame is labelled)",
+    "per-class": "each valid frame took the highest-scoring class among those whose score reached the class's own "
+                 "threshold (per-class thresholds{src}), and no micro-action otherwise",
+    "multi-label": "each valid frame took every class whose score reached its threshold ({thr}), so actions may co-occur",
+    "background": "each valid frame took the class with the highest score, the model's background class meaning no "
+                  "micro-action",
+}  # fmt: skip
+
+
+def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
+    sec = MethodsSection("Read-out: from windows to percent time")
+    meta = run.cohort_meta or {}
+    cfg = meta.get("config") or {}
+    if not cfg:
+        sec.text.append("The read-out's rule and parameters are not recorded (readout/cohort.parquet has no "
+                        "sidecar config).")  # fmt: skip
+    else:
+        sec.text.append("Per-frame class scores are the mean of the probabilities of the classified windows "
+                        "covering the frame; frames no classified window covers have no usable pose and count "
+                        "in no denominator.")  # fmt: skip
+        rule = find_value(cfg, ("rule", "labelling", "label_rule"))
+        thr = find_value(cfg, ("threshold", "tau"))
+        per_class = find_value(cfg, ("thresholds", "per_class_thresholds"))
+        src = f"{len(per_class)} classes set, the others {_fmt(thr)}" if isinstance(per_class, Mapping) else None
+        template = _RULES.get(str(rule))
+        if template:
+            sec.text.append(f"Labelling rule '{rule}': " + template.format(thr=_fmt(thr), src=f": {src}" if src else "") + ".")
+        else:
+            sec.text.append(f"Labelling rule: {_fmt(rule)}" + (f", threshold {_fmt(thr)}" if thr is not None else "") + ".")
+        mind = find_value(cfg, ("min_duration", "min_duration_s"))
+        gap = find_value(cfg, ("merge_gap", "merge_gap_s"))
+        if mind is not None or gap is not None:
+            merge = (f"gaps of up to {_fmt(gap)} s between two runs of the same action were merged"
+                     if gap else "no gaps were merged")  # fmt: skip
+            drop = f"segments shorter than {_fmt(mind)} s were dropped" if mind else "no minimum duration was applied"
+            order = find_value(cfg, ("order",))
+            sec.text.append(f"Runs of one label form segments: {merge}, then {drop}"
+                            + (f" (order: {order})." if order and order != "merge then drop" else "."))  # fmt: skip
+        extra = {k: v for k, v in meta.items() if k in ("model_id", "readout_text")}
+        sec.params = flatten(cfg) + flatten(extra if show_paths else _without_paths(extra))
+    sec.text.append("Percent time of an action = 100 × valid frames inside the action's final segments / valid "
+                    "frames; observed time = valid frames / frame rate. A participant's videos are pooled by frames.")  # fmt: skip
+    return sec
+
+
+def _stats_section(run: Run) -> MethodsSection:
+    sec = MethodsSection("Statistical model")
+    if run.results is None:
+        sec.text.append("No group comparison was run.")
+        return sec
+    res = run.results
+    cfg = ((run.results_meta or {}).get("config") or {}).get("analysis") or {}
+    groups = cfg.get("groups") or list(dict.fromkeys([*res["group_a"], *res["group_b"]]))
+    methods = list(dict.fromkeys(res["method"].dropna()))
+    n_actions = res["action"].nunique()
+    sec.text.append(
+        f"Groups ({', '.join(map(str, groups))}) were compared pairwise on {n_actions} actions "
+        f"({res['selection'].iloc[0] if 'selection' in res else 'selection not recorded'}) with a two-part hurdle model: "
+        "the probability of any engagement (percent time > 0) by logistic regression, and the share of time among "
+        "participants with engagement by fractional logit (binomial quasi-likelihood, robust sandwich standard errors)."
+    )
+    if methods:
+        sec.text.append("Models fitted: " + "; ".join(methods) + ".")
+    cov = res["covariates"].iloc[0] if "covariates" in res else ", ".join(cfg.get("covariates", [])) or "none"
+    sec.text.append(f"Covariates: {cov}.")
+    sec.text.append(
+        "Effects are odds ratios of the first group relative to the second with "
+        f"{100 * float(res['ci_level'].iloc[0] if 'ci_level' in res else cfg.get('ci_level', 0.95)):.0f} % confidence "
+        "intervals, and average marginal effects in percentage points (prediction with everybody in the first group "
+        "minus with everybody in the second, averaged over the sample)."
+    )
+    sec.text.append(f"Multiple comparisons: {res['family'].iloc[0]} (correction '{res['correction'].iloc[0]}').")
+    if cfg.get("min_engaged") is not None:
+        sec.text.append(f"The intensity part needs at least {cfg['min_engaged']} participants with engagement in each "
+                        "group of a contrast; separation in the probability part switches that action to Firth's "
+                        f"penalised likelihood (mode '{cfg.get('firth', 'auto')}').")  # fmt: skip
+    sec.params = flatten(cfg, "analysis") + flatten(((run.results_meta or {}).get("config") or {}).get("output") or {}, "output")
+    return sec
+
+
+def software_versions(run: Run) -> list[tuple[str, str]]:
+    """Package versions recorded by the sidecars: ``(package, "v1" or "v1 (pose), v2 (hurdle)")``."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for stage, meta in run.sidecars():
+        for pkg, ver in (meta.get("versions") or {}).items():
+            seen.setdefault(pkg, {}).setdefault(str(ver), [])
+            if stage not in seen[pkg][str(ver)]:
+                seen[pkg][str(ver)].append(stage)
+    out = []
+    for pkg in sorted(seen):
+        vers = seen[pkg]
+        out.append((pkg, next(iter(vers)) if len(vers) == 1 else ", ".join(f"{v} ({'/'.join(s)})" for v, s in vers.items())))
+    return out
+
+
+def methods_sections(run: Run, *, show_paths: bool = False) -> list[MethodsSection]:
+    """Pose, recognition, read-out, statistics and software, in pipeline order."""
+    soft = MethodsSection("Software")
+    soft.params = software_versions(run)
+    soft.text.append("Package versions recorded by the stages' sidecars (several values: stages ran with different versions)."
+                     if soft.params else "No package versions are recorded in the run.")  # fmt: skip
+    return [_pose_section(run), _model_section(run, show_paths), _readout_section(run, show_paths), _stats_section(run), soft]

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from model.preprocessing import ClassList
 from pipeline.agreement import percent_time_agreement, read_frame_truth
@@ -249,6 +250,15 @@ def _empty_tables(manifest: Manifest, failures: dict[str, str]) -> CohortTables:
                         exclusions=excl)
 
 
+def _typed(df: pd.DataFrame, contract) -> pa.Table | pd.DataFrame:
+    """An empty table gets the contract's column types (pandas would give untyped null columns)."""
+    if len(df):
+        return df
+    cols = {f.name: pa.array([], f.type) for f in contract.schema}
+    cols.update({c: pa.array([], pa.null()) for c in df.columns if c not in cols})
+    return pa.table(cols)
+
+
 def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataFrame | None = None) -> list[Path]:
     """Write segments/, detections.csv, cohort/bouts/exclusions (and agreement.csv); return written paths."""
     out_dir = Path(out_dir)
@@ -265,7 +275,7 @@ def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataF
         kept.add(path.name)
         if is_up_to_date(path, input_hash=result.hashes[vid], config=cfg, contract=SEGMENTS):
             continue
-        written.append(write_artifact(seg, path, contract=SEGMENTS, stage=STAGE, input_hash=result.hashes[vid],
+        written.append(write_artifact(_typed(seg, SEGMENTS), path, contract=SEGMENTS, stage=STAGE, input_hash=result.hashes[vid],
                                       config=cfg, extra={**facts, "video_id": vid, "fps": result.readouts[vid].fps}))
     # A previous run's segments for videos that failed now or left the manifest would look current.
     if seg_dir.is_dir():
@@ -289,7 +299,7 @@ def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataF
              "failed_videos": int((tables.exclusions["scope"] == "video").sum())}
     for name, table, contract in (("cohort.parquet", tables.cohort, COHORT), ("bouts.parquet", tables.bouts, BOUTS),
                                   ("exclusions.parquet", tables.exclusions, EXCLUSIONS)):
-        written.append(write_artifact(table, out_dir / name, contract=contract, stage=STAGE,
+        written.append(write_artifact(_typed(table, contract), out_dir / name, contract=contract, stage=STAGE,
                                       input_hash=cohort_hash, config=cfg, extra=extra))
     if agreement is not None:
         written.append(atomic_write_text(out_dir / "agreement.csv", agreement.to_csv(index=False)))

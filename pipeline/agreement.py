@@ -83,7 +83,7 @@ def _class_columns(actions: pd.Series, classes: ClassList, source: str) -> np.nd
         else:
             row = int(np.flatnonzero((actions == a).to_numpy())[0])
             raise BadInput(f"{source}: row {row}: action {a!r} is not an MA-52 action name or index")
-    return actions.map(lambda a: -1 if a is None else lookup[a]).to_numpy(dtype=np.int64)
+    return actions.map(lambda a: -1 if a is None or a is np.nan or (isinstance(a, float) and np.isnan(a)) else lookup[a]).to_numpy(dtype=np.int64)
 
 
 def percent_time_agreement(

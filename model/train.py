@@ -1,0 +1,608 @@
+"""Train Micro-DualNet on a prepared clip folder: ``python -m model.train`` and :func:`train`.
+
+::
+
+    python -m model.train --train prepared/train --val prepared/val --out runs/ma52 \\
+        --preset ma52 --backbone-weights weights/tsm_r101_k400.pth
+    torchrun --nproc-per-node 4 -m model.train ...          # DDP, one process per GPU
+    python -m model.train ... --resume                       # continue runs/ma52 where it stopped
+
+Recipe (paper IV-B; every value a :class:`TrainConfig` field): SGD momentum 0.9, weight decay 5e-4,
+batch 12, 120 epochs, lr 0.01 with 10 linear warm-up epochs from 0.001 then cosine decay to
+``min_lr``; loss CE + 0.1 MAC (Eq. 21, the model's own :meth:`MicroDualNet.loss`). Linear scaling
+rule: ``lr`` and ``warmup_start_lr`` are the values for ``lr_reference_batch`` (12) clips; a run with
+global batch B uses them times B / 12 (``scale_lr``), so 4 GPUs x 12 clips train at lr 0.04.
+The schedule is evaluated every step (fractional epochs).
+
+Speed: frames travel as uint8 and are normalised on the device; bf16 autocast on CUDA (``amp``),
+channels_last convolutions, optional ``torch.compile``, gradient clipping (``grad_clip``, global L2
+norm). DDP: launched by ``torchrun`` (NCCL on CUDA, gloo on CPU); ``batch_size`` is the *global*
+batch, split evenly over the processes, and every process sees the same global batches as a
+single-process run (:class:`GlobalBatchSampler`), so the gradients agree up to BatchNorm statistics
+(per process unless ``sync_batchnorm`` on CUDA, or frozen with ``freeze_bn``) and dropout draws.
+
+Outputs in ``out_dir``: ``latest.pt`` and ``best.pt`` (by validation F1_mean; model checkpoints with
+class list, preprocessing, window plan and provenance, :func:`model.checkpoint.save_checkpoint`),
+``latest.state.pt`` (optimizer, schedule, RNG states, history), ``train_log.csv`` (per epoch: train
+loss terms and accuracy, lr, clips/s, validation metrics) and ``train_log.png``. ``--resume``
+restores all of it and continues exactly: on CPU with a fixed seed the losses equal an uninterrupted
+run's (per-clip randomness is seeded by (seed, epoch, clip), :mod:`model.clips`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from model.checkpoint import (CheckpointError, load_checkpoint, load_training_state, restore_training_state,
+                              save_checkpoint, save_training_state, unwrap_model)
+from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
+from model.config import MicroDualNetConfig
+from model.evaluate import predict_clips
+from model.metrics import METRIC_KEYS, classification_metrics
+from model.micro_dualnet import MicroDualNet
+from model.weights import BackboneWeights, load_backbone_weights
+from model.windows import WindowPlan
+
+__all__ = ["TrainConfig", "GlobalBatchSampler", "lr_at", "model_config", "build_model", "recalibrate_batchnorm",
+           "train", "write_log", "main"]
+
+LATEST, BEST, STATE, LOG_CSV, LOG_PNG = "latest.pt", "best.pt", "latest.state.pt", "train_log.csv", "train_log.png"
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (paper IV-B defaults) and run settings."""
+
+    # --- model --------------------------------------------------------------------------------
+    preset: str = "ma52"
+    """A :class:`MicroDualNetConfig` preset classmethod (``ma52``, ``imigue``, ``tiny``, or any
+    other the config defines); ``num_classes`` always comes from the prepared folder's class list."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Config fields replacing the preset's (ablations: ``paths``, ``fusion``, ``use_mac``, ``modality``...)."""
+    backbone_weights: str | None = None
+    """Local ImageNet / TSM / mmaction2 backbone file (:func:`model.weights.load_backbone_weights`)."""
+    backbone_format: str = "auto"
+
+    # --- optimisation (IV-B) ------------------------------------------------------------------
+    epochs: int = 120
+    batch_size: int = 12
+    """Global batch (all processes together)."""
+    lr: float = 0.01
+    """Peak learning rate for ``lr_reference_batch`` clips per step (IV-B: 0.01 at batch 12)."""
+    lr_reference_batch: int = 12
+    scale_lr: bool = True
+    """Linear scaling rule: multiply ``lr`` and ``warmup_start_lr`` by batch_size / lr_reference_batch."""
+    warmup_epochs: float = 10
+    warmup_start_lr: float = 0.001
+    min_lr: float = 0.0
+    """End of the cosine decay."""
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    grad_clip: float | None = 20.0
+    """Max global L2 norm of the gradients (None: off). Not stated in the paper; 20 as TSM's code."""
+    label_smoothing: float = 0.0
+
+    # --- data ---------------------------------------------------------------------------------
+    num_frames: int | None = None
+    """T; None: the model config's ``num_frames`` (MA-52: 8)."""
+    frame_stride: int = 8
+    """Stride of the window plan stored in the checkpoint for inference on untrimmed video
+    (MA-52: 8 frames, stride 8 - about the TSN segment length of a 2 s clip at 30 fps)."""
+    flip_p: float = 0.5
+    workers: int = 4
+    """DataLoader worker processes per training process (JPEG decode + crop + flip)."""
+    eval_batch_size: int | None = None
+
+    # --- run ----------------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu", "cuda", "cuda:1", ..."""
+    amp: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    channels_last: bool = True
+    compile: bool = False
+    freeze_bn: bool = False
+    """Keep BatchNorm layers in eval mode (running statistics frozen, affine parameters trained)."""
+    sync_batchnorm: bool = False
+    """SyncBatchNorm across DDP processes (CUDA only)."""
+    precise_bn_batches: int = 0
+    """Before each validation and checkpoint, recompute the BatchNorm running statistics as plain
+    averages over this many training batches (forward only; "precise BN"). 0: off (paper). Short
+    runs need it: after a few hundred steps the exponential running averages still lag the weights
+    and an eval-mode model can collapse onto one class although training accuracy is high."""
+    val_every: int = 1
+    max_steps_per_epoch: int | None = None
+    """Cut epochs short (smoke runs and benchmarks); None: the whole training set."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @property
+    def lr_scale(self) -> float:
+        return self.batch_size / self.lr_reference_batch if self.scale_lr else 1.0
+
+
+def lr_at(cfg: TrainConfig, epoch: float) -> float:
+    """Learning rate at (fractional) ``epoch``: linear warm-up from ``warmup_start_lr`` to ``lr``
+    over ``warmup_epochs``, then cosine to ``min_lr`` at ``epochs`` (both scaled by :attr:`lr_scale`)."""
+    peak, start, floor = cfg.lr * cfg.lr_scale, cfg.warmup_start_lr * cfg.lr_scale, cfg.min_lr
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        return start + (peak - start) * epoch / cfg.warmup_epochs
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-12)
+    progress = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def model_config(cfg: TrainConfig, num_classes: int) -> MicroDualNetConfig:
+    """The preset with ``model_overrides`` and the folder's class count."""
+    preset = getattr(MicroDualNetConfig, cfg.preset, None)
+    if cfg.preset.startswith("_") or not callable(preset) or cfg.preset in ("from_dict", "replace", "to_dict"):
+        raise ValueError(f"unknown model preset {cfg.preset!r}; e.g. 'ma52', 'imigue', 'tiny'")
+    overrides = {**cfg.model_overrides, "num_classes": num_classes}
+    if cfg.num_frames is not None:
+        overrides.setdefault("num_frames", cfg.num_frames)
+    return preset(**overrides)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> MicroDualNet:
+    """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given."""
+    torch.manual_seed(cfg.seed)
+    model = MicroDualNet(model_config(cfg, num_classes))
+    if cfg.backbone_weights:
+        load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
+    return model
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """This process's share of every global batch of an epoch.
+
+    Epoch ``e`` shuffles the clips with a generator seeded by (seed, e) and cuts the permutation into
+    global batches of ``batch_size`` (the last partial batch dropped, as usual in training); process
+    ``rank`` of ``world_size`` takes slice ``rank`` of each, so one process with batch B and W
+    processes with B / W each see the same clips in the same steps.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 max_steps: int | None = None) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"global batch {batch_size} is not divisible by {world_size} processes")
+        if n < batch_size:
+            raise ValueError(f"{n} training clips are fewer than one batch of {batch_size}")
+        self.n, self.batch_size, self.rank, self.world_size, self.seed = n, batch_size, rank, world_size, seed
+        self.max_steps = max_steps
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        steps = self.n // self.batch_size
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        local = self.batch_size // self.world_size
+        for s in range(len(self)):
+            batch = perm[s * self.batch_size:(s + 1) * self.batch_size]
+            yield batch[self.rank * local:(self.rank + 1) * local]
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def _set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def _channels_last(model: MicroDualNet) -> None:
+    from model.backbone import TSMResNet
+
+    model.to(memory_format=torch.channels_last)
+    for m in model.modules():
+        if isinstance(m, TSMResNet):
+            m.memory_format = torch.channels_last
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_mac", "train_top1", "clips_per_s", "data_wait_frac",
+               "epoch_s") + tuple(f"val_{k}" for k in METRIC_KEYS)
+
+
+def write_log(out_dir: Path, history: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """``train_log.csv`` and ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
+    csv_path = out_dir / LOG_CSV
+    _atomic_write_bytes(csv_path, buf.getvalue().encode())
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_val, ax_lr = fig.subplots(1, 3)
+    ep = [r["epoch"] for r in history]
+    ax_loss.plot(ep, [r["train_loss"] for r in history], label="total")
+    ax_loss.plot(ep, [r["train_ce"] for r in history], label="CE")
+    ax_loss.plot(ep, [r["train_mac"] for r in history], label="MAC")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss (Eq. 21)")
+    ax_loss.legend()
+    val = [r for r in history if r.get("val_f1_mean") not in (None, "")]
+    ax_val.plot(ep, [r["train_top1"] for r in history], label="train Top-1")
+    if val:
+        ax_val.plot([r["epoch"] for r in val], [r["val_top1"] for r in val], marker="o", label="val Top-1")
+        ax_val.plot([r["epoch"] for r in val], [r["val_f1_mean"] for r in val], marker="o", label="val F1_mean")
+    ax_val.set(xlabel="epoch", ylabel="fraction", ylim=(0, 1), title="Accuracy")
+    ax_val.legend()
+    ax_lr.plot(ep, [r["lr"] for r in history])
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="Schedule")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    png_path = out_dir / LOG_PNG
+    _atomic_write_bytes(png_path, png.getvalue())
+    return csv_path, png_path
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterator[dict[str, torch.Tensor]], preprocessing,
+                          device: torch.device, *, amp: bool = False) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them as the plain mean over ``batches``
+    (train-mode forward passes, no gradient); returns the number of batches used."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    n = 0
+    try:
+        for batch in batches:
+            frames = normalize_frames(batch["frames"].to(device), preprocessing)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                model(frames, batch["keypoints"].to(device))
+            n += 1
+    finally:
+        for bn, mom in zip(bns, momenta):
+            bn.momentum = mom
+        model.train(was_training)
+    return n
+
+
+def _dist_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+          val_dir: str | os.PathLike | None = None, resume: bool = False, until_epoch: int | None = None,
+          provenance: dict[str, Any] | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Train on a prepared folder; return the path of the best checkpoint (``latest.pt`` without ``val_dir``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    prepared_dir, val_dir : prepared folders (:mod:`model.clips`); their class lists must agree.
+    out_dir : folder for checkpoints and logs (created).
+    resume : continue from ``out_dir/latest.state.pt`` (error when absent).
+    until_epoch : stop after this many completed epochs (the schedule still spans ``config.epochs``);
+        used to split a run into pieces.
+    provenance : extra plain-data provenance for the checkpoints (e.g. ``{"trained_on": "simulated"}``).
+    on_epoch : called on rank 0 with each epoch's log row.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
+    """
+    cfg = config
+    rank, world, local_rank = _dist_env()
+    device = _device(cfg, local_rank)
+    own_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        own_group = True
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        return _train(cfg, Path(prepared_dir), Path(out_dir), None if val_dir is None else Path(val_dir), resume,
+                      until_epoch, provenance or {}, on_epoch, rank, world, device)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | None, resume: bool,
+           until_epoch: int | None, provenance: dict[str, Any], on_epoch, rank: int, world: int,
+           device: torch.device) -> Path:
+    train_set = PreparedClips(prepared_dir)
+    classes, preprocessing = train_set.classes, train_set.preprocessing
+    val_set = PreparedClips(val_dir) if val_dir is not None else None
+    if val_set is not None and val_set.classes != classes:
+        raise ValueError(f"{val_dir}: class list differs from {prepared_dir}'s")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(cfg, len(classes))
+    mcfg = model.cfg
+    t = cfg.num_frames or mcfg.num_frames
+    plan = WindowPlan(clip_len=t, stride=cfg.frame_stride)
+    history: list[dict[str, Any]] = []
+    best = -1.0
+    start_epoch = 0
+    state = None
+    if resume:
+        state_path = out_dir / STATE
+        if not state_path.is_file():
+            raise FileNotFoundError(f"{state_path} not found: nothing to resume in {out_dir}")
+        ckpt = load_checkpoint(out_dir / LATEST)
+        model.load_state_dict(ckpt.model.state_dict())
+        state = load_training_state(state_path)
+        saved_cfg = state["extra"].get("train_config") or {}
+        free = {"workers", "val_every", "device", "compile", "eval_batch_size"}  # do not change the results
+        diff = sorted(k for k, v in saved_cfg.items() if k not in free and getattr(cfg, k, None) != v)
+        if diff:
+            raise ValueError(f"--resume with a different training config ({', '.join(diff)}); use a new --out")
+    model.to(device)
+    if cfg.channels_last:
+        _channels_last(model)
+    if world > 1 and cfg.sync_batchnorm and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    core: MicroDualNet = model
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    params = [p for p in core.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr * cfg.lr_scale, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed)
+    sampler = GlobalBatchSampler(len(train_ds), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
+                                 max_steps=cfg.max_steps_per_epoch)
+    steps_per_epoch = len(sampler)
+    peak = cfg.lr * cfg.lr_scale
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(cfg, step / steps_per_epoch) / peak)
+    if state is not None:
+        restore_training_state(state, optimizer=optimizer, scheduler=scheduler)
+        start_epoch = int(state["epoch"])
+        history = list(state["extra"].get("history", []))
+        best = float(state["extra"].get("best", -1.0))
+    stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
+    amp = cfg.amp and device.type == "cuda"
+    base_prov = {"training_data": str(prepared_dir), "train_config": cfg.to_dict(), **provenance}
+
+    best_path = out_dir / BEST
+    for epoch in range(start_epoch, stop):
+        train_ds.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=collate_clips,
+                            pin_memory=device.type == "cuda", persistent_workers=False,
+                            prefetch_factor=4 if cfg.workers > 0 else None)
+        _set_train_mode(net, cfg.freeze_bn)
+        sums = torch.zeros(5, dtype=torch.float64)  # total, ce, mac (sums over clips), correct, clips
+        t0 = time.perf_counter()
+        wait = 0.0
+        t_wait = time.perf_counter()
+        for batch in loader:
+            wait += time.perf_counter() - t_wait
+            frames = normalize_frames(batch["frames"].to(device, non_blocking=True), preprocessing)
+            keypoints = batch["keypoints"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(frames, keypoints)
+                terms = core.loss(out, labels, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            n = labels.shape[0]
+            with torch.no_grad():
+                correct = (out.logits.argmax(-1) == labels).sum().item()
+            sums += torch.tensor([terms.total.item() * n, terms.ce.item() * n, terms.mac.item() * n, correct, n],
+                                 dtype=torch.float64)
+            t_wait = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        if world > 1:
+            dist.all_reduce(sums)
+        clips = max(sums[4].item(), 1.0)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": sums[0].item() / clips,
+            "train_ce": sums[1].item() / clips, "train_mac": sums[2].item() / clips, "train_top1": sums[3].item() / clips,
+            "clips_per_s": sums[4].item() / dt, "data_wait_frac": wait / dt, "epoch_s": dt,
+        }
+        if cfg.precise_bn_batches > 0:
+            loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=collate_clips)
+            recalibrate_batchnorm(core, itertools.islice(iter(loader), cfg.precise_bn_batches), preprocessing,
+                                  device, amp=amp)
+        metrics = None
+        last = epoch + 1 == stop
+        if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last):
+            if rank == 0:
+                val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing)
+                pred = predict_clips(core, val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, device=device,
+                                     amp=cfg.amp, workers=cfg.workers)
+                metrics = classification_metrics(pred.labels, pred.scores, classes)
+                row.update({f"val_{k}": v for k, v in metrics.items()})
+            _set_train_mode(net, cfg.freeze_bn)
+        history.append(row)
+        if rank == 0:
+            prov = {**base_prov, "epoch": epoch + 1, "metrics": metrics or {}}
+            save_checkpoint(out_dir / LATEST, core, classes=classes, preprocessing=preprocessing, plan=plan,
+                            provenance=prov)
+            if metrics is not None and metrics["f1_mean"] > best:
+                best = metrics["f1_mean"]
+                save_checkpoint(best_path, core, classes=classes, preprocessing=preprocessing, plan=plan,
+                                provenance=prov)
+            save_training_state(out_dir / STATE, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
+                                step=(epoch + 1) * steps_per_epoch,
+                                extra={"history": history, "best": best, "train_config": cfg.to_dict()})
+            write_log(out_dir, history)
+            if on_epoch is not None:
+                on_epoch(row)
+        if world > 1:
+            dist.barrier()
+    return best_path if best_path.is_file() else out_dir / LATEST
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value  # a bare string such as paths=st
+    return key.strip(), parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m model.train", description=(
+        "Train Micro-DualNet on a prepared clip folder (python -m pipeline.prepare_clips). Paper IV-B recipe by "
+        "default. Exit status: 0 done, 2 bad input."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train", required=True, metavar="DIR", help="prepared training folder")
+    p.add_argument("--val", metavar="DIR", help="prepared validation folder (best.pt by its F1_mean)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs)")
+    p.add_argument("--preset", default=d.preset, help="MicroDualNetConfig preset (ma52, imigue, tiny, ...)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                   help="model config override, repeatable (e.g. --set paths=st --set use_mac=False)")
+    p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file (flags below win)")
+    p.add_argument("--backbone-weights", metavar="FILE", help="local backbone weights (torchvision/TSM/mmaction2)")
+    for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"default {getattr(d, name)}")
+    for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=f"default {getattr(d, name)}")
+    p.add_argument("--device", default=None, help=f"default {d.device}")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--freeze-bn", action="store_true", help="BatchNorm statistics frozen")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP (CUDA)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base: dict[str, Any] = {}
+    if args.config:
+        base = json.loads(Path(args.config).read_text())
+    cfg = TrainConfig.from_dict(base)
+    changes: dict[str, Any] = {"preset": args.preset}
+    overrides = dict(cfg.model_overrides)
+    overrides.update(dict(_parse_override(o) for o in args.overrides))
+    changes["model_overrides"] = overrides
+    for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every", "lr",
+                 "weight_decay", "warmup_epochs", "grad_clip", "device"):
+        v = getattr(args, name)
+        if v is not None:
+            changes[name] = v
+    if args.backbone_weights:
+        changes["backbone_weights"] = args.backbone_weights
+    if args.compile:
+        changes["compile"] = True
+    if args.no_amp:
+        changes["amp"] = False
+    if args.freeze_bn:
+        changes["freeze_bn"] = True
+    if args.sync_bn:
+        changes["sync_batchnorm"] = True
+    return TrainConfig.from_dict({**cfg.to_dict(), **changes})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rank = _dist_env()[0]
+    try:
+        cfg = config_from_args(args)
+        model_config(cfg, 2)  # fail fast on a bad preset or override
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is an existing file, not a folder")
+
+        def report(row: dict[str, Any]) -> None:
+            if not args.quiet:
+                val = f" val top1 {row['val_top1']:.4f} F1_mean {row['val_f1_mean']:.4f}" if "val_top1" in row else ""
+                print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} train top1 {row['train_top1']:.4f} "
+                      f"lr {row['lr']:.5f} {row['clips_per_s']:.1f} clips/s{val}", file=sys.stderr)
+
+        best = train(cfg, args.train, out, val_dir=args.val, resume=args.resume, on_epoch=report)
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
+        print(f"model.train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    if rank == 0:
+        for name in (LATEST, BEST, STATE, LOG_CSV, LOG_PNG):
+            if (out / name).is_file():
+                print(f"wrote {out / name}")
+        print(f"best checkpoint: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,9 @@ The check uses the backend's raw coordinates, including joints it extrapolated o
 exactly what a plausible head-and-shoulders skeleton looks like. When one of the four joints is
 absent (OpenPose gives 0,0,0 for what it cannot see) the check is not applicable and the frame is kept.
 
-Per video (:func:`qc_row`), one row of ``qc.parquet`` / ``qc.csv``:
+Per video (:func:`qc_row`, :func:`failed_row`), one row of ``qc.parquet`` / ``qc.csv``. The stage
+runner (:func:`pipeline.stage.write_qc_table`) merges each run's rows into the table, so it holds one
+row per video ever processed into the folder:
 
 ============================ ==========================================================================
 column                       meaning
@@ -32,8 +34,11 @@ vis_<entity>                 share of posed frames in which :func:`model.entitie
                              gives the entity a box of its own (>= 2 joints with confidence > 0.3)
 flags                        ``;``-separated: ``low_detection`` (valid_fraction < min_detected),
                              ``many_rejected`` (rejected_fraction > max_rejected),
-                             ``low_<entity>`` (vis below min_entity_visibility), ``failed``
+                             ``low_<entity>`` (vis below min_entity_visibility), ``failed``,
+                             ``truncated`` (failed: the video ends before the frame count its
+                             container states; no keypoints are kept for it)
 seconds                      wall time spent on the video
+updated                      UTC time of the run that wrote the row
 ============================ ==========================================================================
 """
 
@@ -41,17 +46,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from model.taxonomy import BODY25_JOINTS, ENTITY_LAYOUTS
-from pipeline.artifacts import atomic_write_text, write_artifact
 from model.entities import entity_boxes
 from pipeline.keypoints import Keypoints
 
-__all__ = ["PlausibilityConfig", "QCConfig", "implausible", "qc_row", "failed_row", "write_qc", "entity_column"]
+__all__ = ["PlausibilityConfig", "QCConfig", "implausible", "qc_row", "failed_row", "entity_column"]
 
 _RSH, _LSH = BODY25_JOINTS.index("RShoulder"), BODY25_JOINTS.index("LShoulder")
 _RHIP, _LHIP = BODY25_JOINTS.index("RHip"), BODY25_JOINTS.index("LHip")
@@ -183,15 +186,3 @@ def failed_row(video_id: str, source: str, error: str, *, layout: str = "ma52", 
     row["flags"] = "failed"
     row["seconds"] = float(seconds)
     return row
-
-
-def write_qc(rows: list[dict], out_dir: str | Path, *, config: object = None) -> tuple[Path, Path]:
-    """Write ``qc.parquet`` (with sidecar) and ``qc.csv`` into ``out_dir``; return both paths."""
-    out_dir = Path(out_dir)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        df = df.sort_values("video_id", kind="stable").reset_index(drop=True)
-    df["error"] = df["error"].astype("string") if "error" in df else pd.Series(dtype="string")
-    parquet = write_artifact(df, out_dir / "qc.parquet", contract=None, stage="pose-qc", config=config)
-    csv = atomic_write_text(out_dir / "qc.csv", df.to_csv(index=False, float_format="%.4f"))
-    return parquet, csv

@@ -39,12 +39,16 @@ instance) with
 ``failed_qc(job, error)`` -> dict, the QC row of a failed item.
 ``derived_outputs(job)``  optional -> list[Path]: files without a sidecar made from the outputs
                           (overlays); removed with the outputs when the item fails.
+``refresh_existing(job, ctx)`` optional: called for an up-to-date item after ``qc_for_existing``,
+                          e.g. to draw derived files that are missing (record them with ``ctx.wrote``).
 ========================= ===========================================================================
 
 The runner overwrites the row's ``status`` (``ok`` computed now / ``skipped`` up to date / ``failed``),
 ``error``, ``seconds``, ``source``, the ``id_column``, and adds ``updated`` (UTC time of the run that
 produced the row). Exceptions from the stage are caught per item: ``failed``, message naming the
-source. An exception whose text already starts with the source path is used as is.
+source. An exception whose text already starts with the source path is used as is; one with a
+``qc_flag`` attribute (e.g. :class:`pipeline.video.TruncatedVideo`: ``"truncated"``) adds that flag
+to the failed row's ``flags``.
 
 Functions: :func:`run_item` (one job, in this process), :func:`run_items` (many, optionally in
 ``workers`` processes; results in job order; takes a ``worker`` callable for fault injection),
@@ -203,13 +207,17 @@ def remove_outputs(stage: Stage, job: Any) -> list[str]:
     return removed
 
 
-def _failed(stage: Stage, job: Any, message: str, seconds: float, written: list[str] | None = None) -> ItemResult:
+def _failed(
+    stage: Stage, job: Any, message: str, seconds: float, written: list[str] | None = None, flag: str | None = None
+) -> ItemResult:
     try:
         removed = remove_outputs(stage, job)
     except OSError as exc:  # never let the clean-up hide the item's own error
         log.warning("%s: could not remove stale outputs: %s", job.source, exc)
         removed = []
     row = _finish_row(stage, job, stage.failed_qc(job, message), "failed", message, seconds)
+    if flag:
+        row["flags"] = ";".join(f for f in (row.get("flags") or "", flag) if f)
     return ItemResult(job.item_id, str(job.source), "failed", row, [w for w in (written or []) if Path(w).exists()],
                       error=message, removed=removed)
 
@@ -240,15 +248,20 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
             except Exception as exc:  # damaged output under a matching sidecar: compute it again
                 log.warning("%s: up-to-date outputs are unreadable (%s); computing again", job.source, exc)
             else:
+                ctx = ItemContext(stage.name, input_hash, config)
+                refresh = getattr(stage, "refresh_existing", None)
+                if refresh is not None:
+                    refresh(job, ctx)
                 row = _finish_row(stage, job, row, "skipped", None, time.perf_counter() - t0)
-                return ItemResult(job.item_id, str(job.source), "skipped", row)
+                return ItemResult(job.item_id, str(job.source), "skipped", row, list(ctx.written))
         ctx = ItemContext(stage.name, input_hash, config)
         row = stage.compute(job, ctx)
         row = _finish_row(stage, job, row, "ok", None, time.perf_counter() - t0)
         return ItemResult(job.item_id, str(job.source), "ok", row, list(ctx.written))
     except Exception as exc:  # one bad item must not stop the batch; keep the reason, name the input
         log.debug("%s failed", job.source, exc_info=True)
-        return _failed(stage, job, _message(job, exc), time.perf_counter() - t0, ctx.written if ctx else None)
+        return _failed(stage, job, _message(job, exc), time.perf_counter() - t0, ctx.written if ctx else None,
+                       flag=getattr(exc, "qc_flag", None))
 
 
 # --------------------------------------------------------------------------------------------------

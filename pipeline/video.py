@@ -67,8 +67,11 @@ class VideoError(RuntimeError):
 class TruncatedVideo(VideoError):
     """The file ends before the frames its container states (the readable part was decoded).
 
-    Attributes: ``decoded`` (frames decodable), ``expected`` (:attr:`VideoInfo.frame_count`).
+    Attributes: ``decoded`` (frames decodable), ``expected`` (:attr:`VideoInfo.frame_count`);
+    ``qc_flag = "truncated"`` (the stage runner adds it to the item's QC flags).
     """
+
+    qc_flag = "truncated"
 
     def __init__(self, path: str | os.PathLike, decoded: int, expected: int) -> None:
         self.decoded, self.expected = int(decoded), int(expected)

@@ -11,9 +11,11 @@ from pipeline.artifacts import read_sidecar, write_artifact
 from pipeline.cli import BadInput
 from pipeline.contracts import KEYPOINTS
 from pipeline.keypoints import Keypoints, empty_keypoints, read_keypoints
-from pipeline.pose import PoseConfig, clip_roi, parse_roi
+from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob
+from pipeline.roi import clip_roi, parse_roi
 from pipeline.pose_mediapipe import BODY25_FROM_BLAZEPOSE, MediaPipeConfig, blazepose_to_body25
-from pipeline.qc import PlausibilityConfig, QCConfig, entity_column, failed_row, implausible, qc_row, write_qc
+from pipeline.qc import PlausibilityConfig, QCConfig, entity_column, failed_row, implausible, qc_row
+from pipeline.stage import write_qc_table
 from pipeline.video import VideoError
 
 J = {n: i for i, n in enumerate(BODY25_JOINTS)}
@@ -106,12 +108,19 @@ def test_mediapipe_config_refuses_downloading_models():
         MediaPipeConfig(min_detection_confidence=2)
 
 
+def _artifact_config(config: PoseConfig, roi=None) -> dict:
+    return POSE_STAGE.artifact_config(VideoJob("v.mp4", "v", "out", config, roi))
+
+
 def test_pose_config_hash_depends_on_active_backend_only():
-    a = PoseConfig().artifact_config(None)
-    b = PoseConfig(openpose=PoseConfig().openpose.__class__(select="largest")).artifact_config(None)
+    a = _artifact_config(PoseConfig())
+    b = _artifact_config(PoseConfig(openpose=PoseConfig().openpose.__class__(select="largest")))
     assert a == b
-    assert a["plan"] is None and PoseConfig(frames="sampled").artifact_config(None)["plan"] is not None
-    assert PoseConfig().artifact_config((1, 2, 3, 4))["roi"] == [1, 2, 3, 4]
+    c = _artifact_config(PoseConfig(backend="openpose-json"))
+    d = _artifact_config(PoseConfig(backend="openpose-json", mediapipe=MediaPipeConfig(min_detection_confidence=0.1)))
+    assert c == d and c != a
+    assert a["plan"] is None and _artifact_config(PoseConfig(frames="sampled"))["plan"] is not None
+    assert _artifact_config(PoseConfig(), (1, 2, 3, 4))["roi"] == [1, 2, 3, 4]
     with pytest.raises(ValueError):
         PoseConfig(backend="openpose")
     with pytest.raises(ValueError):
@@ -180,7 +189,7 @@ def test_qc_row_and_table(tmp_path):
     blank = qc_row("b", "b.mp4", empty_keypoints(10), (100, 100), frames_total=10)
     assert blank["valid_fraction"] == 0 and "low_detection" in blank["flags"] and "low_head" in blank["flags"]
     bad = failed_row("x", "x.mp4", "x.mp4: empty file (0 bytes)")
-    pq_path, csv_path = write_qc([row, blank, bad], tmp_path)
+    pq_path, csv_path = write_qc_table(POSE_STAGE, [row, blank, bad], tmp_path)
     df = pd.read_parquet(pq_path)
     assert list(df["video_id"]) == ["b", "v", "x"]
     assert df.set_index("video_id").loc["x", "error"] == "x.mp4: empty file (0 bytes)"

@@ -57,7 +57,7 @@ def real_run(ma52_clips, tmp_path_factory):
     out = tmp_path_factory.mktemp("pose_real")
     jobs = make_jobs(list(ma52_clips), out, PoseConfig(), overlay="sheet")
     results = run_pose(jobs, workers=2)
-    return out, {r.video_id: r for r in results}, {Path(c).stem: Path(c) for c in ma52_clips}
+    return out, {r.item_id: r for r in results}, {Path(c).stem: Path(c) for c in ma52_clips}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,20 +433,20 @@ def test_resume_redoes_changed_videos_and_configs_and_never_leaves_a_partial_fil
     monkeypatch.setattr(pose_mediapipe.MediaPipePose, "landmarks", dies_on_frame_4)
     r = run()
     assert r.status == "failed" and "MemoryError" in r.error and r.written == []
-    assert sorted(p.name for p in kp_file.parent.iterdir()) == ["v.parquet", "v.parquet.json"]  # no temp files
-    assert read_sidecar(kp_file)["input_hash"] != sha256_file(path)
+    # the earlier run's keypoints of this video are gone with it (audit 6), and no temp file is left
+    assert list(kp_file.parent.iterdir()) == [] and sorted(Path(p).name for p in r.removed) == ["v.parquet", "v.parquet.json"]
     monkeypatch.undo()
     assert run().status == "ok" and len(read_keypoints(kp_file)) == 9
 
 
 def test_decoding_more_frames_than_probed_updates_the_count(tmp_path, monkeypatch):
     # Belt and braces for containers whose count is an estimate (MPEG-PS said 16 for these 20 frames).
-    from pipeline import pose as pose_module
+    from pipeline import pose_backends
     from pipeline.video import probe
 
     path = write_video(tmp_path / "v.avi", blank_wall(20), fps=25.0)
     real_probe = probe
-    monkeypatch.setattr(pose_module, "probe", lambda p: dataclasses.replace(real_probe(p), frame_count=16))
+    monkeypatch.setattr(pose_backends, "probe", lambda p: dataclasses.replace(real_probe(p), frame_count=16))
     r = process_video(VideoJob(str(path), "v", str(tmp_path / "out"), PoseConfig()))
     kp = read_keypoints(keypoints_path(tmp_path / "out", "v"))
     assert len(kp) == 20 and kp.meta["frame_count"] == 20 and kp.meta["frames_missing"] == 0
@@ -549,3 +549,79 @@ def test_variable_frame_rate_video_keeps_stream_times_in_keypoints(tmp_path):
         np.testing.assert_allclose(kp.time_s, expected[kp.frames], atol=2e-3)
     # sampled: exactly the planned frames (planned in frame indices at the average rate)
     assert kp.frames.tolist() == MA52_PLAN.sampled_frames(80, kp.fps).tolist()
+
+
+# --------------------------------------------------------------------------------------------------
+# Audit cases (each failed on wave 1's code)
+# --------------------------------------------------------------------------------------------------
+def test_a_video_that_decodes_only_partway_fails_flagged_truncated(tmp_path, capsys):
+    """Audit 2: a cut-off MP4 with its index at the front was reported ok with about half its frames."""
+    from test_video import move_index_to_front
+
+    good = move_index_to_front(write_video(tmp_path / "good.mp4", blank_wall(30)))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    write_video(videos / "fine.mp4", blank_wall(5))
+    out = tmp_path / "out"
+    assert main([str(videos), "--out", str(out), "-q"]) == 1
+    qc = pd.read_parquet(out / "qc.parquet").set_index("video_id")
+    assert qc.loc["cut", "status"] == "failed" and qc.loc["cut", "flags"] == "failed;truncated"
+    assert "cut.mp4: truncated: only" in qc.loc["cut", "error"] and "of the 30 frames" in qc.loc["cut", "error"]
+    assert not keypoints_path(out, "cut").exists()
+    assert qc.loc["fine", "status"] == "ok"
+    assert "1 failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_unusable_out_is_reported_before_any_video_is_posed(tmp_path, capsys, monkeypatch, where):
+    """Audit 3: an --out that is a file was discovered only after posing everything, as a traceback."""
+    path = write_video(tmp_path / "wall.mp4", blank_wall(3))
+    blocker = tmp_path / "taken"
+    blocker.write_text("a user's file")
+    out = blocker if where == "file" else blocker / "sub"
+    posed = []
+    monkeypatch.setattr(pose_mediapipe.MediaPipePose, "landmarks", lambda self, rgb: posed.append(1))
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--out", str(out)])
+    assert exc.value.code == 2 and posed == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pipeline.pose: error: --out") and str(out) in err[0], err
+    assert blocker.read_text() == "a user's file"
+
+
+def test_a_qc_table_that_cannot_be_written_is_one_line_exit_2_after_the_summary(tmp_path, capsys):
+    path = write_video(tmp_path / "wall.mp4", blank_wall(3))
+    out = tmp_path / "out"
+    (out / "qc.parquet").mkdir(parents=True)  # a folder where the table goes
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--out", str(out), "-q"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "pose: 1 input(s): 1 posed" in err and "pipeline.pose: error: cannot write" in err
+    assert "Traceback" not in err
+
+
+def test_qc_rows_persist_and_a_replaced_corrupt_video_loses_its_old_keypoints(tmp_path, capsys):
+    """Audit 6: a run on one file dropped the folder's other QC rows (failures included), and a video
+    later replaced by a corrupt file kept its old keypoints beside a failed QC row."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, n in (("a", 4), ("b", 5)):
+        write_video(videos / f"{name}.mp4", blank_wall(n))
+    (videos / "bad.mp4").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main([str(videos), "--out", str(out), "--overlay", "sheet", "-q"]) == 1
+    first = pd.read_parquet(out / "qc.parquet").set_index("video_id")
+    assert first["status"].to_dict() == {"a": "ok", "b": "ok", "bad": "failed"}
+    # one file alone, replaced by a corrupt one
+    (videos / "a.mp4").write_bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    assert main([str(videos / "a.mp4"), "--out", str(out), "-q"]) == 1
+    qc = pd.read_parquet(out / "qc.parquet").set_index("video_id")
+    assert sorted(qc.index) == ["a", "b", "bad"]
+    assert qc["status"].to_dict() == {"a": "failed", "b": "ok", "bad": "failed"}
+    assert qc.loc["b"].equals(first.loc["b"]) and qc.loc["bad"].equals(first.loc["bad"])
+    assert not keypoints_path(out, "a").exists() and not (out / "keypoints" / "a.parquet.json").exists()
+    assert not (out / "overlays" / "a.png").exists() and (out / "overlays" / "b.png").exists()
+    assert keypoints_path(out, "b").exists()
+    assert sorted(pd.read_csv(out / "qc.csv")["video_id"]) == ["a", "b", "bad"]

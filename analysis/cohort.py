@@ -24,6 +24,8 @@ from .config import HurdleConfig
 __all__ = [
     "CohortError",
     "REQUIRED_COLUMNS",
+    "TEXT_COLUMNS",
+    "NUMERIC_NA",
     "load_cohort",
     "validate_cohort",
     "select_actions",
@@ -46,8 +48,40 @@ def _rows(idx: Sequence[int] | np.ndarray, limit: int = 8) -> str:
     return f"row{'s' if len(idx) > 1 else ''} {shown}{more}"
 
 
+# Text columns of the cohort contract: read from CSV exactly as written ("007" stays "007").
+TEXT_COLUMNS: tuple[str, ...] = ("participant_id", "group", "action")
+# Spellings that mean "missing" in a numeric CSV column (never in a text column, where "NA" can be a site).
+NUMERIC_NA: frozenset[str] = frozenset({"NA", "N/A", "n/a", "NaN", "nan", "-nan", "null", "NULL", "None", "#N/A", "."})
+
+
+def _column_from_csv(values: pd.Series, text: bool) -> pd.Series:
+    """One CSV column read as text: numeric if every non-missing cell is a number, else text as written.
+
+    An empty cell is missing in every column. In a numeric column the usual missing spellings
+    (:data:`NUMERIC_NA`) are missing too; in a text column every other cell is kept verbatim.
+    """
+    stripped = values.str.strip()
+    empty = stripped == ""
+    if not text:
+        na = empty | stripped.isin(NUMERIC_NA)
+        numbers = pd.to_numeric(stripped.where(~na), errors="coerce")
+        if (~na).any() and numbers.notna().sum() == int((~na).sum()):
+            return numbers
+    return values.where(~empty, None)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    return pd.DataFrame({c: _column_from_csv(raw[c], c in TEXT_COLUMNS) for c in raw.columns})
+
+
 def load_cohort(path: str | os.PathLike) -> pd.DataFrame:
     """Read a cohort table from Parquet (or CSV, by suffix) without validating it.
+
+    CSV rule: ``participant_id``, ``group`` and ``action`` are text exactly as written (leading zeros
+    kept). Every other column is numeric when all its non-missing cells are numbers, otherwise text as
+    written (so a site called ``NA`` stays ``"NA"``). An empty cell is missing in every column; in a
+    numeric column ``NA``, ``NaN``, ``null``, ``N/A``, ``#N/A``, ``None`` and ``.`` are missing too.
 
     Raises
     ------
@@ -61,7 +95,7 @@ def load_cohort(path: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"cohort file not found: {path}")
     try:
         if path.suffix.lower() == ".csv":
-            return pd.read_csv(path)
+            return _read_csv(path)
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for unreadable files
         raise CohortError(f"{path}: cannot read the cohort table ({type(exc).__name__}: {exc})") from None
@@ -81,7 +115,9 @@ def validate_cohort(df: pd.DataFrame, config: HurdleConfig = HurdleConfig(), *, 
     """Check a cohort table for the hurdle analysis and return a clean copy.
 
     Checks, in order: required and covariate columns present; no missing values in them;
-    ``percent_time`` numeric and within [0, 100]; one row per participant x action; every participant
+    ``percent_time`` numeric and within [0, 100] (with ``config.percent_scale == "fraction"``: within
+    [0, 1], then multiplied by 100; with ``percent_scale`` None, a table whose values are all <= 1
+    is refused as probable fractions); one row per participant x action; every participant
     has one group and one value of each covariate; every participant has a row for every action;
     groups known (listed in ``config.groups``) and at least two of them present; finally the cohort
     contract's types.
@@ -133,6 +169,21 @@ def validate_cohort(df: pd.DataFrame, config: HurdleConfig = HurdleConfig(), *, 
         if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
             raise CohortError(f"{where}column {c!r} must be numeric, found {df[c].dtype}")
     pct = df["percent_time"].to_numpy(dtype=np.float64)
+    if config.percent_scale == "fraction":
+        bad = np.flatnonzero(~np.isfinite(pct) | (pct < 0) | (pct > 1))
+        if bad.size:
+            raise CohortError(
+                f"{where}with --percent-scale fraction, column 'percent_time' must be in [0, 1]; {bad.size} value(s) "
+                f"outside at {_rows(bad)} (e.g. {float(pct[bad[0]])!r})"
+            )
+        pct = pct * 100.0
+        df = df.assign(percent_time=pct)
+    elif config.percent_scale is None and np.all(np.isfinite(pct)) and pct.size and 0 < pct.max() <= 1 and pct.min() >= 0:
+        raise CohortError(
+            f"{where}column 'percent_time' holds only values <= 1 (largest {float(pct.max())!r}): fractions of time "
+            "rather than percent? Pass --percent-scale fraction to read them as fractions (x 100), or "
+            "--percent-scale percent if they are percentages"
+        )
     bad = np.flatnonzero(~np.isfinite(pct) | (pct < 0) | (pct > 100))
     if bad.size:
         raise CohortError(

@@ -74,6 +74,11 @@ class HurdleConfig:
         Confidence level of all intervals.
     ignore_other_groups : bool
         Drop participants whose group is not in ``groups`` instead of rejecting the cohort.
+    percent_scale : {None, "percent", "fraction"}
+        Unit of ``percent_time``. None: percent (0-100), but a table whose values are all <= 1 is
+        refused as probable fractions of time, since analysing fractions as percent would silently
+        give wrong intensities. ``"percent"`` confirms percent; ``"fraction"`` reads values in [0, 1]
+        and multiplies them by 100.
     """
 
     groups: tuple[str, ...] = DEFAULT_GROUPS
@@ -90,6 +95,7 @@ class HurdleConfig:
     firth_ci: Literal["profile", "wald"] = "profile"
     ci_level: float = 0.95
     ignore_other_groups: bool = False
+    percent_scale: Literal["percent", "fraction"] | None = None
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise sequences given as lists into tuples.
@@ -115,6 +121,8 @@ class HurdleConfig:
             raise ValueError(f"groups must be distinct, got {self.groups}")
         if len(self.groups) < 2:
             raise ValueError(f"at least 2 groups are needed, got {self.groups}")
+        if self.percent_scale not in (None, "percent", "fraction"):
+            raise ValueError(f"percent_scale must be 'percent' or 'fraction', got {self.percent_scale!r}")
         if self.top_actions is not None and self.top_actions < 0:
             raise ValueError(f"top_actions must be >= 0, got {self.top_actions}")
 

@@ -349,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort", required=True, type=Path, metavar="PATH", help="cohort table (.parquet, or .csv) in the cohort schema")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: <cohort name>_hurdle next to the cohort file)")
     p.add_argument("--groups", type=_csv_list, default=",".join(DEFAULT_GROUPS), metavar="A,B,...", help="group labels, comma-separated, in contrast order (each pair A vs B, effect = A relative to B)")
+    p.add_argument("--percent-scale", choices=("percent", "fraction"), default=None,
+                   help="unit of percent_time: percent (0-100) or fraction (0-1, multiplied by 100). Default: percent, "
+                   "but a table whose values are all <= 1 is refused (exit 2) until you say which")  # fmt: skip
     p.add_argument("--ignore-other-groups", action="store_true", help="drop participants of groups not in --groups instead of failing")
     sel = p.add_mutually_exclusive_group()
     sel.add_argument("--actions", type=_csv_list, default=None, metavar="NAME,...", help="analyse exactly these actions (comma-separated names)")
@@ -396,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 firth_ci=args.firth_ci,
                 ci_level=args.ci_level,
                 ignore_other_groups=args.ignore_other_groups,
+                percent_scale=args.percent_scale,
             )
             out_cfg = OutputConfig(table_rows=args.table_rows, plots=not args.no_plots, plot_p=args.plot_p, alpha=args.alpha)
         except ValueError as exc:

@@ -1,6 +1,6 @@
 """Cohort simulator: a cohort table with planted group effects and the ground truth of those effects.
 
-``python -m analysis.simulate --out cohort.parquet`` or :func:`simulate_cohort`.
+``python -m analysis.simulate --out cohort.parquet`` (or ``--out cohort.csv``) or :func:`simulate_cohort`.
 
 The generating model is the hurdle model itself, so the planted effects are exactly the parameters
 the analysis estimates. For participant i in group g and action a::
@@ -18,11 +18,10 @@ of group_a vs group_b (conditional on the covariates) and whether an effect was 
 from __future__ import annotations
 
 import argparse
-import sys
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,14 @@ from scipy import special
 
 from model.taxonomy import MA52
 from pipeline.artifacts import write_artifact
-from pipeline.cli import BadInput, handle_errors, make_parser, report_written, setup_logging
+from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
 
-__all__ = ["PlantedEffect", "SimConfig", "DEFAULT_EFFECTS", "simulate_cohort", "truth_table", "truth_path", "write_simulation", "main"]
+from .contrasts import contrast_label, direction, pairs
+
+__all__ = ["PlantedEffect", "SimConfig", "DEFAULT_EFFECTS", "OUTPUT_SUFFIXES", "simulate_cohort", "truth_table", "truth_path",
+           "write_simulation", "main"]  # fmt: skip
+
+OUTPUT_SUFFIXES = (".parquet", ".csv")  # the cohort file's format follows its suffix
 
 
 @dataclass(frozen=True)
@@ -209,33 +213,45 @@ def truth_table(cfg: SimConfig, actions: Sequence[str] | None = None) -> pd.Data
     for part in ("probability", "intensity"):
         B = _effect_matrix(cfg, actions, part)
         for i, a in enumerate(actions):
-            for ga, gb in combinations(range(len(groups)), 2):
-                d = float(B[i, ga] - B[i, gb])
+            for ga, gb in pairs(groups):
+                d = float(B[i, groups.index(ga)] - B[i, groups.index(gb)])
                 rows.append(
                     {
-                        "action": a, "contrast": f"{groups[ga]} vs {groups[gb]}", "group_a": groups[ga],
-                        "group_b": groups[gb], "part": part, "true_log_or": d, "true_effect": float(np.exp(d)),
-                        "planted": d != 0,
-                        "direction": None if d == 0 else f"{groups[ga]} {'<' if d < 0 else '>'} {groups[gb]}",
+                        "action": a, "contrast": contrast_label(ga, gb), "group_a": ga, "group_b": gb, "part": part,
+                        "true_log_or": d, "true_effect": float(np.exp(d)), "planted": d != 0,
+                        "direction": direction(ga, gb, d) if d != 0 else None,
                     }
                 )  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def truth_path(out: Path) -> Path:
-    """Where the truth table goes: ``<stem>_truth.parquet`` beside the cohort."""
-    return out.with_name(f"{out.stem}_truth.parquet")
+def truth_path(out: str | os.PathLike) -> Path:
+    """Where the truth table goes: ``<stem>_truth<suffix>`` beside the cohort (same format)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_truth{out.suffix}")
+
+
+def _check_suffix(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise BadInput(f"--out {out}: the cohort file must end in .parquet or .csv (its format follows the suffix)")
+    return out
 
 
 def write_simulation(cohort: pd.DataFrame, truth: pd.DataFrame, cfg: SimConfig, out: str | os.PathLike) -> tuple[Path, Path]:
     """Write a simulated cohort (cohort contract) to ``out`` and its planted effects beside it.
 
-    Returns the two paths (cohort, ground truth), each printed as a ``wrote`` line.
+    The format follows the suffix of ``out``: ``.parquet`` or ``.csv`` (:data:`OUTPUT_SUFFIXES`);
+    each file gets a JSON sidecar. Returns the two paths (cohort, ground truth); prints nothing.
+
+    Raises
+    ------
+    pipeline.cli.BadInput
+        For any other suffix (nothing is written).
     """
+    out = _check_suffix(out)
     cohort_path = write_artifact(cohort, out, contract="cohort", stage="simulate", config=cfg)
-    report_written(cohort_path)
-    truth_file = write_artifact(truth, truth_path(Path(out)), contract=None, stage="simulate", config=cfg)
-    report_written(truth_file)
+    truth_file = write_artifact(truth, truth_path(out), contract=None, stage="simulate", config=cfg)
     return cohort_path, truth_file
 
 
@@ -267,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(<out stem>_truth.parquet).",
         prog="python -m analysis.simulate",
     )
-    p.add_argument("--out", type=Path, required=True, help="cohort file to write (.parquet)")
+    p.add_argument("--out", type=Path, required=True, help="cohort file to write: .parquet or .csv (the format follows the suffix)")
     p.add_argument("--groups", type=_parse_groups, default=SimConfig.groups, metavar="G=N,...",
                    help="groups and sizes, first = reference for planted effects (default ASD=120,PSY=46,TDC=124)")  # fmt: skip
     p.add_argument("--n-actions", type=int, default=52, help="number of MA-52 actions (planted-effect actions first, then label order)")
@@ -292,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("analysis.simulate"):
+        _check_suffix(args.out)  # before any work, like the folder
+        if args.out.is_dir():
+            raise BadInput(f"--out {args.out} is a folder; give a file name ending in .parquet or .csv")
+        check_output_dir(args.out.parent, what="folder of --out")
         effects = () if args.null else tuple(args.effect) if args.effect else DEFAULT_EFFECTS
         cfg = SimConfig(
             groups=args.groups, actions=args.actions, n_actions=args.n_actions, effects=effects,
@@ -304,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = [e.action for e in effects if e.action not in cfg.action_names()]
             if missing:
                 raise BadInput(f"planted effect on action(s) not simulated: {', '.join(missing)} (raise --n-actions)")
-        write_simulation(*simulate_cohort(cfg), cfg, args.out)
+        for path in write_simulation(*simulate_cohort(cfg), cfg, args.out):
+            report_written(path)
     return 0
 
 

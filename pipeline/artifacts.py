@@ -206,7 +206,7 @@ def write_artifact(
     Parameters
     ----------
     data : pyarrow.Table or pandas.DataFrame
-    path : path of the ``.parquet`` file
+    path : path of the ``.parquet`` file (a ``.csv`` path gets CSV text instead, for flat tables)
     contract : Contract, contract name, or None (no validation, e.g. for a QC table)
     stage : name of the producing stage (``"pose"``, ``"infer"``, ...)
     input_hash : sha256 of the input (video or upstream artifact)
@@ -236,7 +236,11 @@ def write_artifact(
     fd, tmp = _temp_file(path)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        if path.suffix.lower() == ".csv":
+            # Flat tables only (no list columns); floats as their shortest round-trip text, nulls empty.
+            table.to_pandas().to_csv(tmp, index=False)
+        else:
+            pq.write_table(table, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,8 +6,12 @@ from flows.demo import run_demo
 from pipeline.artifacts import read_artifact
 
 
-def test_demo_writes_everything_and_finds_planted_effects(tmp_path):
-    check = run_demo(tmp_path)
+def test_demo_writes_everything_and_finds_planted_effects(tmp_path, capsys):
+    result = run_demo(tmp_path)
+    check = result.check
+    assert capsys.readouterr().out == ""  # the library function prints nothing; main() does
+    assert result.written[0] == tmp_path / "cohort.parquet" and result.written[-1] == tmp_path / "hurdle" / "results.parquet"
+    assert all(p.is_file() for p in result.written)
     cohort = read_artifact(tmp_path / "cohort.parquet", "cohort").to_pandas()
     assert cohort["participant_id"].nunique() == 290
     results = read_artifact(tmp_path / "hurdle" / "results.parquet", "hurdle_results").to_pandas()

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RULES", "SINGLE_LABEL_RULES", "DEFAULT_THRESHOLD", "label_frames", "single_labels"]
+__all__ = ["RULES", "SINGLE_LABEL_RULES", "DEFAULT_THRESHOLD", "label_frames"]
 
 RULES: tuple[str, ...] = ("threshold", "top1", "per-class", "multi-label", "background")
 SINGLE_LABEL_RULES: tuple[str, ...] = ("threshold", "top1", "per-class", "background")
@@ -78,31 +78,25 @@ def label_frames(
     active = np.zeros((F, C), dtype=bool)
     if F == 0 or not is_action.any():
         return active
-    rows = np.flatnonzero(valid)
-    s = scores[rows]
-
     if rule == "multi-label":
-        active[rows] = (s >= thr) & is_action
-        return active
+        return (scores >= thr) & is_action & valid[:, None]
+    action_scores = scores if is_action.all() else np.where(is_action, scores, -np.inf)
+    rows = np.arange(F)
     if rule == "background":
         if background_index is None:
             raise ValueError("rule 'background' needs a model with a background class")
-        k = np.argmax(s, axis=1)
-        hit = k != background_index
+        k = np.argmax(scores, axis=1)
+        hit = valid & (k != background_index)
     elif rule == "top1":
-        k = np.argmax(np.where(is_action, s, -np.inf), axis=1)
-        hit = np.ones(rows.size, dtype=bool)
-    else:  # threshold, per-class: top class among those passing their threshold
-        passing = (s >= thr) & is_action
-        k = np.argmax(np.where(passing, s, -np.inf), axis=1)
-        hit = passing.any(axis=1)
+        k = np.argmax(action_scores, axis=1)
+        hit = valid
+    elif np.all(thr == thr[0]):  # one tau: the top action passes or none does
+        k = np.argmax(action_scores, axis=1)
+        hit = valid & (action_scores[rows, k] >= thr[0])
+    else:  # per-class thresholds: the top class among those passing their own threshold
+        passing = (scores >= thr) & is_action
+        k = np.argmax(np.where(passing, scores, -np.inf), axis=1)
+        hit = valid & passing.any(axis=1)
     active[rows[hit], k[hit]] = True
     return active
 
-
-def single_labels(active: np.ndarray) -> np.ndarray:
-    """One label per frame from a single-label ``active`` matrix: class index, or -1 for none. [F]"""
-    active = np.asarray(active, dtype=bool)
-    if active.shape[1] == 0:
-        return np.full(active.shape[0], -1, dtype=np.int64)
-    return np.where(active.any(axis=1), np.argmax(active, axis=1), -1).astype(np.int64)

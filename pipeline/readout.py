@@ -298,23 +298,19 @@ def read_out_video(
     seg_class, seg_start, seg_end = label_segments(
         active, single_label=config.single_label, min_frames=min_frames, merge_frames=merge_frames
     )
-    # Per-segment sums via cumulative sums over frames: O(F * C + S).
+    # Per-segment sums by one gather over the frames of all segments (sum of lengths <= F per label
+    # layer) instead of cumulative sums over the whole [F, C] matrix.
     F = fs.num_frames
-    cum_valid = np.concatenate([[0], np.cumsum(fs.valid)])
-    seg_valid = cum_valid[seg_end] - cum_valid[seg_start]
-    if seg_class.size:
-        cum_scores = np.concatenate([np.zeros((1, C)), np.cumsum(fs.scores * fs.valid[:, None], axis=0)])
-        sums = cum_scores[seg_end, seg_class] - cum_scores[seg_start, seg_class]
-        seg_score = np.clip(np.round(sums / np.maximum(seg_valid, 1), 12), 0.0, 1.0)
-    else:
-        seg_score = np.zeros(0)
+    lengths = seg_end - seg_start
+    seg_of = np.repeat(np.arange(seg_class.size), lengths)
+    frame_idx = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(seg_start, lengths)
+    class_idx = seg_class[seg_of]
+    frame_valid = fs.valid[frame_idx]
+    seg_valid = np.bincount(seg_of, weights=frame_valid, minlength=seg_class.size).astype(np.int64)
+    sums = np.bincount(seg_of, weights=fs.scores[frame_idx, class_idx] * frame_valid, minlength=seg_class.size)
+    seg_score = np.clip(np.round(sums / np.maximum(seg_valid, 1), 12), 0.0, 1.0)
     final = np.zeros((F, C), dtype=bool)
-    if seg_class.size:
-        # Mark final segments frame by frame (difference array per class, then a cumulative sum).
-        d = np.zeros((F + 1, C), dtype=np.int64)
-        np.add.at(d, (seg_start, seg_class), 1)
-        np.add.at(d, (seg_end, seg_class), -1)
-        final = np.cumsum(d[:-1], axis=0) > 0
+    final[frame_idx, class_idx] = True
     return VideoReadout(
         video_id=video_id, fps=float(fps), valid=fs.valid, active=final, seg_class=seg_class,
         seg_start=seg_start, seg_end=seg_end, seg_score=seg_score, seg_valid=seg_valid,

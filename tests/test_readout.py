@@ -107,6 +107,20 @@ def test_rules_on_hand_made_scores():
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_threshold_rules_match_a_per_frame_loop(seed):
+    rng = np.random.default_rng(seed)
+    s = rng.dirichlet(np.full(5, 0.4), 300)
+    valid = rng.random(300) > 0.1
+    for thr in (np.full(5, 0.35), rng.uniform(0.1, 0.6, 5)):
+        for bg in (None, 4):
+            got = label_frames(s, valid, rule="per-class", thresholds=thr, background_index=bg)
+            for f in range(300):
+                passing = [c for c in range(5) if s[f, c] >= thr[c] and c != bg]
+                expect = [max(passing, key=lambda c: (s[f, c], -c))] if valid[f] and passing else []
+                assert np.flatnonzero(got[f]).tolist() == expect
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_multi_label_at_tau_half_equals_threshold_rule(seed):
     rng = np.random.default_rng(seed)
     s = rng.dirichlet(np.full(6, 0.3), 400)

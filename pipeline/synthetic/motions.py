@@ -122,7 +122,7 @@ def _shaking_body(c, a, b, fps, rng):
 
 
 def _shrugging(c, a, b, fps, rng):
-    amp, f = rng.uniform(0.05, 0.08), rng.uniform(0.7, 1.3)
+    amp, f = rng.uniform(0.07, 0.10), rng.uniform(0.7, 1.3)
     sig = _oscillation(a, b, fps, amp, f, one_sided=True)
     c["shrug"][a:b] += sig
     return {"amplitude": amp, "frequency": f, "signal": sig}
@@ -144,7 +144,7 @@ def _shaking_head(c, a, b, fps, rng):
 
 def _turning_head(c, a, b, fps, rng):
     s = _side(rng)
-    amp = rng.uniform(0.6, 0.85)
+    amp = rng.uniform(0.7, 1.0)
     w = _hold(a, b, fps)
     c["head_yaw"][a:b] += _SIGN[s] * amp * w
     return {"side": s, "amplitude": amp, "signal": _SIGN[s] * amp * w}
@@ -166,7 +166,7 @@ def _stretching_arms(c, a, b, fps, rng):
     height = rng.uniform(-0.25, 0.05)
     w = _hold(a, b, fps)
     for s in sides:
-        _send_hand(c, s, slice(a, b), w, "shoulder", (_SIGN[s] * 0.5, height, 0.22), (0.0, 1.0, -0.3))
+        _send_hand(c, s, slice(a, b), w, "shoulder", (_SIGN[s] * 0.62, height, 0.12), (0.0, 1.0, -0.3))
     return {"sides": "".join(sides), "height": height, "signal": w}
 
 

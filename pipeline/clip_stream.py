@@ -6,7 +6,9 @@ windows). Seeking or decoding per window would decode every frame ~4 times (DESI
 
     decode frame f (every frame is decoded: inter-frame codecs need it; only sampled ones are
     converted and scaled, :func:`pipeline.video.iter_frames` grabs the others)
-      -> f sampled?  cache[f] = RGB uint8 [3, h, w] at the decode scale (pipeline.person_crop)
+      -> f sampled?  cache[f, size] = RGB uint8 [3, h, w] at each decode size a window that samples
+                     f needs (one for region "frame"; per window's own box for "person",
+                     pipeline.person_crop.decode_scale)
       -> every window whose last sampled frame is f is complete: stack its T cached frames,
          crop/resize (pipeline.person_crop.crop_window) -> WindowClip [T, 3, S, S] uint8
       -> evict cached frames that no later window samples
@@ -42,7 +44,8 @@ class VideoPlan:
     video_id, path : identifiers
     source_size : (width, height) of the decoded video
     fps : float
-    decode_size : (width, height) frames are scaled to when decoded
+    decode_sizes : list of (width, height) the frames are scaled to when decoded
+    window_size : [N] int, index into ``decode_sizes`` of each window's decode size
     window_index : [N] int, the windows to classify (indices into the video's full window list)
     window_frames : [N, T] int64 sampled frame indices of those windows
     keypoints : [N, T, J, 3] float32 keypoints of those frames (source pixels)
@@ -54,7 +57,8 @@ class VideoPlan:
     path: str
     source_size: tuple[int, int]
     fps: float
-    decode_size: tuple[int, int]
+    decode_sizes: list[tuple[int, int]]
+    window_size: np.ndarray
     window_index: np.ndarray
     window_frames: np.ndarray
     keypoints: np.ndarray
@@ -105,24 +109,30 @@ def iter_window_clips(plan: VideoPlan, stats: StreamStats | None = None) -> Iter
     for i in range(n):
         for f in frames[i]:
             last_use[int(f)] = max(last_use.get(int(f), -1), int(rank[i]))
-    cache: dict[int, torch.Tensor] = {}
+    sizes_of: dict[int, set[int]] = {}  # decode sizes each frame is needed at
+    for i in range(n):
+        for f in frames[i]:
+            sizes_of.setdefault(int(f), set()).add(int(plan.window_size[i]))
+    cache: dict[tuple[int, int], torch.Tensor] = {}
     emitted = 0  # windows emitted, in completion order
     got_any = False
     for index, _t, bgr in iter_frames(plan.path, needed, fps=plan.fps):
         got_any = True
-        cache[index] = scale_frame(bgr, plan.decode_size)
+        for k in sizes_of[index]:
+            cache[index, k] = scale_frame(bgr, plan.decode_sizes[k])
         stats.frames_decoded += 1
-        stats.max_cached = max(stats.max_cached, len(cache))
+        stats.max_cached = max(stats.max_cached, len({f for f, _ in cache}))
         while emitted < n and last_frame[order[emitted]] <= index:
             i = int(order[emitted])
-            clip = torch.stack([cache[int(f)] for f in frames[i]])
+            k = int(plan.window_size[i])
+            clip = torch.stack([cache[int(f), k] for f in frames[i]])
             box = plan.boxes[i] if plan.boxes is not None else None
             pixels, kp = crop_window(clip, torch.from_numpy(plan.keypoints[i]), plan.prep,
                                      source_size=plan.source_size, box=box)
             emitted += 1
             yield WindowClip(plan.video_id, int(plan.window_index[i]), pixels, kp)
-        for f in [f for f in cache if last_use[f] < emitted]:
-            del cache[f]
+        for key in [key for key in cache if last_use[key[0]] < emitted]:
+            del cache[key]
     if not got_any:
         raise VideoError(plan.path, "no decodable frame (corrupt, truncated or empty stream)")
     stats.undecodable = sorted(int(plan.window_index[int(order[k])]) for k in range(emitted, n))

@@ -21,14 +21,16 @@ frames (a per-frame crop would fake motion).
 
 Decode-time scale. Frames are scaled once when decoded (OpenCV ``INTER_AREA``) by
 :func:`decode_scale`, so the per-frame cache holds small images and the per-window work is a crop
-plus a small resize:
+plus a small resize. The scale depends only on the video's size and the window's own box, never on
+other windows, so a window's input (and result) is the same whichever other windows are run:
 
 - ``"frame"``: ``s = resize_short / min(H, W)``: the decoded frame *is* the resized frame, the window
   only needs the centre crop (no per-window resize at all);
-- ``"person"``: ``s = min(1, resize_short / smallest crop side of the video)``: the smallest crop is
-  still at least ``resize_short`` pixels after decode, so no window is upsampled more than the source
-  allows; :func:`crop_window` then resizes each window's crop to ``resize_short`` (antialiased
-  bilinear, :func:`model.transforms.resize_clip`).
+- ``"person"``: ``s = 2^-k``, the smallest power-of-two reduction that keeps the window's crop at
+  least ``resize_short`` pixels (``k = floor(log2(side / resize_short))``, 0 for small crops); the
+  crop (``resize_short`` to ``2 * resize_short`` pixels at that scale) is then resized to
+  ``resize_short`` (antialiased bilinear, :func:`model.transforms.resize_clip`). A frame shared by
+  windows of different ``k`` is converted once and scaled once per level.
 
 Shapes::
 
@@ -125,14 +127,15 @@ def scaled_size(frame_size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, int(round(w * hs / h))), hs
 
 
-def decode_scale(prep: Preprocessing, frame_size: tuple[int, int], boxes: list[CropBox] | None = None) -> float:
-    """Scale at which to decode a video's frames (module docstring): exact for "frame", <= 1 for "person"."""
+def decode_scale(prep: Preprocessing, frame_size: tuple[int, int], box: CropBox | None = None) -> float:
+    """Scale at which to decode a window's frames (module docstring): exact for "frame", 2^-k for "person"."""
     w, h = frame_size
     if prep.region == "frame":
         return prep.resize_short / min(w, h)
-    if not boxes:
-        return 1.0
-    return min(1.0, prep.resize_short / min(b.side for b in boxes))
+    if box is None:
+        raise ValueError("region 'person' needs the window's crop box")
+    k = int(np.floor(np.log2(max(1.0, box.side / prep.resize_short))))
+    return 2.0 ** -k
 
 
 def scale_frame(bgr: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

@@ -236,10 +236,12 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
     if prep.region == "person":
         boxes = window_boxes(combined, usable, sel, info.size, padding=prep.person_padding,
                              threshold=ckpt.entities.threshold)
-    scale = decode_scale(prep, info.size, boxes)
+    sizes = [scaled_size(info.size, decode_scale(prep, info.size, b)) for b in (boxes or [None] * len(sel))]
+    decode_sizes = sorted(set(sizes))
     stream = VideoPlan(
         video_id=video_id or video.stem, path=str(video), source_size=info.size, fps=info.fps,
-        decode_size=scaled_size(info.size, scale), window_index=np.flatnonzero(todo),
+        decode_sizes=decode_sizes, window_size=np.asarray([decode_sizes.index(z) for z in sizes], np.int64),
+        window_index=np.flatnonzero(todo),
         window_frames=win_frames[todo], keypoints=np.ascontiguousarray(_usable_joints(ckpt, combined)[sel]),
         boxes=boxes, prep=prep)
     return PlannedVideo(stream, info.frame_count, info.fps, info.size,

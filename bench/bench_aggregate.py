@@ -112,6 +112,25 @@ def main() -> None:
         print(f"python -m pipeline.aggregate (exit {code}): {wall:.2f} s wall, {n_rows / wall:,.0f} windows rows/s, "
               f"{args.participants / wall:.1f} participants/s; cohort {len(cohort):,} rows")
 
+        # Where the time goes: reading + read-out vs writing (a second run into a fresh folder).
+        from pipeline.aggregate import aggregate, windows_dir_of, write_outputs
+        from pipeline.artifacts import package_versions
+        from pipeline.manifest import read_manifest
+
+        t0 = time.perf_counter()
+        result = aggregate(read_manifest(manifest, check_videos=False), windows_dir_of(root / "windows"), ReadoutConfig())
+        t_read = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        n_written = len(write_outputs(result, root / "out2"))
+        t_write = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(20):
+            package_versions()
+        t_versions = (time.perf_counter() - t0) / 20
+        print(f"  read windows + read out + pool: {t_read:.2f} s; write {n_written} artifacts: {t_write:.2f} s "
+              f"(of which sidecar package_versions() about {t_versions * 1e3:.0f} ms per artifact, "
+              f"{t_versions * n_written:.1f} s in all)")
+
         # The read-out core vs a bare frame loop, same videos, side by side.
         import pyarrow.parquet as pq
 

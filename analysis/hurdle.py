@@ -38,6 +38,7 @@ from .cohort import categorical_covariates, load_cohort, select_actions, validat
 from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, RANK_BY, HurdleConfig, OutputConfig
 from .contrasts import contrast_label, direction, pairs, wald_contrast
 from .correction import adjust_pvalues, family_label
+from .descriptives import GroupCounts, group_counts
 from .design import build_design
 from .fractional import FractionalFit, fit_fractional
 from .logistic import fit_logistic, logistic_contrast
@@ -57,30 +58,17 @@ _PROB_METHOD = "logistic GLM (maximum likelihood)"
 _INT_METHOD = FractionalFit.method_label
 
 
-def _group_counts(data: pd.DataFrame, groups: Sequence[str]) -> dict[str, dict[str, float]]:
-    """n, engagers, % engaged and mean percent among engagers per group (numpy: called per action)."""
-    grp = data["group"].to_numpy(dtype=object)
-    pct_all = data["percent_time"].to_numpy(dtype=np.float64)
-    out = {}
-    for g in groups:
-        pct = pct_all[grp == g]
-        eng = pct[pct > 0]
-        out[g] = {
-            "n": int(pct.size),
-            "engaged": int(eng.size),
-            "pct_engaged": 100.0 * eng.size / pct.size if pct.size else np.nan,
-            "mean": float(eng.mean()) if eng.size else np.nan,
-        }
-    return out
+def _counts(sample: pd.DataFrame, groups: Sequence[str]) -> dict[str, GroupCounts]:
+    return group_counts(sample["group"].to_numpy(), sample["percent_time"].to_numpy(), groups)
 
 
-def _base_row(counts: dict[str, dict[str, float]], a: str, b: str, part: str) -> dict:
+def _base_row(counts: dict[str, GroupCounts], a: str, b: str, part: str) -> dict:
     ca, cb = counts[a], counts[b]
     return {
         "contrast": contrast_label(a, b), "group_a": a, "group_b": b, "part": part,
-        "n_a": ca["n"], "n_b": cb["n"], "engaged_a": ca["engaged"], "engaged_b": cb["engaged"],
-        "pct_engaged_a": ca["pct_engaged"], "pct_engaged_b": cb["pct_engaged"],
-        "mean_a": ca["mean"], "mean_b": cb["mean"],
+        "n_a": ca.n, "n_b": cb.n, "engaged_a": ca.engaged, "engaged_b": cb.engaged,
+        "pct_engaged_a": ca.pct_engaged, "pct_engaged_b": cb.pct_engaged,
+        "mean_a": ca.mean, "mean_b": cb.mean,
     }  # fmt: skip
 
 
@@ -151,7 +139,7 @@ def probability_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) 
             fit = fit_logistic(design, y, firth=config.firth)
             if fit.method == "firth" and not fit.converged:
                 whole = "not estimable: Firth fit did not converge"
-        counts = _group_counts(sample, groups)
+        counts = _counts(sample, groups)
         for a, b in prs:
             row = _base_row(counts, a, b, "probability")
             row.update(method=fit.method_label if fit is not None else _PROB_METHOD, n_fit=int(len(sample)))
@@ -205,14 +193,12 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
     rows = []
     for groups, prs, sample in _samples(data, config):
         eng = sample[sample["percent_time"] > 0]
-        counts = _group_counts(sample, groups)
-        n_eng = {g: c["engaged"] for g, c in counts.items()}
+        counts = _counts(sample, groups)
+        n_eng = {g: c.engaged for g, c in counts.items()}
         # A group whose engagers all sit at 100 % has no finite intensity odds (its coefficient runs
         # off to infinity); it is left out of the model like a group with too few engagers, so that
         # the other pairs stay estimable.
-        pct = eng["percent_time"].to_numpy(dtype=np.float64)
-        grp = eng["group"].to_numpy(dtype=object)
-        at_max = {g for g in groups if n_eng[g] and bool(np.all(pct[grp == g] >= 100.0))}
+        at_max = {g for g in groups if n_eng[g] and counts[g].min >= 100.0}
         ok = [g for g in groups if n_eng[g] >= config.min_engaged and g not in at_max]
         fit = None
         if len(ok) >= 2:

@@ -24,6 +24,7 @@ import statsmodels.api as sm
 from scipy import linalg, optimize, special, stats
 
 from .contrasts import wald_contrast, z_crit
+from .descriptives import group_counts
 from .design import Design
 
 __all__ = [
@@ -224,12 +225,10 @@ def firth_fit(
 def separation_reason(design: Design, y: np.ndarray) -> str | None:
     """Why the ML fit would be separated, from group counts alone; None if no group is separated."""
     reasons = []
-    for g in design.groups:
-        m = design.group == g
-        k = int(y[m].sum())
-        if k == 0:
+    for g, c in group_counts(design.group, y, design.groups).items():
+        if c.engaged == 0:
             reasons.append(f"{g}: no engagers")
-        elif k == int(m.sum()):
+        elif c.engaged == c.n:
             reasons.append(f"{g}: all engaged")
     return "; ".join(reasons) or None
 

@@ -170,3 +170,27 @@ def test_plot_file_names_from_action_names_with_slashes(tmp_path):
     plots = sorted(p.name for p in (tmp_path / "o" / "plots").iterdir())
     assert plots == ["head_up_down.png", "head_up_down_.png"]  # distinct files, inside plots/
     assert all((tmp_path / "o") in p.parents for p in written)
+
+
+def test_group_counts_agree_across_results_descriptives_and_separation():
+    """One counting function behind the results table, descriptives.csv and the separation check."""
+    from analysis.design import build_design
+    from analysis.descriptives import group_counts
+    from analysis.hurdle import hurdle_analysis
+    from analysis.logistic import separation_reason
+
+    cfg = SimConfig(groups=(("ASD", 25), ("PSY", 12), ("TDC", 25)), n_actions=4, seed=5)
+    cohort = simulate_cohort(cfg)[0]
+    hc = HurdleConfig(top_actions=0)
+    res = hurdle_analysis(cohort, hc)
+    desc = describe_groups(cohort, list(res["action"].unique()), hc.groups).set_index(["action", "group"])
+    for r in res.itertuples():
+        for g, n, e, m in ((r.group_a, r.n_a, r.engaged_a, r.mean_a), (r.group_b, r.n_b, r.engaged_b, r.mean_b)):
+            d = desc.loc[(r.action, g)]
+            assert (n, e) == (d.n, d.n_engaged) and np.allclose(m, d.mean_percent_engaged, equal_nan=True)
+            sub = cohort[(cohort.action == r.action) & (cohort.group == g)]["percent_time"]
+            assert (n, e) == (len(sub), int((sub > 0).sum()))  # against pandas directly
+    c = group_counts(["A", "A", "B", "B"], [0.0, 1.0, 0.0, 0.0], ["A", "B", "C"])
+    assert (c["A"].n, c["A"].engaged, c["B"].engaged, c["C"].n) == (2, 1, 0, 0) and np.isnan(c["C"].pct_engaged)
+    df = pd.DataFrame({"group": ["A", "A", "B", "B"]})
+    assert separation_reason(build_design(df, ["A", "B"]), np.array([0.0, 1.0, 0.0, 0.0])) == "B: no engagers"

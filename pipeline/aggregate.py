@@ -26,8 +26,9 @@ models or class lists in one cohort, or probabilities that do not match the clas
 
 Windows sidecar keys read here (written by the recognition stage): ``video.fps`` (required),
 ``video.frame_count`` (optional; spans are checked against it), ``classes`` = ``{"names": [...],
-"taxonomy_ids": [...]}`` (required; ``model.preprocessing.ClassList``), ``checkpoint_sha256``
-(optional, recorded).
+"taxonomy_ids": [...]}`` (required; ``model.preprocessing.ClassList``), ``model.sha256``
+(optional; the table's ``model_id`` is what is compared across files). These are the keys
+:mod:`pipeline.recognize` writes.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def read_windows_file(path: Path, video_id: str) -> WindowsFile:
     model_ids = sorted(set(table.column("model_id").to_pylist()))
     if len(model_ids) > 1:
         raise ReadoutError(f"{path}: windows from several models ({', '.join(model_ids[:3])})")
-    model_id = model_ids[0] if model_ids else str(meta.get("checkpoint_sha256", ""))
+    model_meta = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    model_id = model_ids[0] if model_ids else str(model_meta.get("sha256", ""))
     return WindowsFile(path, video_id, table, float(fps), frame_count, classes, model_id, sha256_file(path))
 
 

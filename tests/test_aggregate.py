@@ -29,7 +29,7 @@ def write_windows(wdir, video_id, starts, ends, probs, *, classes=CLASSES, fps=F
         "model_id": model_id, "config_id": "c1",
     })
     extra = {"video": {"fps": fps, "frame_count": int(frame_count or ends.max())}, "classes": classes.to_dict(),
-             "checkpoint_sha256": model_id} if sidecar else {}
+             "model": {"sha256": model_id}} if sidecar else {}
     path = write_artifact(df, Path(wdir) / f"{video_id}.parquet", contract="windows", stage="recognize", extra=extra)
     if not sidecar:
         (path.parent / (path.name + ".json")).unlink()

@@ -334,3 +334,22 @@ def test_killed_run_staging_folders_are_cleaned_up(tmp_path, capsys, small_cohor
     rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
     assert rc == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted([live.name, other.name])
+
+
+def test_unusable_out_is_reported_before_the_analysis(tmp_path, capsys, small_cohort, monkeypatch):
+    """An --out that is an existing file or sits under a file: one line, exit 2, no analysis run."""
+    def never(*a, **k):
+        raise AssertionError("the analysis ran before the output folder was checked")
+
+    monkeypatch.setattr(hurdle, "hurdle_analysis", never)
+    path = tmp_path / "cohort.parquet"
+    small_cohort.to_parquet(path)
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(SystemExit) as exc:
+            hurdle.main(["--cohort", str(path), "--out", str(out), "-q"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and str(tmp_path / "afile") in err
+    with pytest.raises(SystemExit) as exc:
+        simulate.main(["--out", str(tmp_path / "afile" / "c.parquet"), "--n-actions", "2", "-q"])
+    assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1

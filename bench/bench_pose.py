@@ -2,14 +2,16 @@
 
 1. Overhead: frames per second of the whole stage (:func:`pipeline.pose.process_video`: hashing,
    decoding, ROI, BlazePose, mapping, plausibility, Parquet + sidecar, QC) versus a bare loop of
-   MediaPipe ``Pose.process`` on the same frames, already decoded to RGB in memory.
+   MediaPipe ``Pose.process`` on the same frames, already decoded to RGB in memory. Target (issue 8,
+   item 11): ratio >= 0.9. The two are run alternately ``--repeats`` times and each one's fastest
+   run is compared, so load from other processes on a shared machine hits both alike.
 2. Frame selection: wall time of ``--frames all`` versus ``--frames sampled`` on a 3-minute video
    made by ping-ponging a real clip (forward, backward, ... so motion stays continuous), by default at
    half resolution to keep the file small and the bench to a few minutes.
 
 Usage::
 
-    python bench/bench_pose.py [--clips DIR] [--minutes 3] [--scale 0.5]
+    python bench/bench_pose.py [--clips DIR] [--minutes 3] [--scale 0.5] [--repeats 3] [--skip-long]
 
 Needs the MA-52 sample clips (``../shared/data/ma52/clips`` or ``$MA52_DATA/clips``).
 """
@@ -38,24 +40,33 @@ def default_clips() -> Path:
     return Path(os.environ.get("MA52_DATA", REPO.parent / "shared" / "data" / "ma52")) / "clips"
 
 
-def bench_overhead(clips: list[Path], work: Path) -> dict:
+def bench_overhead(clips: list[Path], work: Path, repeats: int) -> dict:
     decoded = {c: [cv2.cvtColor(img, cv2.COLOR_BGR2RGB) for _, _, img in iter_frames(c)] for c in clips}
     n = sum(len(v) for v in decoded.values())
     # Warm-up outside the timings: the first Pose pays for loading MediaPipe's libraries and graphs.
     with MediaPipePose(MediaPipeConfig()) as pose:
         pose.landmarks(next(iter(decoded.values()))[0])
-    t0 = time.perf_counter()
-    for frames in decoded.values():
-        with MediaPipePose(MediaPipeConfig()) as pose:  # fresh tracker per video, as the stage does
-            for rgb in frames:
-                pose.landmarks(rgb)
-    bare = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for c in clips:
-        r = process_video(VideoJob(str(c), c.stem, str(work / "overhead"), PoseConfig(), force=True))
-        assert r.status == "ok", r.error
-    stage = time.perf_counter() - t0
-    return {"frames": n, "bare_s": bare, "stage_s": stage}
+
+    def bare() -> float:
+        t0 = time.perf_counter()
+        for frames in decoded.values():
+            with MediaPipePose(MediaPipeConfig()) as pose:  # fresh tracker per video, as the stage does
+                for rgb in frames:
+                    pose.landmarks(rgb)
+        return time.perf_counter() - t0
+
+    def stage() -> float:
+        t0 = time.perf_counter()
+        for c in clips:
+            r = process_video(VideoJob(str(c), c.stem, str(work / "overhead"), PoseConfig(), force=True))
+            assert r.status == "ok", r.error
+        return time.perf_counter() - t0
+
+    bare_s, stage_s = [], []
+    for _ in range(repeats):
+        bare_s.append(bare())
+        stage_s.append(stage())
+    return {"frames": n, "bare_s": min(bare_s), "stage_s": min(stage_s), "bare_all": bare_s, "stage_all": stage_s}
 
 
 def make_long_video(clip: Path, out: Path, minutes: float, scale: float) -> Path:
@@ -86,6 +97,8 @@ def main() -> int:
     ap.add_argument("--clips", type=Path, default=default_clips())
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--scale", type=float, default=0.5, help="resolution of the long video relative to the clip")
+    ap.add_argument("--repeats", type=int, default=3, help="alternate bare/stage runs; the fastest of each counts")
+    ap.add_argument("--skip-long", action="store_true", help="only the overhead part")
     args = ap.parse_args()
     clips = sorted(args.clips.glob("*.mp4"))
     if not clips:
@@ -93,13 +106,17 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        o = bench_overhead(clips, work)
+        o = bench_overhead(clips, work, args.repeats)
         bare_fps, stage_fps = o["frames"] / o["bare_s"], o["frames"] / o["stage_s"]
         print(f"pose overhead on {len(clips)} real clips, {o['frames']} frames (1080x1296):")
         print(f"  bare MediaPipe loop on decoded frames : {bare_fps:7.1f} frames/s ({1000 / bare_fps:.1f} ms/frame)")
         print(f"  whole pose stage (decode..parquet+QC) : {stage_fps:7.1f} frames/s ({1000 / stage_fps:.1f} ms/frame)")
         print(f"  stage / bare throughput ratio         : {stage_fps / bare_fps:7.2f} "
-              f"(stage time = {o['stage_s'] / o['bare_s']:.2f} x bare pose time)")
+              f"(stage time = {o['stage_s'] / o['bare_s']:.2f} x bare pose time; target >= 0.90)")
+        print(f"  (fastest of {args.repeats} alternating runs; all runs, s: bare "
+              f"{', '.join(f'{t:.2f}' for t in o['bare_all'])}; stage {', '.join(f'{t:.2f}' for t in o['stage_all'])})")
+        if args.skip_long:
+            return 0
 
         t0 = time.perf_counter()
         video = make_long_video(max(clips, key=lambda c: probe(c).frame_count), work / "long.mp4", args.minutes, args.scale)

@@ -35,7 +35,7 @@ from model.preprocessing import ClassList  # noqa: E402
 from model.windows import MA52_PLAN  # noqa: E402
 from pipeline.aggregate import main as aggregate_main  # noqa: E402
 from pipeline.artifacts import write_artifact  # noqa: E402
-from pipeline.readout import ReadoutConfig, WindowArrays, read_out_video  # noqa: E402
+from pipeline.readout import ReadoutConfig, read_out_video  # noqa: E402
 
 FPS = 30.0
 

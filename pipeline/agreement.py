@@ -1,6 +1,6 @@
 """Frame-level agreement of percent time with per-frame ground truth (the clinician's error measure).
 
-Ground truth (CSV or Parquet), one row per frame and action shown::
+Ground truth (CSV or Parquet, or a folder of such files), one row per frame and action shown::
 
     video_id,frame,action
     p007_a,0,
@@ -42,18 +42,29 @@ from pipeline.manifest import Manifest
 __all__ = ["read_frame_truth", "percent_time_agreement"]
 
 
+def _read_one(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={"video_id": str, "action": str}, keep_default_na=False)
+    except Exception as exc:  # pyarrow / pandas raise several unrelated types
+        raise BadInput(f"{path}: cannot read the ground truth ({type(exc).__name__}: {exc})") from None
+
+
 def read_frame_truth(path: str | os.PathLike) -> pd.DataFrame:
-    """Read per-frame ground truth; returns columns video_id (str), frame (int64), action (str or None)."""
+    """Read per-frame ground truth: a CSV/Parquet file, or a folder of them (e.g. one per participant,
+    as the simulator writes ``truth/frames/``). Returns video_id (str), frame (int64), action (str or None).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"ground truth not found: {path}")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, dtype={"video_id": str, "action": str}, keep_default_na=False)
-    except Exception as exc:  # pyarrow / pandas raise several unrelated types
-        raise BadInput(f"{path}: cannot read the ground truth ({type(exc).__name__}: {exc})") from None
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".parquet", ".pq", ".csv"))
+        if not files:
+            raise BadInput(f"{path}: no .parquet or .csv ground-truth files in the folder")
+        df = pd.concat([_read_one(p) for p in files], ignore_index=True)
+    else:
+        df = _read_one(path)
     missing = [c for c in ("video_id", "frame", "action") if c not in df.columns]
     if missing:
         raise BadInput(f"{path}: missing column {missing[0]!r} (required: video_id, frame, action)")

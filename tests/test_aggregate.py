@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from model.preprocessing import ClassList
+from model.taxonomy import MA52
 from pipeline.aggregate import main
 from pipeline.artifacts import read_artifact, read_sidecar, write_artifact
 from pipeline.contracts import BOUTS, CONTRACTS, COHORT, EXCLUSIONS, SEGMENTS, conform
@@ -259,3 +260,59 @@ def test_python_dash_m_help_and_run(cohort):
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     assert "rule top1, min duration 0.2 s, merge gap 0.1 s (merge first, then drop)" in r.stderr
+
+
+def test_simulator_ground_truth_read_back_exactly(tmp_path, capsys):
+    """Windows built from the simulator's own frame truth (one frame each, one-hot) give its percent times
+    exactly, and --gt-frames on its truth/frames folder gives zero error."""
+    from pipeline.synthetic.recording import CohortConfig, frame_truth, percent_time, sample_participant
+
+    config = CohortConfig(groups={"ASD": 1, "TDC": 1}, seconds=20.0, fps=FPS, seed=3)
+    classes = ClassList.from_actions(sorted({r.action for r in config.rates}, key=MA52.actions.index))
+    w, truth_dir = tmp_path / "windows", tmp_path / "truth" / "frames"
+    truth_dir.mkdir(parents=True)
+    rows, expected = [], []
+    for i, group in enumerate(("ASD", "TDC")):
+        spec = sample_participant(config, group, i, f"00{i}")
+        truth = frame_truth(spec, FPS)
+        truth.to_pandas().to_parquet(truth_dir / f"00{i}.parquet")
+        labels = truth.column("action").to_pylist()
+        probs = [[1.0 if lab == name else 0.0 for name in classes.names] if lab is not None else [1 / len(classes)] * len(classes)
+                 for lab in labels]
+        n = len(labels)
+        write_windows(w, f"00{i}", np.arange(n), np.arange(1, n + 1), probs, classes=classes)
+        rows.append(f"00{i},{group},videos/00{i}.mp4")
+        expected += percent_time(spec, config)
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n" + "\n".join(rows) + "\n")
+    code, _, _ = run(["--windows", w, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out",
+                      "--gt-frames", truth_dir], capsys)
+    assert code == 0
+    got = pd.read_parquet(tmp_path / "out" / "cohort.parquet").set_index(["participant_id", "action"])["percent_time"]
+    for e in expected:
+        assert got[(e["participant_id"], e["action"])] == pytest.approx(e["percent_time"], abs=1e-9)
+    assert sum(e["percent_time"] for e in expected) > 0
+    ag = pd.read_csv(tmp_path / "out" / "agreement.csv")
+    assert (ag["mae_pp"] < 1e-9).all() and (ag["n_participants"] == 2).all()
+
+
+@pytest.mark.parametrize("text,expect", [("{not json", "not valid JSON"), ('{"nodding": 2}', "'nodding' must be a number in (0, 1]"),
+                                         ('[0.3]', "expected a JSON object")])
+def test_bad_thresholds_file_is_one_line_exit_2(tmp_path, capsys, text, expect):
+    write_windows(tmp_path / "windows", "a", [0], [10], [[.9, .05, .05]])
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,a.mp4\n")
+    (tmp_path / "t.json").write_text(text)
+    code, _, stderr = run(["--windows", tmp_path / "windows", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out",
+                           "--rule", "per-class", "--thresholds", tmp_path / "t.json"], capsys)
+    assert code == 2 and expect in stderr and stderr.count("\n") == 1
+
+
+def test_per_class_thresholds_change_the_read_out(tmp_path, capsys):
+    write_windows(tmp_path / "windows", "a", [0, 10], [10, 20], [[.45, .35, .2], [.2, .3, .5]])
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,a.mp4\n")
+    (tmp_path / "t.json").write_text('{"nodding": 0.4}')
+    code, _, _ = run(["--windows", tmp_path / "windows", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out",
+                      "--rule", "per-class", "--thresholds", tmp_path / "t.json"], capsys)
+    assert code == 0
+    pct = pd.read_parquet(tmp_path / "out" / "cohort.parquet").set_index("action")["percent_time"]
+    assert pct.to_dict() == {"nodding": 50.0, "shaking legs": 0.0, "touching nose": 50.0}
+    assert read_sidecar(tmp_path / "out" / "cohort.parquet")["readout"]["thresholds"] == {"nodding": 0.4}

@@ -196,18 +196,22 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
 
     classes = model_id = None
     first: WindowsFile | None = None
+    first_model: WindowsFile | None = None
     for wf in files.values():
         if first is None:
-            first, classes, model_id = wf, wf.classes, wf.model_id
-            continue
-        if wf.classes != classes:
+            first, classes = wf, wf.classes
+        elif wf.classes != classes:
             raise BadInput(
                 f"{wf.path}: class list ({len(wf.classes)} classes) differs from {first.path} "
                 f"({len(classes)} classes); windows from another model cannot be pooled in one cohort"
             )
-        if wf.model_id != model_id:
+        if not wf.model_id:  # an empty table with no model recorded: nothing to compare
+            continue
+        if first_model is None:
+            first_model, model_id = wf, wf.model_id
+        elif wf.model_id != model_id:
             raise BadInput(
-                f"{wf.path}: model_id {wf.model_id!r} differs from {model_id!r} in {first.path}; "
+                f"{wf.path}: model_id {wf.model_id!r} differs from {model_id!r} in {first_model.path}; "
                 f"a cohort must be read out from one model"
             )
     if classes is not None and config.rule == "background" and classes.background_index is None:

@@ -316,3 +316,19 @@ def test_per_class_thresholds_change_the_read_out(tmp_path, capsys):
     pct = pd.read_parquet(tmp_path / "out" / "cohort.parquet").set_index("action")["percent_time"]
     assert pct.to_dict() == {"nodding": 50.0, "shaking legs": 0.0, "touching nose": 50.0}
     assert read_sidecar(tmp_path / "out" / "cohort.parquet")["readout"]["thresholds"] == {"nodding": 0.4}
+
+
+def test_empty_windows_table_is_a_failed_video_not_a_model_mismatch(tmp_path, capsys):
+    import pyarrow as pa
+
+    from pipeline.contracts import WINDOWS
+
+    w = tmp_path / "windows"
+    empty = pa.table({f.name: pa.array([], f.type) for f in WINDOWS.schema})
+    write_artifact(empty, w / "a.parquet", contract="windows", stage="recognize",
+                   extra={"video": {"fps": FPS, "frame_count": 0}, "classes": CLASSES.to_dict()})
+    write_windows(w, "b", [0], [10], [[.9, .05, .05]])
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,a.mp4\n2,TDC,b.mp4\n")
+    code, _, stderr = run(["--windows", w, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out"], capsys)
+    assert code == 1 and "failed   a: " in stderr and "no classified window" in stderr
+    assert pd.read_parquet(tmp_path / "out" / "cohort.parquet")["participant_id"].unique().tolist() == ["2"]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from model.config import BACKBONE_ARCHS
+from model.config import BACKBONE_ARCHS, reference_tsm_interval
 
 __all__ = ["TemporalShift", "TSMResNet", "temporal_shift"]
 
@@ -92,7 +92,7 @@ class TSMResNet(nn.Module):
         1/``shift_div`` of the channels shift each way.
     block_interval : int or None
         Shift in blocks 0, n, 2n, ... of every stage; 0 means no shift at all; None follows the
-        reference TSM rule (2 for ResNet-101, 1 otherwise).
+        reference TSM rule (:func:`model.config.reference_tsm_interval`).
     width_per_group : int
         torchvision's Bottleneck inner width (64 standard; smaller for the test-size model).
     """
@@ -103,7 +103,7 @@ class TSMResNet(nn.Module):
                  width_per_group: int = 64) -> None:
         super().__init__()
         if block_interval is None:
-            block_interval = 2 if BACKBONE_ARCHS[arch][2] >= 23 else 1
+            block_interval = reference_tsm_interval(arch)
         # Borrow torchvision's construction and initialisation, keep only the trunk.
         base = ResNet(Bottleneck, list(BACKBONE_ARCHS[arch]), width_per_group=width_per_group)
         self.conv1, self.bn1, self.relu, self.maxpool = base.conv1, base.bn1, base.relu, base.maxpool

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from model.entities import CONFIDENCE_RULES, EntityDefinition
 from model.taxonomy import ENTITY_LAYOUTS, EntityLayout
 
-__all__ = ["MicroDualNetConfig", "BACKBONE_ARCHS"]
+__all__ = ["MicroDualNetConfig", "BACKBONE_ARCHS", "reference_tsm_interval", "PaperRow", "PAPER_ROWS", "paper_row_config"]
 
 # name -> (Bottleneck blocks per stage). All are torchvision Bottleneck ResNets, so every backbone,
 # the test-sized one included, ends in 512 * 4 = 2048 channels like the paper's C = 2048.
@@ -26,9 +26,26 @@ BACKBONE_ARCHS: dict[str, tuple[int, int, int, int]] = {
     "resnet_tiny": (1, 1, 1, 1),
 }
 
+
+def reference_tsm_interval(arch: str) -> int:
+    """Block interval of the reference TSM code (``make_temporal_shift``, place "blockres"):
+    ``n_round = 2`` when layer3 has 23 or more blocks (ResNet-101: blocks 0, 2, 4, ... of every
+    stage), else 1 (every block of ResNet-50). The one place this rule lives."""
+    return 2 if BACKBONE_ARCHS[arch][2] >= 23 else 1
+
+
 Paths = Literal["dual", "st", "ts"]
-Fusion = Literal["routing", "average"]
+Fusion = Literal["routing", "average", "concat"]
 Modality = Literal["rgb_pose", "rgb", "pose"]
+EntitySource = Literal["keypoints", "fixed_regions", "center_crop", "global"]
+Aggregation = Literal["dual_path", "avg_pool", "max_pool", "lstm", "temporal_transformer", "none"]
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "paths": ("dual", "st", "ts"),
+    "fusion": ("routing", "average", "concat"),
+    "modality": ("rgb_pose", "rgb", "pose"),
+    "aggregation": ("dual_path", "avg_pool", "max_pool", "lstm", "temporal_transformer", "none"),
+    "mac_granularity": ("frame", "video"),
+}
 
 
 @dataclass
@@ -46,6 +63,9 @@ class MicroDualNetConfig:
     T at run time (the TSM shift and the sinusoidal encoding both follow the input)."""
     entity_layout: str = "ma52"
     """Key of :data:`model.taxonomy.ENTITY_LAYOUTS` ("ma52": K=6, "imigue": K=5)."""
+    entity_names: tuple[str, ...] | None = None
+    """A subset of the layout's entities, in layout order (None: all). E.g. a K=4 variant of Table
+    III's "w/ 4 entities" row; the 5-entity reading of that row is ``entity_layout="imigue"``."""
     image_size: tuple[int, int] = (224, 224)
     """(height, width) the model is trained at; informative (summaries, benchmarks), not enforced."""
 
@@ -58,9 +78,8 @@ class MicroDualNetConfig:
     """1/``tsm_shift_div`` of the channels shift forward in time and as many backward (TSM: 8)."""
     tsm_block_interval: int | None = None
     """Shift in blocks 0, n, 2n, ... of each stage; 0 disables the shift (a TSN backbone). None
-    (default) follows the reference TSM code (``make_temporal_shift``, place "blockres"): n=2 when
-    layer3 has 23 or more blocks (ResNet-101: blocks 0, 2, 4, ... of every stage), else n=1 (every
-    block of ResNet-50). See :attr:`tsm_interval`."""
+    (default) follows the reference TSM code (:func:`reference_tsm_interval`: 2 for ResNet-101, 1
+    for ResNet-50). See :attr:`tsm_interval`."""
     feature_stride: int = 32
     """Stride of the last stage; ROIAlign's ``spatial_scale`` is 1 / this."""
 
@@ -97,6 +116,10 @@ class MicroDualNetConfig:
     num_heads: int = 8
     ffn_dim: int = 1024
     dropout: float = 0.1
+    attention_dropout: float | None = None
+    """Dropout on the attention weights (inside softmax(QK^T)V), as in standard transformer layers;
+    None means the same as ``dropout`` (IV-B's "dropout 0.1" read as applying to every dropout
+    site of the layer). 0 keeps dropout on the sub-layer outputs and FFN only."""
     share_path_transformers: bool = False
     """Whether the ST and TS paths use the same Spatial-T and Temporal-T weights. The paper draws
     the two paths as separate blocks; separate weights is the natural reading (default)."""
@@ -110,11 +133,14 @@ class MicroDualNetConfig:
     routing_hidden: int | None = None
     """Hidden width of R_i; None means D/2 (paper: 512 -> 128 -> 2)."""
     routing_dropout: float = 0.1
+    """R_i's output layer starts at zero (weights and bias), so with the prior b_i = 0 routing is
+    exactly 0.5 / 0.5 for any input at initialisation (IV-B: "b_i initialized to zero")."""
 
     # --- head (III-E, IV-B) -------------------------------------------------------------------
     project_global: bool = True
-    """Project the 2048-d GAP feature to D before concatenation, so the classifier input is
-    2D = 512 as IV-B writes (512 -> 256 -> C). False concatenates the raw 2048-d feature."""
+    """The classifier-input switch. True: project the 2048-d GAP feature to D before the
+    concatenation of Eq. 20, so the classifier input is 2D = 512 as IV-B writes (512 -> 256 -> C).
+    False: concatenate the raw 2048-d feature as Eq. 20 writes, input 2048 + 256 = 2304."""
     classifier_hidden: int = 256
     classifier_dropout: float = 0.5
 
@@ -122,17 +148,40 @@ class MicroDualNetConfig:
     mac_temperature: float = 0.07
     mac_weight: float = 0.1
     """lambda of Eq. 21."""
+    mac_granularity: str = "frame"
+    """"frame": Eq. 16 as written - the ST output at (i, t) against the TS outputs of entity i at
+    every time j (Table IV "Frame-level MAC"). "video": the paths' time-averaged entity outputs, ST
+    entity i against the TS outputs of all K entities of the clip (a reading of Table IV's
+    undefined "Video-level MAC (Ours)"; invariant to reordering time steps). docs/model.md."""
+    mac_confidence_weighting: bool = True
+    """Weight Eq. 17's terms by entity confidence c (False: c = 1, Table III "w/o confidence
+    weighting")."""
 
-    # --- ablations (IV-D) ---------------------------------------------------------------------
+    # --- ablations (IV-C, IV-D; docs/model.md maps every table row to these) ----------------------
     paths: str = "dual"
     """"dual" (paper), "st" (ST path only) or "ts" (TS path only)."""
     fusion: str = "routing"
-    """"routing" (Eqs. 13-15) or "average" (0.5 / 0.5, no routing parameters)."""
+    """"routing" (Eqs. 13-15), "average" (0.5 / 0.5, no routing parameters, Table II rows without
+    routing) or "concat" (Linear(2D -> D) of [x_st; x_ts], the "simple concatenation" of III-C.4)."""
     use_mac: bool = True
     """Add lambda * MAC to the loss (needs both paths)."""
     modality: str = "rgb_pose"
-    """"rgb_pose" (paper: keypoint-guided boxes on CNN maps), "rgb" (fixed body regions, no
-    keypoints needed), "pose" (entity features from keypoint coordinates and motion, no CNN)."""
+    """Inputs used (Table I): "rgb_pose" (paper: keypoint-guided boxes on CNN maps), "rgb" (no
+    keypoints at all: boxes from ``entity_source``, default fixed regions; every confidence 1),
+    "pose" (entity features from keypoint coordinates and motion, no CNN)."""
+    entity_source: str | None = None
+    """Where entity boxes come from (Table III): "keypoints" (Eq. 1), "fixed_regions" (MANet-style
+    regions of the frame), "center_crop" (every entity reads the same central box), "global" (no
+    SEM: one entity per frame, the projected GAP feature; Table II "+ TS Only"). None: "keypoints"
+    for "rgb_pose", "fixed_regions" for "rgb". With "rgb_pose", keypoints still give the entity
+    confidences (MAC weights) whatever the box source. See :attr:`boxes_from`."""
+    center_crop_fraction: float = 0.5
+    """Side of the "center_crop" box as a fraction of the frame's width and height."""
+    aggregation: str = "dual_path"
+    """Temporal modelling of the entity features (Table IV "Temporal Aggregation"): "dual_path"
+    (paper), "avg_pool" / "max_pool" over time, "lstm" (one LSTM over time per entity),
+    "temporal_transformer" (Temporal-T only, entities independent), or "none" (no entity branch:
+    the plain TSM baseline of Table II, classifier on the GAP feature)."""
 
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes carried into checkpoints (e.g. training run id). Not read by the model."""
@@ -142,10 +191,28 @@ class MicroDualNetConfig:
             raise ValueError(f"backbone must be one of {sorted(BACKBONE_ARCHS)}, got {self.backbone!r}")
         if self.entity_layout not in ENTITY_LAYOUTS:
             raise ValueError(f"entity_layout must be one of {sorted(ENTITY_LAYOUTS)}, got {self.entity_layout!r}")
-        for name, allowed in (("paths", ("dual", "st", "ts")), ("fusion", ("routing", "average")),
-                              ("modality", ("rgb_pose", "rgb", "pose"))):
+        for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.entity_source is not None and self.entity_source not in ("keypoints", "fixed_regions", "center_crop",
+                                                                         "global"):
+            raise ValueError(f"entity_source must be None, 'keypoints', 'fixed_regions', 'center_crop' or 'global', "
+                             f"got {self.entity_source!r}")
+        if self.modality == "rgb" and self.entity_source == "keypoints":
+            raise ValueError("modality 'rgb' uses no keypoints: entity_source must be 'fixed_regions', "
+                             "'center_crop' or 'global'")
+        if self.modality == "pose" and self.entity_source not in (None, "keypoints"):
+            raise ValueError("modality 'pose' builds entities from keypoints only (entity_source None or 'keypoints')")
+        if self.modality == "pose" and self.aggregation == "none":
+            raise ValueError("aggregation 'none' (the TSM baseline) needs the CNN; modality 'pose' has none")
+        if not 0 < self.center_crop_fraction <= 1:
+            raise ValueError(f"center_crop_fraction must be in (0, 1], got {self.center_crop_fraction}")
+        if self.entity_names is not None:
+            self.entity_names = tuple(self.entity_names)
+            unknown = sorted(set(self.entity_names) - set(ENTITY_LAYOUTS[self.entity_layout].names))
+            if unknown or not self.entity_names:
+                raise ValueError(f"entity_names must be a non-empty subset of the {self.entity_layout!r} layout's "
+                                 f"entities {ENTITY_LAYOUTS[self.entity_layout].names}; unknown: {unknown}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})")
         if self.tsm_block_interval is not None and self.tsm_block_interval < 0:
@@ -163,12 +230,33 @@ class MicroDualNetConfig:
     # --- derived --------------------------------------------------------------------------------
     @property
     def layout(self) -> EntityLayout:
-        return ENTITY_LAYOUTS[self.entity_layout]
+        """The keypoint entities (the layout, restricted to ``entity_names``)."""
+        base = ENTITY_LAYOUTS[self.entity_layout]
+        if self.entity_names is None:
+            return base
+        return EntityLayout(base.name, tuple(e for e in base.entities if e.name in self.entity_names))
+
+    @property
+    def boxes_from(self) -> str:
+        """The resolved ``entity_source``: "keypoints", "fixed_regions", "center_crop" or "global"."""
+        if self.entity_source is not None:
+            return self.entity_source
+        return "fixed_regions" if self.modality == "rgb" else "keypoints"
 
     @property
     def num_entities(self) -> int:
-        """K."""
-        return self.layout.num_entities
+        """K (1 for the "global" entity source)."""
+        return 1 if self.boxes_from == "global" else self.layout.num_entities
+
+    @property
+    def classifier_input_dim(self) -> int:
+        """Width of [f_cnn; f_entity] (Eq. 20): 512 or 2304 with the paper's sizes (``project_global``)."""
+        global_dim = self.embed_dim if self.project_global else self.feature_channels
+        if self.modality == "pose":
+            return self.embed_dim
+        if self.aggregation == "none":
+            return global_dim
+        return global_dim + self.embed_dim
 
     @property
     def entity_definition(self) -> EntityDefinition:
@@ -183,12 +271,12 @@ class MicroDualNetConfig:
         """The block interval actually used (resolves ``tsm_block_interval=None``)."""
         if self.tsm_block_interval is not None:
             return self.tsm_block_interval
-        return 2 if BACKBONE_ARCHS[self.backbone][2] >= 23 else 1
+        return reference_tsm_interval(self.backbone)
 
     @property
     def mac_active(self) -> bool:
         """MAC is defined between the two paths; a single-path model has nothing to contrast."""
-        return self.use_mac and self.paths == "dual" and self.mac_weight > 0
+        return self.use_mac and self.paths == "dual" and self.aggregation == "dual_path" and self.mac_weight > 0
 
     @property
     def feature_channels(self) -> int:
@@ -200,6 +288,12 @@ class MicroDualNetConfig:
     def ma52(cls, **overrides: Any) -> "MicroDualNetConfig":
         """MA-52: K=6, T=8 (stride 8), 52 classes, TSM ResNet-101 at 224x224."""
         return cls(**{"num_classes": 52, "num_frames": 8, "entity_layout": "ma52", **overrides})
+
+    @classmethod
+    def ma52_16f(cls, **overrides: Any) -> "MicroDualNetConfig":
+        """MA-52 at T=16 (stride 4, :data:`model.windows.MA52_16F_PLAN`): the frame count of the
+        full model in every ablation table (Table IV: 16 frames 65.1, 8 frames 63.2; IV-B says 8)."""
+        return cls.ma52(**{"num_frames": 16, **overrides})
 
     @classmethod
     def imigue(cls, **overrides: Any) -> "MicroDualNetConfig":
@@ -226,6 +320,8 @@ class MicroDualNetConfig:
         """Plain-data dict (safe for ``torch.load(weights_only=True)``)."""
         d = asdict(self)
         d["image_size"] = list(self.image_size)
+        if self.entity_names is not None:
+            d["entity_names"] = list(self.entity_names)
         return d
 
     @classmethod
@@ -238,3 +334,82 @@ class MicroDualNetConfig:
 
     def replace(self, **changes: Any) -> "MicroDualNetConfig":
         return replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's table rows (Micro-DualNet, Tables I-IV, MA-52 columns) as configs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the paper's Tables I-IV: where it is, what it reports, and the config that builds it.
+
+    ``overrides`` apply to ``base`` ("ma52_16f": every "Ours"/full row of Tables II-IV is the
+    16-frame model; "ma52" for Table I, whose setting IV-B gives as 8 frames).
+    """
+
+    key: str
+    table: str
+    label: str
+    top1: float
+    """MA-52 action Top-1 (%) the paper reports for the row."""
+    overrides: dict[str, Any]
+    base: str = "ma52_16f"
+    note: str = ""
+
+    def config(self, **extra: Any) -> "MicroDualNetConfig":
+        """The row's config; ``extra`` (e.g. the tiny sizes) applies last."""
+        preset = getattr(MicroDualNetConfig, self.base)
+        return preset(**{**self.overrides, **extra})
+
+
+def _row(key, table, label, top1, base="ma52_16f", note="", **overrides) -> PaperRow:
+    return PaperRow(key, table, label, top1, overrides, base, note)
+
+
+PAPER_ROWS: dict[str, PaperRow] = {r.key: r for r in (
+    # Table I (MA-52 part): modality ablation.
+    _row("I.pose", "I", "Ours (Pose Only)", 61.25, base="ma52", modality="pose"),
+    _row("I.rgb", "I", "Ours (RGB Only)", 62.87, base="ma52", modality="rgb",
+         note="no keypoints anywhere: fixed-region boxes, every entity confidence 1"),
+    _row("I.full", "I", "Ours (Pose + RGB)", 65.10, base="ma52"),
+    # Table II: components.
+    _row("II.tsm", "II", "Baseline (TSM)", 52.15, aggregation="none"),
+    _row("II.ts_only", "II", "+ TS Only", 55.96, entity_source="global", paths="ts",
+         note="no SEM: the TS path over one entity per frame, the projected GAP feature"),
+    _row("II.sem", "II", "+ SEM", 59.21, paths="ts"),
+    _row("II.dual", "II", "+ Dual Path", 62.14, fusion="average", use_mac=False),
+    _row("II.mac", "II", "+ MAC Loss", 64.40, fusion="average"),
+    _row("II.routing", "II", "+ Routing - MAC", 63.09, use_mac=False),
+    _row("II.full", "II", "Full Model", 65.10),
+    # Table III: spatial entity extraction.
+    _row("III.center", "III", "Center Crop", 58.3, entity_source="center_crop"),
+    _row("III.fixed", "III", "Fixed Body Regions", 61.3, entity_source="fixed_regions",
+         note="keypoints still weight MAC (unlike Table I's RGB-only row)"),
+    _row("III.keypoints", "III", "Keypoint-Guided (Ours)", 65.1),
+    _row("III.no_conf", "III", "w/o confidence weighting", 63.1, mac_confidence_weighting=False),
+    _row("III.no_lower", "III", "w/ 4 entities (no lower body)", 61.4, entity_layout="imigue",
+         note="the label says 4 entities, removing the lower body from 6 leaves 5 (= iMiGUE's layout); "
+              "entity_names gives a K=4 variant"),
+    # Table IV: frames, temporal aggregation, MAC granularity.
+    _row("IV.4f", "IV", "4 frames", 59.8, num_frames=4),
+    _row("IV.8f", "IV", "8 frames", 63.2, num_frames=8),
+    _row("IV.16f", "IV", "16 frames", 65.1),
+    _row("IV.32f", "IV", "32 frames", 64.7, num_frames=32),
+    _row("IV.avg", "IV", "Average Pooling", 61.4, aggregation="avg_pool"),
+    _row("IV.max", "IV", "Max Pooling", 60.2, aggregation="max_pool"),
+    _row("IV.lstm", "IV", "LSTM", 62.8, aggregation="lstm"),
+    _row("IV.temporal", "IV", "Temporal Transformer", 63.5, aggregation="temporal_transformer"),
+    _row("IV.ours", "IV", "(Ours)", 65.1),
+    _row("IV.frame_mac", "IV", "Frame-level MAC", 62.7, mac_granularity="frame"),
+    _row("IV.video_mac", "IV", "Video-level MAC (Ours)", 65.1, mac_granularity="video"),
+)}
+"""Every MA-52 row of Tables I-IV (key -> :class:`PaperRow`); docs/model.md has the same table."""
+
+
+def paper_row_config(key: str, **extra: Any) -> MicroDualNetConfig:
+    """Config of a paper table row, e.g. ``paper_row_config("II.sem", **tiny_sizes)``."""
+    if key not in PAPER_ROWS:
+        raise KeyError(f"unknown paper row {key!r}; one of {sorted(PAPER_ROWS)}")
+    return PAPER_ROWS[key].config(**extra)

@@ -7,8 +7,17 @@ Paper modality ("rgb_pose")::
                           --E_i: depthwise 3x3 + pointwise 1x1 to D, per entity--> [B*T, K, D, s, s]
                           --average over s x s, + entity embedding p_i--> X [B, T, K, D]
 
-"rgb" ablation: the same, with boxes from fixed body regions of the frame (MANet-style, Table III
-"Fixed Body Regions"), no keypoints; every entity's confidence is 1.
+Box sources (``MicroDualNetConfig.entity_source``, Table III):
+
+- "keypoints": Eq. 1 boxes of the entity definition (paper);
+- "fixed_regions": fixed body regions of the frame (MANet-style, :data:`FIXED_REGIONS`);
+- "center_crop": every entity reads the same central box (``center_crop_fraction`` of width and
+  height);
+- "global" (no SEM, :class:`GlobalEntityEncoder`): one entity per frame, the projected GAP feature.
+
+Entity confidences (the MAC weights of Eq. 17) come from the keypoints whenever the model is given
+them ("rgb_pose"), whatever the box source; the "rgb" modality uses no keypoints and every
+confidence is 1.
 
 "pose" ablation: no CNN. Each entity's feature comes from its own joints' normalised coordinates,
 frame-to-frame motion and confidence, through an entity-specific MLP to D, + p_i.
@@ -23,7 +32,10 @@ from torchvision.ops import roi_align
 from model.taxonomy import NUM_BODY25, EntityLayout
 from model.entities import EntityDefinition
 
-__all__ = ["SpatialEntityModule", "PoseEntityEncoder", "fixed_region_boxes", "FIXED_REGIONS"]
+__all__ = ["SpatialEntityModule", "PoseEntityEncoder", "GlobalEntityEncoder", "fixed_region_boxes",
+           "center_crop_boxes", "FIXED_REGIONS", "BOX_SOURCES"]
+
+BOX_SOURCES = ("keypoints", "fixed_regions", "center_crop")
 
 FIXED_REGIONS: dict[str, tuple[float, float, float, float]] = {
     # (x1, y1, x2, y2) as fractions of width / height, for a seated person facing the camera and
@@ -45,6 +57,17 @@ def fixed_region_boxes(layout: EntityLayout, batch: int, frames: int, height: in
     return (frac * scale).expand(batch, frames, -1, -1).clone()
 
 
+def center_crop_boxes(num_entities: int, batch: int, frames: int, height: int, width: int, fraction: float = 0.5,
+                      device: torch.device | None = None) -> torch.Tensor:
+    """The same central box for every entity, [B, T, K, 4] in pixels (Table III "Center Crop").
+
+    The box spans ``fraction`` of the width and of the height, centred.
+    """
+    lo, hi = (1 - fraction) / 2, (1 + fraction) / 2
+    box = torch.tensor([lo * width, lo * height, hi * width, hi * height], dtype=torch.float32, device=device)
+    return box.expand(batch, frames, num_entities, 4).clone()
+
+
 class SpatialEntityModule(nn.Module):
     """ROIAlign entity features on the stride-32 maps, refined per entity to D (Eq. 2).
 
@@ -55,7 +78,8 @@ class SpatialEntityModule(nn.Module):
 
     def __init__(self, layout: EntityLayout, in_channels: int, dim: int, *, roi_size: int = 3,
                  sampling_ratio: int = 2, feature_stride: int = 32, definition: EntityDefinition | None = None,
-                 use_keypoints: bool = True) -> None:
+                 box_source: str = "keypoints", keypoint_confidence: bool = True,
+                 center_crop_fraction: float = 0.5) -> None:
         super().__init__()
         self.layout = layout
         k = layout.num_entities
@@ -65,7 +89,11 @@ class SpatialEntityModule(nn.Module):
         self.definition = definition or EntityDefinition.from_layout(layout)
         if self.definition.names != layout.names:
             raise ValueError(f"entity definition {self.definition.names} does not match layout {layout.names}")
-        self.use_keypoints = use_keypoints
+        if box_source not in BOX_SOURCES:
+            raise ValueError(f"box_source must be one of {BOX_SOURCES}, got {box_source!r}")
+        self.box_source = box_source
+        self.keypoint_confidence = keypoint_confidence or box_source == "keypoints"
+        self.center_crop_fraction = center_crop_fraction
         self.refine = nn.Sequential(
             nn.Conv2d(k * in_channels, k * in_channels, 3, padding=1, groups=k * in_channels, bias=False),
             nn.BatchNorm2d(k * in_channels),
@@ -79,15 +107,26 @@ class SpatialEntityModule(nn.Module):
 
     def boxes(self, keypoints: torch.Tensor | None, batch: int, frames: int, height: int,
               width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Entity boxes [B, T, K, 4] in pixels and confidences [B, T, K]."""
-        if not self.use_keypoints:
+        """Entity boxes [B, T, K, 4] in pixels and confidences [B, T, K] (module docstring).
+
+        Keypoints are needed for "keypoints" boxes and, with ``keypoint_confidence``, for the
+        confidences of the other box sources; otherwise they are ignored.
+        """
+        eb = None
+        if self.keypoint_confidence:
+            if keypoints is None:
+                raise ValueError("this model uses keypoints (boxes or entity confidences); pass keypoints [B, T, J, 3]")
+            with torch.no_grad():
+                eb = self.definition.boxes(keypoints.float(), (width, height))
+        if self.box_source == "keypoints":
+            return eb.boxes, eb.confidence
+        if self.box_source == "fixed_regions":
             boxes = fixed_region_boxes(self.layout, batch, frames, height, width, device)
-            return boxes, torch.ones(boxes.shape[:-1], device=device)
-        if keypoints is None:
-            raise ValueError("this model builds entities from keypoints; pass keypoints [B, T, J, 3]")
-        with torch.no_grad():
-            eb = self.definition.boxes(keypoints.float(), (width, height))
-        return eb.boxes, eb.confidence
+        else:
+            boxes = center_crop_boxes(self.num_entities, batch, frames, height, width, self.center_crop_fraction,
+                                      device)
+        conf = eb.confidence.to(device) if eb is not None else torch.ones(boxes.shape[:-1], device=device)
+        return boxes, conf
 
     def roi_crops(self, maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """ROIAlign of every entity box on its own frame's map.
@@ -169,3 +208,21 @@ class PoseEntityEncoder(nn.Module):
             per_joint = torch.cat([per_joint, pad], dim=2)
         out = [mlp(per_joint[:, :, js].flatten(-2)) for mlp, js in zip(self.mlps, self.joint_sets)]
         return torch.stack(out, dim=2) + self.entity_embed
+
+
+class GlobalEntityEncoder(nn.Module):
+    """No SEM (Table II "+ TS Only"): one entity per frame, the frame's projected GAP feature.
+
+    ::
+
+        pooled [B, T, C] -> Linear(C, D) -> [B, T, 1, D] + p (one learnable embedding [1, D])
+    """
+
+    def __init__(self, in_channels: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_channels, dim)
+        self.entity_embed = nn.Parameter(torch.empty(1, dim))
+        nn.init.trunc_normal_(self.entity_embed, std=0.02)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.proj(pooled).unsqueeze(2) + self.entity_embed

@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from model.backbone import TSMResNet
 from model.micro_dualnet import MicroDualNet, MicroDualNetOutput
+from model.routing import EntityRouter
 
 __all__ = ["prepare_for_inference", "predict", "autocast_for", "ModelSummary", "model_summary",
            "count_parameters", "example_inputs", "clip_gflops"]
@@ -137,7 +138,8 @@ def model_summary(model: MicroDualNet, *, batch: int = 1, num_frames: int | None
     finally:
         model.train(was_training)
     notes = []
-    if "fusion" in dict(model.dual_path.named_children()):
+    dual_path = getattr(model, "dual_path", None)
+    if dual_path is not None and isinstance(getattr(dual_path, "fusion", None), EntityRouter):
         routing = params.get("dual_path.fusion", 0)
         non_backbone = count_parameters(model) - params.get("backbone", 0)
         notes.append(f"routing: {routing:,} parameters = {100 * routing / max(non_backbone, 1):.1f}% of the "

@@ -8,8 +8,11 @@
       -> alpha = softmax(r / tau_r)                           [B, T, K, 2]         (Eq. 14)
       -> fused = alpha_st * x_st + alpha_ts * x_ts            [B, T, K, D]         (Eq. 15)
 
-Each entity has its own R_i and its own prior b_i (initialised to 0, so no path is preferred at the
-start). For K=6, D=256 the module has 6 * (512*128 + 128 + 2*128 + 128*2 + 2 + 2) = 397,080
+Each entity has its own R_i and its own prior b_i (initialised to 0). R_i's output layer also starts
+at zero (weights and bias), so at initialisation r = 0 and alpha is exactly (0.5, 0.5) for every
+input: no path is preferred at the start, not merely on average. (With the usual random output
+layer alpha would start input-dependent around 0.5.) The output layer gets gradient from the first
+step; the hidden layer from the second, once the output weights are non-zero. For K=6, D=256 the module has 6 * (512*128 + 128 + 2*128 + 128*2 + 2 + 2) = 397,080
 parameters; the paper rounds this to "approximately 0.5M".
 """
 
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EntityRouter", "AverageFusion"]
+__all__ = ["EntityRouter", "AverageFusion", "ConcatFusion"]
 
 
 class EntityRouter(nn.Module):
@@ -59,11 +62,13 @@ class EntityRouter(nn.Module):
         self.w2 = nn.Parameter(torch.empty(k, hidden, 2))
         self.b2 = nn.Parameter(torch.empty(k, 2))
         self.prior = nn.Parameter(torch.zeros(k, 2))  # b_i, the entity-type prior, zero at the start
-        # nn.Linear's default initialisation, per entity: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-        for w, b, fan_in in ((self.w1, self.b1, 2 * dim), (self.w2, self.b2, hidden)):
-            bound = fan_in ** -0.5
-            nn.init.uniform_(w, -bound, bound)
-            nn.init.uniform_(b, -bound, bound)
+        # Hidden layer: nn.Linear's default initialisation, per entity: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        bound = (2 * dim) ** -0.5
+        nn.init.uniform_(self.w1, -bound, bound)
+        nn.init.uniform_(self.b1, -bound, bound)
+        # Output layer: zero, so routing starts at exactly 0.5 / 0.5 for any input (module docstring).
+        nn.init.zeros_(self.w2)
+        nn.init.zeros_(self.b2)
 
     def scores(self, x_st: torch.Tensor, x_ts: torch.Tensor) -> torch.Tensor:
         """Routing logits r [B, T, K, 2] (Eq. 13): Linear - LayerNorm - ReLU - Dropout - Linear, + b_i."""
@@ -88,3 +93,18 @@ class AverageFusion(nn.Module):
     def forward(self, x_st: torch.Tensor, x_ts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = x_st.new_full((*x_st.shape[:-1], 2), 0.5, dtype=torch.float32)
         return 0.5 * (x_st + x_ts), alpha
+
+
+class ConcatFusion(nn.Module):
+    """The "simple concatenation" alternative of III-C.4: fused = Linear(2D -> D)([x_st; x_ts]).
+
+    The same linear map for every entity (no per-entity weights, no routing weights), so the entity
+    features keep width D and the head is unchanged.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * dim, dim)
+
+    def forward(self, x_st: torch.Tensor, x_ts: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.proj(torch.cat([x_st, x_ts], dim=-1)), None

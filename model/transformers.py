@@ -48,14 +48,17 @@ class PostLNEncoderLayer(nn.Module):
         x [N, L, D] -> [N, L, D]     (N sequences of length L)
     """
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float,
+                 attention_dropout: float | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.attn_dropout = dropout
+        # Dropout on the attention weights (softmax(QK^T / sqrt(d)) before multiplying V), in train mode
+        # only; the sub-layer outputs and the FFN have their own dropout (``dropout``).
+        self.attn_dropout = dropout if attention_dropout is None else attention_dropout
         self.drop1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
@@ -100,8 +103,11 @@ class SpatialPositionEncoding(nn.Module):
 
     def __init__(self, layout: EntityLayout, dim: int) -> None:
         super().__init__()
-        self.register_buffer("level", torch.tensor([ANATOMICAL_LEVEL[n] for n in layout.names]), persistent=False)
-        self.register_buffer("side", torch.tensor([ENTITY_SIDE[n] for n in layout.names]), persistent=False)
+        # An entity outside the anatomical tables (the whole-frame entity of entity_source="global")
+        # sits at level 0 on the midline.
+        self.register_buffer("level", torch.tensor([ANATOMICAL_LEVEL.get(n, 0) for n in layout.names]),
+                             persistent=False)
+        self.register_buffer("side", torch.tensor([ENTITY_SIDE.get(n, 1) for n in layout.names]), persistent=False)
         self.level_embed = nn.Embedding(max(ANATOMICAL_LEVEL.values()) + 1, dim)
         self.side_embed = nn.Embedding(3, dim)
         nn.init.trunc_normal_(self.level_embed.weight, std=0.02)
@@ -113,9 +119,11 @@ class SpatialPositionEncoding(nn.Module):
 
 
 class _EntityAxisTransformer(nn.Module):
-    def __init__(self, dim: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float,
+                 attention_dropout: float | None = None) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(PostLNEncoderLayer(dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(PostLNEncoderLayer(dim, num_heads, ffn_dim, dropout, attention_dropout)
+                                    for _ in range(num_layers))
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -132,8 +140,8 @@ class SpatialTransformer(_EntityAxisTransformer):
     """
 
     def __init__(self, layout: EntityLayout, dim: int, num_layers: int = 3, num_heads: int = 8,
-                 ffn_dim: int = 1024, dropout: float = 0.1) -> None:
-        super().__init__(dim, num_layers, num_heads, ffn_dim, dropout)
+                 ffn_dim: int = 1024, dropout: float = 0.1, attention_dropout: float | None = None) -> None:
+        super().__init__(dim, num_layers, num_heads, ffn_dim, dropout, attention_dropout)
         self.spe = SpatialPositionEncoding(layout, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,8 +160,8 @@ class TemporalTransformer(_EntityAxisTransformer):
     """
 
     def __init__(self, dim: int, num_layers: int = 3, num_heads: int = 8, ffn_dim: int = 1024,
-                 dropout: float = 0.1) -> None:
-        super().__init__(dim, num_layers, num_heads, ffn_dim, dropout)
+                 dropout: float = 0.1, attention_dropout: float | None = None) -> None:
+        super().__init__(dim, num_layers, num_heads, ffn_dim, dropout, attention_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, k, d = x.shape

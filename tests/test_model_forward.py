@@ -91,6 +91,9 @@ def test_routing_parameter_count_paper_size():
 def test_routing_sums_to_one_and_sharpens_with_lower_temperature():
     torch.manual_seed(0)
     router = EntityRouter(3, 16).eval()
+    with torch.no_grad():  # the output layer starts at zero (exactly 0.5 / 0.5); give it trained-like weights
+        router.w2.uniform_(-0.5, 0.5)
+        router.b2.uniform_(-0.5, 0.5)
     x_st, x_ts = torch.randn(2, 5, 3, 16), torch.randn(2, 5, 3, 16)
     previous = None
     for tau in (2.0, 1.0, 0.7, 0.3, 0.1):
@@ -127,8 +130,12 @@ def test_eval_is_deterministic_and_train_uses_dropout():
     with torch.no_grad():
         a, b = model(frames, kp), model(frames, kp)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.routing, b.routing)
-    # Router dropout alone (everything else deterministic): train mode changes the routing weights.
+    # Router dropout alone (everything else deterministic): train mode changes the routing weights
+    # (once the router's output layer, zero at initialisation, has weights).
     router = model.dual_path.fusion
+    with torch.no_grad():
+        router.w2.uniform_(-0.5, 0.5)
+        a = model(frames, kp)
     router.train()
     with torch.no_grad():
         c = model(frames, kp)

@@ -353,3 +353,16 @@ def test_unusable_out_is_reported_before_the_analysis(tmp_path, capsys, small_co
     with pytest.raises(SystemExit) as exc:
         simulate.main(["--out", str(tmp_path / "afile" / "c.parquet"), "--n-actions", "2", "-q"])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_every_output_file_follows_the_umask(tmp_path, capsys, small_cohort):
+    """Audit 5 end to end: results, sidecar, manifest, tables and plots readable as the umask says."""
+    old = os.umask(0o002)
+    try:
+        rc, out = _run(tmp_path, small_cohort, "--top-actions", "1")
+    finally:
+        os.umask(old)
+    assert rc == 0
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    assert {"results.parquet", "results.parquet.json", ".outputs.json", "table.md", "plots"} <= set(modes)
+    assert {m for n, m in modes.items() if n != "plots"} == {0o664} and modes["plots"] == 0o775

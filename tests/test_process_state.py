@@ -26,9 +26,12 @@ CHECKER = textwrap.dedent(
     r'''
     import importlib, json, logging, os, sys, warnings
     modules, third_party = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-    for name in third_party:
+    for name in third_party:  # "pkg.mod", or "pkg:attr" for "from pkg import attr" (lazy attributes load on access)
+        mod, _, attr = name.partition(":")
         try:
-            importlib.import_module(name)
+            m = importlib.import_module(mod)
+            if attr:
+                getattr(m, attr)
         except Exception:
             pass
     import matplotlib
@@ -101,7 +104,8 @@ def _third_party(root: Path, packages: tuple[str, ...]) -> list[str]:
                 elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                     names.add(node.module)
                     names.update(f"{node.module}.{a.name}" for a in node.names)  # submodules, if any
-    return sorted(n for n in names if n.split(".")[0] not in packages)
+                    names.update(f"{node.module}:{a.name}" for a in node.names)  # attributes, lazy ones too
+    return sorted(n for n in names if n.split(".")[0].split(":")[0] not in packages)
 
 
 def check_imports(root: Path, packages: tuple[str, ...]) -> dict[str, list[str]]:

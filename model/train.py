@@ -46,14 +46,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from model.checkpoint import (CheckpointError, load_checkpoint, load_training_state, restore_training_state,
-                              save_checkpoint, save_training_state, unwrap_model)
+                              save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
 from model.config import MicroDualNetConfig
 from model.evaluate import predict_clips
@@ -130,6 +129,8 @@ class TrainConfig:
     runs need it: after a few hundred steps the exponential running averages still lag the weights
     and an eval-mode model can collapse onto one class although training accuracy is high."""
     val_every: int = 1
+    plot_every: int = 10
+    """Redraw ``train_log.png`` every this many epochs (and after the last); the CSV is written every epoch."""
     max_steps_per_epoch: int | None = None
     """Cut epochs short (smoke runs and benchmarks); None: the whole training set."""
 
@@ -259,8 +260,8 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_mac", "train_top1
                "epoch_s") + tuple(f"val_{k}" for k in METRIC_KEYS)
 
 
-def write_log(out_dir: Path, history: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """``train_log.csv`` and ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch)."""
+def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True) -> tuple[Path, Path | None]:
+    """``train_log.csv`` and (``plot``) ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, extrasaction="ignore")
     w.writeheader()
@@ -268,11 +269,14 @@ def write_log(out_dir: Path, history: list[dict[str, Any]]) -> tuple[Path, Path]
         w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
     csv_path = out_dir / LOG_CSV
     _atomic_write_bytes(csv_path, buf.getvalue().encode())
+    if not plot:
+        return csv_path, None
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    fig = Figure(figsize=(11, 3.4))
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.3)
     FigureCanvasAgg(fig)
     ax_loss, ax_val, ax_lr = fig.subplots(1, 3)
     ep = [r["epoch"] for r in history]
@@ -395,7 +399,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         model.load_state_dict(ckpt.model.state_dict())
         state = load_training_state(state_path)
         saved_cfg = state["extra"].get("train_config") or {}
-        free = {"workers", "val_every", "device", "compile", "eval_batch_size"}  # do not change the results
+        free = {"workers", "val_every", "plot_every", "device", "compile", "eval_batch_size"}  # do not change the results
         diff = sorted(k for k, v in saved_cfg.items() if k not in free and getattr(cfg, k, None) != v)
         if diff:
             raise ValueError(f"--resume with a different training config ({', '.join(diff)}); use a new --out")
@@ -498,7 +502,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
             save_training_state(out_dir / STATE, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
                                 step=(epoch + 1) * steps_per_epoch,
                                 extra={"history": history, "best": best, "train_config": cfg.to_dict()})
-            write_log(out_dir, history)
+            write_log(out_dir, history, plot=last or (epoch + 1) % cfg.plot_every == 0)
             if on_epoch is not None:
                 on_epoch(row)
         if world > 1:

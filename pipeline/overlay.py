@@ -110,7 +110,8 @@ def _frames(video: Path | None, kp: Keypoints, rows: Sequence[int], size: tuple[
             yield r, blank
         return
     row_of = {int(kp.frames[r]): r for r in rows}
-    for index, _t, image in iter_frames(video, sorted(row_of)):
+    # the pose stage has already checked the file decodes completely: no second read to its end
+    for index, _t, image in iter_frames(video, sorted(row_of), check_complete=False):
         yield row_of[index], image
 
 

@@ -114,9 +114,10 @@ class MediaPipeBackend:
         frames, times, bodies, extras, detected, rejected = [], [], [], [], [], []
         offset = np.array([rx, ry], np.float32)
         plaus = config.plausibility
-        with MediaPipePose(config.mediapipe) as pose:
-            for index, t, rgb in iter_frames(source, wanted, color="rgb", crop=crop, fps=info.fps, info=info,
-                                             prefetch=PREFETCH_FRAMES):
+        # decoding starts now, in its thread, and overlaps loading the BlazePose graph
+        decoded = iter_frames(source, wanted, color="rgb", crop=crop, fps=info.fps, info=info, prefetch=PREFETCH_FRAMES)
+        with decoded, MediaPipePose(config.mediapipe) as pose:
+            for index, t, rgb in decoded:
                 lm = pose.landmarks(rgb)
                 if lm is None:
                     body = np.zeros((NUM_BODY25, 3), np.float32)

@@ -90,7 +90,7 @@ from pipeline.artifacts import atomic_write_text, is_up_to_date, read_sidecar, s
 from pipeline.cli import EXIT_OK, EXIT_PARTIAL, progress
 
 __all__ = [
-    "Job", "Stage", "ItemContext", "ItemResult", "run_item", "run_items", "remove_outputs", "write_qc_table",
+    "Job", "Stage", "ItemContext", "ItemResult", "full_config", "run_item", "run_items", "remove_outputs", "write_qc_table",
     "read_qc_table", "summary", "exit_code", "STATUSES",
 ]
 

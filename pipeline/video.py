@@ -261,44 +261,71 @@ class _Raised:
 _END = object()
 
 
-def _prefetched(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
-    """Run ``frames`` in a thread, ``depth`` frames ahead (OpenCV decodes without holding the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class _Prefetcher:
+    """Iterate ``frames`` in a thread, ``depth`` frames ahead (OpenCV decodes without holding the GIL).
 
-    def put(item) -> bool:
-        while not stop.is_set():
+    The thread starts at construction, so decoding the first frames overlaps whatever the caller does
+    before it starts iterating (e.g. loading a model). :meth:`close` (also on garbage collection, at
+    the end of the frames, or on an error) stops the thread and releases the video.
+    """
+
+    def __init__(self, frames: Iterator[Frame], depth: int) -> None:
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._produce, name="video-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
             try:
-                q.put(item, timeout=0.05)
+                self._queue.put(item, timeout=0.05)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in frames:
-                if not put(item):
+            for item in self._frames:
+                if not self._put(item):
                     return
-            put(_END)
+            self._put(_END)
         except BaseException as exc:  # handed to the consumer, raised there
-            put(_Raised(exc))
+            self._put(_Raised(exc))
         finally:
-            frames.close()
+            self._frames.close()
 
-    thread = threading.Thread(target=produce, name="video-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    def __iter__(self) -> "_Prefetcher":
+        return self
+
+    def __next__(self) -> Frame:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self.close()
+            raise StopIteration
+        if isinstance(item, _Raised):
+            self.close()
+            raise item.exc
+        return item
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __enter__(self) -> "_Prefetcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self._stop.set()
 
 
 def iter_frames(
@@ -336,7 +363,9 @@ def iter_frames(
         decodable wanted frame) when fewer frames than ``info.frame_count`` could be decoded.
     prefetch : int
         Decode (and crop, scale, convert) in a background thread up to this many frames ahead of the
-        consumer; 0 decodes in the caller's thread.
+        consumer; 0 decodes in the caller's thread. The thread starts at once (decoding overlaps the
+        caller's set-up); the returned iterator has ``close()`` and is a context manager: close it
+        when stopping early (garbage collection stops the thread too).
 
     Yields
     ------
@@ -359,4 +388,4 @@ def iter_frames(
     if check_complete:
         expected = (info or probe(path)).frame_count
     frames = _decode(path, wanted, size=size, color=color, fps=fps, crop=crop, expected=expected)
-    return _prefetched(frames, prefetch) if prefetch > 0 else frames
+    return _Prefetcher(frames, prefetch) if prefetch > 0 else frames

@@ -217,6 +217,9 @@ def test_prefetch_yields_the_same_frames_and_stops_its_thread(tmp_path):
     next(gen)
     gen.close()  # a consumer stopping early must not leave the decoding thread behind
     assert not [t for t in threading.enumerate() if t.name == "video-decode"]
+    with iter_frames(p, prefetch=2):  # decoding starts at once; leaving the block without reading stops it
+        pass
+    assert not [t for t in threading.enumerate() if t.name == "video-decode"]
 
 
 def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):

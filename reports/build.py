@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from analysis.tables import HEADER, format_p, publication_table, table_caption
 from pipeline.artifacts import atomic_write_text
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from reports.figures import ethogram_figure, percentile_figure, png_data_uri, qc_figure, violin_data_uri
+from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
 from reports.summaries import demographics, effects_table, group_summary, participant_actions, qc_by_participant
@@ -265,8 +265,6 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
 
     # -- participant pages -------------------------------------------------------------------------
     template = env.get_template("participant.html.j2")
-    ref_rows = run.cohort if ref is None else run.cohort[run.cohort["group"] == ref]
-    analysed = list(dict.fromkeys(run.results["action"])) if run.results is not None else []
     parts = run.participant_table().set_index("participant_id")
     for i, pid in enumerate(ids):
         videos = run.videos.get(pid, [])
@@ -281,10 +279,6 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
         eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
             f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
             f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip
-        pf_actions = [a for a in analysed if in_cohort]
-        pfig = png_data_uri(percentile_figure(ref_rows, actions, pf_actions, ref_label)) if pf_actions else None
-        pct_alt = "; ".join(f"{r.action}: {_num(r.percent_time, 1)} %, percentile {_num(r.percentile, 0)}"
-                            for r in actions[actions["action"].isin(pf_actions)].itertuples()) if pfig else ""  # fmt: skip
         covs = [(c, parts.at[pid, c]) for c in run.covariates] if in_cohort else []
         pctx = dict(common)
         pctx.update(
@@ -298,8 +292,6 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
             ethogram_alt=eth_alt,
             ethogram_missing="No segments were recorded for this run (readout/segments/ is missing)." if not has_segments
                              else "No video information (the run has no manifest).",  # fmt: skip
-            percentile_figure=pfig,
-            percentile_alt=f"Dot plot of percent time per analysed action for the {ref_label} with this participant marked: {pct_alt}.",
             action_rows=_records(shown),
             never=sorted(set(actions["action"]) - set(shown["action"])) if in_cohort else [],
             actions_caption="† analysed in the group comparison. Actions never detected are listed below the table."

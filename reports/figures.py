@@ -20,24 +20,29 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from reports.run import VideoInfo
 
-__all__ = ["OKABE_ITO", "png_data_uri", "ethogram_figure", "qc_figure", "percentile_figure", "violin_data_uri"]
+__all__ = ["OKABE_ITO", "png_data_uri", "ethogram_figure", "qc_figure", "violin_data_uri"]
 
 # Okabe & Ito (2008), "Color Universal Design"; black moved last.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
 NO_POSE = "#BBBBBB"
 
 
-def png_data_uri(fig: Figure, *, dpi: int = 110) -> str:
+def png_data_uri(fig: Figure, *, dpi: int = 96) -> str:
     """Render ``fig`` with the Agg canvas to a ``data:image/png;base64,...`` URI."""
     FigureCanvasAgg(fig)  # attaches itself as fig.canvas
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _label_margin(labels: Sequence[str], width_in: float, fontsize: float = 8) -> float:
+    """Left margin (figure fraction) that fits the longest y tick label (about 0.55 em per character)."""
+    longest = max((len(str(x)) for x in labels), default=4)
+    return min(0.45, (0.25 + longest * 0.55 * fontsize / 72) / width_in)
 
 
 def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figure:
@@ -52,7 +57,12 @@ def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figu
     """
     n = max(1, len(videos))
     rows = max(1, len(actions))
-    fig = Figure(figsize=(9.0, 0.9 + n * (0.55 + 0.24 * rows)), layout="constrained")
+    panel_h = 0.55 + 0.24 * rows
+    height = 0.75 + n * panel_h
+    fig = Figure(figsize=(9.0, height))
+    # Fixed margins instead of a layout engine: constrained layout doubled the drawing time.
+    fig.subplots_adjust(left=_label_margin(actions, 9.0), right=0.98, top=1 - 0.3 / height, bottom=0.62 / height,
+                        hspace=0.45 / panel_h)  # fmt: skip
     axes = fig.subplots(n, 1, squeeze=False)[:, 0]
     ypos = {a: rows - 1 - i for i, a in enumerate(actions)}
     for ax, v in zip(axes, videos):
@@ -77,7 +87,7 @@ def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figu
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1].set_xlabel("time in the video (s)")
     fig.legend(handles=[Patch(facecolor=NO_POSE, edgecolor="#777777", hatch="//", label="no usable pose (not analysed)")],
-               loc="outside lower right", fontsize=8, frameon=False)  # fmt: skip
+               loc="lower right", fontsize=8, frameon=False)  # fmt: skip
     return fig
 
 
@@ -100,31 +110,6 @@ def qc_figure(qc: pd.DataFrame, groups: Sequence[str], *, threshold: float | Non
     ax.set_xlim(-2, 102)
     ax.set_xlabel("posed frames with a usable pose (%)")
     ax.spines[["top", "right"]].set_visible(False)
-    return fig
-
-
-def percentile_figure(cohort_ref: pd.DataFrame, mine: pd.DataFrame, actions: Sequence[str], ref_label: str) -> Figure:
-    """Per action: the reference group's percent times (grey dots) and the participant's (black diamond)."""
-    rows = max(1, len(actions))
-    fig = Figure(figsize=(7.0, 0.8 + 0.32 * rows), layout="constrained")
-    ax = fig.add_subplot()
-    rng = np.random.default_rng(1)
-    for i, a in enumerate(actions):
-        y = rows - 1 - i
-        ref = cohort_ref.loc[cohort_ref["action"] == a, "percent_time"].to_numpy(float)
-        ax.scatter(ref, y + rng.uniform(-0.18, 0.18, ref.size), s=9, color=OKABE_ITO[1], alpha=0.7, zorder=2)
-        x = mine.loc[mine["action"] == a, "percent_time"]
-        if len(x):
-            ax.scatter([float(x.iloc[0])], [y], s=60, marker="D", color="black", edgecolors="white", zorder=3)
-    ax.set_yticks([rows - 1 - i for i in range(len(actions))])
-    ax.set_yticklabels(list(actions), fontsize=8)
-    ax.set_ylim(-0.6, rows - 0.4)
-    ax.set_xlabel("percent time (%)")
-    ax.grid(axis="x", color="#DDDDDD", linewidth=0.5, zorder=0)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=OKABE_ITO[1], label=f"{ref_label} participants"),
-                        Line2D([], [], marker="D", linestyle="", color="black", label="this participant")],
-               loc="outside lower right", fontsize=8, frameon=False, ncol=2)  # fmt: skip
     return fig
 
 

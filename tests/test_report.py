@@ -1,0 +1,258 @@
+"""The report builder without a browser: content, safety, methods from configs, missing parts, CLI.
+
+The run folders are built by tests/test_report_fixture.py with the real read-out and hurdle stages.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.artifacts import read_artifact
+from reports.build import build_report, main, page_name
+from reports.run import load_run, uncovered
+from reports.summaries import bouts_from_segments, effects_table, participant_actions, percentile_of
+from test_report_fixture import ACTIONS, EVIL_ID, REAL_NAME, make_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("rep") / "run")
+
+
+@pytest.fixture(scope="module")
+def bare_run(run_dir: Path) -> Path:
+    """Only the cohort table and its sidecar: the least a report accepts (quick to build)."""
+    bare = run_dir.parent / "bare"
+    (bare / "readout").mkdir(parents=True)
+    for f in ("cohort.parquet", "cohort.parquet.json"):
+        shutil.copy2(run_dir / "readout" / f, bare / "readout" / f)
+    return bare
+
+
+@pytest.fixture(scope="module")
+def report(run_dir: Path) -> Path:
+    return build_report(run_dir, run_dir.parent / "report")
+
+
+def _pages(report: Path) -> list[Path]:
+    return [report, *sorted((report.parent / "participants").glob("*.html"))]
+
+
+def _text(page: Path) -> str:
+    """Visible text of a page (tags, styles and data URIs removed, entities decoded)."""
+    s = page.read_text(encoding="utf-8")
+    s = re.sub(r"<style>.*?</style>", " ", s, flags=re.S)
+    s = re.sub(r"<[^>]+>", " ", s)
+    return re.sub(r"\s+", " ", html.unescape(s))
+
+
+def _section(page: Path, sid: str) -> str:
+    s = page.read_text(encoding="utf-8")
+    m = re.search(rf'<section id="{sid}".*?</section>', s, flags=re.S)
+    assert m, sid
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", m.group(0))))
+
+
+# -- pure functions ----------------------------------------------------------------------------------
+def test_percentile_is_the_mid_rank() -> None:
+    rng = np.random.default_rng(0)
+    ref = np.round(rng.exponential(3, 200), 1)
+    ref[:80] = 0.0
+    for x in (0.0, 0.1, 2.0, 5.3, 100.0):
+        expected = 100 * ((ref < x).sum() + 0.5 * (ref == x).sum()) / ref.size
+        assert percentile_of(ref, x) == pytest.approx(expected)
+    assert percentile_of([0, 0, 0, 0], 0) == 50  # ties share the middle
+    assert np.isnan(percentile_of([], 1.0))
+
+
+def test_uncovered_spans() -> None:
+    assert uncovered([(0, 2), (1, 3), (5, 6)], 0, 8) == [(3, 5), (6, 8)]
+    assert uncovered([], 0, 4) == [(0, 4)]
+    assert uncovered([(0, 10)], 0, 4) == []
+
+
+# -- the run as the report reads it ------------------------------------------------------------------
+def test_no_pose_stretches_are_exactly_the_time_outside_the_denominator(run_dir: Path) -> None:
+    """Per participant, duration - no-pose time equals the read-out's observed_s (computed independently)."""
+    run = load_run(run_dir)
+    observed = run.participant_table().set_index("participant_id")["observed_s"]
+    checked = 0
+    for pid, videos in run.videos.items():
+        if pid not in observed.index:
+            continue
+        seen = sum(v.duration_s - sum(b - a for a, b in v.no_pose) for v in videos if not v.excluded)
+        assert seen == pytest.approx(observed[pid], abs=1e-6)
+        checked += any(v.no_pose for v in videos)
+    assert checked >= 3  # the fixture has participants with a no-pose stretch
+
+
+def test_bouts_from_segments_match_the_readout_bouts_table(run_dir: Path) -> None:
+    """The report's fallback (bouts from segments) agrees with the read-out's own bouts table."""
+    run = load_run(run_dir)
+    table = run.bouts.set_index(["participant_id", "action"])
+    compared = 0
+    for pid, videos in run.videos.items():
+        if len(videos) != 1 or videos[0].excluded:
+            continue
+        for r in bouts_from_segments(videos).itertuples():
+            t = table.loc[(pid, r.action)]
+            assert r.bout_count == t["bout_count"]
+            assert r.mean_bout_s == pytest.approx(t["mean_bout_s"], abs=1e-6)
+            assert r.latency_s == pytest.approx(t["latency_s"], abs=1e-6)
+            compared += 1
+    assert compared > 20
+
+
+def test_participant_actions_cover_every_action_with_percentiles(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    tab = participant_actions(run, EVIL_ID, "TDC")
+    assert sorted(tab["action"]) == sorted(ACTIONS)
+    tdc = run.cohort[run.cohort["group"] == "TDC"]
+    for r in tab.itertuples():
+        ref = tdc.loc[tdc["action"] == r.action, "percent_time"].to_numpy()
+        assert r.percentile == pytest.approx(percentile_of(ref, r.percent_time))
+        assert (r.bout_count == 0) == (r.percent_time == 0)
+
+
+def test_marginal_effects_fallback_is_the_observed_difference(run_dir: Path) -> None:
+    """Without ame_pp in the results, the report uses observed differences; they equal the model's AME
+    when the model has group dummies only (checked against a fit without covariates)."""
+    from analysis.config import HurdleConfig
+    from analysis.hurdle import hurdle_analysis
+
+    run = load_run(run_dir)
+    plain = hurdle_analysis(run.cohort, HurdleConfig(top_actions=None, min_engaged=2))
+    run.results = plain.drop(columns=["ame_pp"]).assign(covariates="none")
+    fallback = effects_table(run)
+    est = plain["p"].notna() & ~plain["method"].str.startswith("Firth")
+    assert est.sum() > 10
+    np.testing.assert_allclose(fallback.loc[est, "ame_pp"], plain.loc[est, "ame_pp"], atol=1e-5)
+
+
+# -- pages -------------------------------------------------------------------------------------------
+def test_pages_exist_and_link_to_each_other(report: Path, run_dir: Path) -> None:
+    run = load_run(run_dir)
+    pages = _pages(report)
+    ids = set(run.participants) | set(run.videos)
+    assert len(pages) == 1 + len(ids)
+    s = report.read_text(encoding="utf-8")
+    for pid in ids:
+        assert f'href="participants/{page_name(pid)}"' in s
+    for p in pages[1:]:
+        body = p.read_text(encoding="utf-8")
+        assert 'href="../index.html"' in body
+        for target in re.findall(r'href="([^"#]+\.html)"', body):
+            assert (p.parent / target).resolve().exists(), target
+
+
+def test_hostile_id_is_escaped_and_nothing_executable_is_written(report: Path) -> None:
+    escaped = html.escape(EVIL_ID)
+    for p in _pages(report):
+        s = p.read_text(encoding="utf-8")
+        assert EVIL_ID not in s, p.name
+        assert "<script" not in s.lower()
+        assert not re.search(r"<[a-z][^>]*\son[a-z]+\s*=", re.sub(r'"[^"]*"', '""', s), flags=re.I)  # no event handlers
+    assert escaped in report.read_text(encoding="utf-8")
+    assert escaped in (report.parent / "participants" / page_name(EVIL_ID)).read_text(encoding="utf-8")
+    assert re.fullmatch(r"script-alert-1-script-[0-9a-f]{8}\.html", page_name(EVIL_ID))
+
+
+def test_video_names_hidden_unless_asked(report: Path, run_dir: Path, tmp_path: Path) -> None:
+    for p in _pages(report):
+        s = p.read_text(encoding="utf-8")
+        assert REAL_NAME not in s and "rec00_0" not in s and str(run_dir.resolve()) not in s, p.name
+    shown = build_report(run_dir, tmp_path / "paths", show_paths=True)
+    assert REAL_NAME in (shown.parent / "participants" / page_name("P00000")).read_text(encoding="utf-8")
+
+
+def test_banner_on_every_page_only_for_simulated_models(report: Path, tmp_path: Path) -> None:
+    for p in _pages(report):
+        assert 'id="demo-banner"' in p.read_text(encoding="utf-8"), p.name
+    real = make_run(tmp_path / "real", simulated_model=False, hurdle=False)
+    out = build_report(real, tmp_path / "real_report")
+    for p in _pages(out):
+        assert "demo-banner" not in p.read_text(encoding="utf-8")
+
+
+def test_results_table_has_one_row_per_result_and_summary_counts(report: Path, run_dir: Path) -> None:
+    results = read_artifact(run_dir / "hurdle" / "results.parquet", "hurdle_results").to_pandas()
+    s = report.read_text(encoding="utf-8")
+    body = re.search(r'<table id="results-table">.*?<tbody>(.*?)</tbody>', s, flags=re.S).group(1)
+    assert body.count("<tr>") == len(results)
+    cohort = read_artifact(run_dir / "readout" / "cohort.parquet", "cohort").to_pandas()
+    per_group = cohort.drop_duplicates("participant_id")["group"].value_counts()
+    summary = _section(report, "summary")
+    for g, n in per_group.items():
+        assert re.search(rf"\b{g} {n} ", summary), (g, n)
+    # the QC section names the failed video's cause and the excluded participant
+    qc = _section(report, "qc")
+    assert "pose failed" in qc and "moov atom" in qc
+
+
+def test_methods_follow_the_configs(run_dir: Path, report: Path, tmp_path: Path) -> None:
+    """Two runs differing only in the read-out threshold (and minimum duration) get different Methods."""
+    other = make_run(tmp_path / "run2", threshold=0.7, min_duration_s=1.0, windows_from=run_dir, hurdle=False)
+    out = build_report(other, tmp_path / "report2")
+    a, b = _section(report, "methods"), _section(out, "methods")
+    assert "at least 0.5," in a and "at least 0.7," in b
+    assert "shorter than 0.5 s" in a and "shorter than 1 s" in b
+    assert "checkpoint c0ffee000000" in a and "MediaPipe BlazePose" in a and "Covariates: age." in a
+    assert "No group comparison was run." in b
+    assert "No hurdle/results.parquet" in _text(out)  # the missing part is said, not hidden
+    assert a != b
+
+
+def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Path) -> None:
+    bare = bare_run
+    out = build_report(bare, tmp_path / "bare_report")
+    text = _text(out)
+    for phrase in ("No manifest", "No pose/qc.parquet", "No windows/", "No readout/segments/", "No hurdle/results.parquet"):
+        assert phrase in text
+    pages = _pages(out)
+    assert len(pages) == 1 + load_run(bare).cohort["participant_id"].nunique()
+    assert "Ethogram" in pages[1].read_text(encoding="utf-8")
+
+
+def test_rebuild_removes_only_its_own_stale_pages(bare_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    build_report(bare_run, out)
+    mine = out / "participants" / "zz-old-00000000.html"
+    mine.write_text("old")
+    users = out / "participants" / "notes.html"
+    users.write_text("mine")
+    listing = out / "report.json"
+    listing.write_text(listing.read_text().replace('"pages": [', '"pages": [\n  "participants/zz-old-00000000.html",'))
+    build_report(bare_run, out)
+    assert not mine.exists() and users.exists()
+
+
+# -- command line ------------------------------------------------------------------------------------
+def test_cli_writes_and_reports(bare_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["--run", str(bare_run), "--out", str(tmp_path / "cli"), "--reference-group", "ASD"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'cli' / 'index.html'}" in out
+    assert out.count("wrote ") == 1 + len(list((tmp_path / "cli" / "participants").glob("*.html")))
+    assert "among the ASD group" in (tmp_path / "cli" / "participants" / page_name("P00000")).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run", "{tmp}/nowhere"], "is not a folder"),
+    (["--run", "{run}", "--reference-group", "XYZ"], "'XYZ' is not a group"),
+    (["--run", "{tmp}"], "no readout/cohort.parquet"),
+])  # fmt: skip
+def test_cli_bad_input_exit_2_nothing_written(args, message, run_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [a.format(tmp=tmp_path, run=run_dir) for a in args] + ["--out", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (out / "index.html").exists()

@@ -4,7 +4,7 @@ Usage::
 
     python -m pipeline.aggregate --windows out/windows --manifest cohort.csv --out out/ \\
         [--rule threshold|top1|per-class|multi-label|background] [--threshold 0.5] \\
-        [--thresholds per_class.json] [--min-duration S] [--merge-gap S] [--gt-frames truth.parquet]
+        [--thresholds per_class.json] [--min-duration S] [--merge-gap S] [--gt-frames truth.parquet|truth/frames/]
 
 Writes under ``--out``:
 
@@ -349,7 +349,8 @@ def build_parser():
     p.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="drop segments shorter than S seconds (after merging)")
     p.add_argument("--merge-gap", type=float, default=0.0, metavar="S",
                    help="merge gaps of no micro-action up to S seconds between segments of one action (before dropping)")
-    p.add_argument("--gt-frames", metavar="FILE", help="per-frame ground truth (CSV/Parquet video_id,frame,action) -> agreement.csv")
+    p.add_argument("--gt-frames", metavar="PATH",
+                   help="per-frame ground truth, a CSV/Parquet file or a folder of them (video_id,frame,action) -> agreement.csv")
     return p
 
 

@@ -205,7 +205,7 @@ def test_help_explains_every_option():
     for mod, opts in (
         ("analysis.hurdle", ["--cohort", "--out", "--groups", "--actions", "--top-actions", "--rank-by", "--covariates",
                              "--categorical", "--min-engaged", "--correction", "--family", "--pairwise-subsets", "--firth",
-                             "--firth-ci", "--table-rows", "--no-plots", "--plot-p"]),
+                             "--firth-ci", "--table-rows", "--no-plots", "--plot-p", "--percent-scale"]),
         ("analysis.simulate", ["--out", "--groups", "--n-actions", "--effect", "--null", "--covariates", "--seed"]),
     ):  # fmt: skip
         r = subprocess.run([sys.executable, "-m", mod, "--help"], cwd=REPO, capture_output=True, text=True, check=True)

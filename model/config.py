@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from model.entities import CONFIDENCE_RULES, EntityDefinition
 from model.taxonomy import ENTITY_LAYOUTS, EntityLayout
+from model.windows import WindowPlan, ma52_plan
 
 __all__ = ["MicroDualNetConfig", "BACKBONE_ARCHS", "reference_tsm_interval", "PaperRow", "PAPER_ROWS", "paper_row_config"]
 
@@ -362,6 +363,11 @@ class PaperRow:
         """The row's config; ``extra`` (e.g. the tiny sizes) applies last."""
         preset = getattr(MicroDualNetConfig, self.base)
         return preset(**{**self.overrides, **extra})
+
+    @property
+    def plan(self) -> WindowPlan:
+        """The window plan of the row's frame count (64 frames per window, :func:`model.windows.ma52_plan`)."""
+        return ma52_plan(self.config().num_frames)
 
 
 def _row(key, table, label, top1, base="ma52_16f", note="", **overrides) -> PaperRow:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Window", "WindowPlan", "MA52_PLAN", "MA52_16F_PLAN", "IMIGUE_PLAN"]
+__all__ = ["Window", "WindowPlan", "MA52_PLAN", "MA52_16F_PLAN", "IMIGUE_PLAN", "ma52_plan"]
 
 
 @dataclass(frozen=True)
@@ -162,3 +162,14 @@ read the same 1-3 s actions and only the sampling density differs."""
 
 IMIGUE_PLAN = WindowPlan(clip_len=16, stride=4, hop_s=0.5)
 """iMiGUE defaults (paper IV-B): 16 frames at stride 4."""
+
+
+def ma52_plan(num_frames: int, *, span: int = 64, hop_s: float = 0.5) -> WindowPlan:
+    """An MA-52 window plan for ``num_frames`` frames covering ``span`` frames (stride = span / T).
+
+    ``ma52_plan(8)`` is :data:`MA52_PLAN`, ``ma52_plan(16)`` :data:`MA52_16F_PLAN`; Table IV's 4 and
+    32 frames give strides 16 and 2 over the same 64 frames.
+    """
+    if num_frames < 1 or span % num_frames:
+        raise ValueError(f"span {span} is not a multiple of num_frames {num_frames}")
+    return WindowPlan(clip_len=num_frames, stride=span // num_frames, hop_s=hop_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.windows import IMIGUE_PLAN, MA52_PLAN, Window, WindowPlan
+from model.windows import IMIGUE_PLAN, MA52_16F_PLAN, MA52_PLAN, Window, WindowPlan, ma52_plan
 
 
 def test_ma52_defaults_and_span():
@@ -80,3 +80,24 @@ def test_invalid_plans():
         WindowPlan(clip_len=0)
     with pytest.raises(ValueError):
         WindowPlan(hop_s=0)
+
+
+def test_ma52_16f_plan_and_plans_per_frame_count():
+    """16 frames at stride 4 read the same 64 frames as 8 at stride 8; Table IV's counts likewise."""
+    assert (MA52_16F_PLAN.clip_len, MA52_16F_PLAN.stride, MA52_16F_PLAN.span) == (16, 4, 64)
+    assert ma52_plan(8) == MA52_PLAN and ma52_plan(16) == MA52_16F_PLAN
+    for t, stride in ((4, 16), (32, 2)):
+        assert (ma52_plan(t).stride, ma52_plan(t).span) == (stride, 64)
+    # Same windows in time, twice the sampled frames per window.
+    a, b = MA52_PLAN.windows(300, 30.0), MA52_16F_PLAN.windows(300, 30.0)
+    assert [(w.start_frame, w.end_frame) for w in a] == [(w.start_frame, w.end_frame) for w in b][: len(a)]
+    assert all(len(w.frames) == 16 for w in b)
+    with pytest.raises(ValueError):
+        ma52_plan(6)
+
+
+def test_plan_dict_round_trip():
+    for plan in (MA52_PLAN, MA52_16F_PLAN, WindowPlan(clip_len=5, stride=3, hop_s=0.25, cover_tail=False)):
+        assert WindowPlan.from_dict(plan.to_dict()) == plan
+    with pytest.raises(ValueError, match="unknown window plan field"):
+        WindowPlan.from_dict({**MA52_PLAN.to_dict(), "fps": 30})

@@ -309,16 +309,6 @@ def _csv_list(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where it says something: not for flags, empty values, or help that has one."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, ()) or action.default is argparse.SUPPRESS:
-            return text
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         "Hurdle statistics of a cohort table: per action and pair of groups, (1) probability of any "
@@ -327,7 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(HTML, Markdown, LaTeX), descriptives and violin plots.",
         prog="python -m analysis.hurdle",
     )
-    p.formatter_class = _HelpFormatter
     p.epilog = (
         "Exit status 2 on unusable input (the message names the file, column and 0-based rows); nothing is "
         "written then. Method and columns: docs/hurdle.md."

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from pipeline.contracts import ContractError
 
 __all__ = ["BadInput", "EXIT_OK", "EXIT_PARTIAL", "EXIT_BAD_INPUT", "make_parser", "setup_logging", "handle_errors",
-           "progress", "report_written", "check_output_dir"]
+           "progress", "report_written", "check_output_dir", "HelpFormatter"]
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -48,11 +48,19 @@ class BadInput(ValueError):
     """The user gave input the program cannot use. The message is shown as the one-line reason."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not for flags, empty values, or help that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, ()) or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def make_parser(description: str, *, prog: str) -> argparse.ArgumentParser:
-    """An argparse parser with the project's common options (``-v``, ``-q``)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    """An argparse parser with the project's common options (``-v``, ``-q``) and :class:`HelpFormatter`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
     return parser

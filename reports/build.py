@@ -71,11 +71,21 @@ def _pval(v: Any) -> str:
     return format_p(float(v)) if _finite(v) else "—"
 
 
+def _duration(seconds: Any) -> str:
+    """Seconds as '2 h 05 min', '12 min 30 s' or '40 s'."""
+    if not _finite(seconds):
+        return "—"
+    t = int(round(float(seconds)))
+    h, rest = divmod(t, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s" if m else f"{sec} s"
+
+
 def make_environment() -> Environment:
     """Jinja2 environment over the packaged templates, autoescaping every template, strict about undefined names."""
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)  # fmt: skip
-    env.filters.update(num=_num, signed=_signed, pct=_pct, pval=_pval)
+    env.filters.update(num=_num, signed=_signed, pct=_pct, pval=_pval, duration=_duration)
     return env
 
 
@@ -225,7 +235,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
     ctx.update(
         n_participants=len(run.participants),
         groups=run.groups,
-        total_hours=float(run.participant_table()["observed_s"].sum() / 3600),
+        total_s=float(run.participant_table()["observed_s"].sum()),
         notes=[redact(n) for n in run.notes],
         group_rows=_records(group_summary(run)),
         demographics=demographics(run),

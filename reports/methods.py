@@ -98,7 +98,10 @@ def simulated_provenance(run: Run) -> str | None:
                 what = find_value(meta, _DATA_KEYS)
                 return f"the recognition model was trained on simulated data{f' ({what})' if isinstance(what, str) else ''}"
             if key in _DATA_KEYS and isinstance(v, str) and any(w in v.lower() for w in _SIM_WORDS):
-                return f"the recognition model was trained on simulated data ({v})"
+                detail = find_value(meta, ("training_data",))
+                detail = detail if isinstance(detail, str) and detail.strip().lower() != "simulated" else (
+                    v if v.strip().lower() != "simulated" else None)
+                return "the recognition model was trained on simulated data" + (f" ({detail})" if detail else "")
     stage = (run.cohort_meta or {}).get("stage", "")
     if isinstance(stage, str) and "simulat" in stage.lower():
         return "the cohort table itself is simulated (analysis.simulate), not measured from videos"
@@ -269,8 +272,11 @@ def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
                      if gap else "no gaps were merged")  # fmt: skip
             drop = f"segments shorter than {_fmt(mind)} s were dropped" if mind else "no minimum duration was applied"
             order = find_value(cfg, ("order",))
-            sec.text.append(f"Runs of one label form segments: {merge}, then {drop}"
-                            + (f" (order: {order})." if order and order != "merge then drop" else "."))  # fmt: skip
+            if not gap and not mind:
+                sec.text.append("Runs of one label form segments, with no gap merging and no minimum duration.")
+            else:
+                sec.text.append(f"Runs of one label form segments: {merge}, then {drop}"
+                                + (f" (order: {order})." if order and order != "merge then drop" else "."))  # fmt: skip
         extra = {k: v for k, v in meta.items() if k in ("model_id", "readout_text")}
         sec.params = flatten(cfg) + flatten(extra if show_paths else _without_paths(extra))
     sec.text.append("Percent time of an action = 100 × valid frames inside the action's final segments / valid "

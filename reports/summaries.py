@@ -64,7 +64,7 @@ def reference_group(run: Run, requested: str | None = None) -> str | None:
 
 
 def group_summary(run: Run) -> pd.DataFrame:
-    """Per group (+ a total row): participants, videos, observed hours, median observed minutes per participant."""
+    """Per group (+ a total row): participants, videos, observed seconds, median observed seconds per participant."""
     parts = run.participant_table()
     n_videos = {pid: len(v) for pid, v in run.videos.items()}
     rows = []
@@ -75,8 +75,8 @@ def group_summary(run: Run) -> pd.DataFrame:
                 "group": "All" if g is None else g,
                 "participants": int(len(sub)),
                 "videos": int(sum(n_videos.get(p, 0) for p in sub["participant_id"])) if run.videos else None,
-                "observed_h": float(sub["observed_s"].sum() / 3600.0),
-                "median_observed_min": float(sub["observed_s"].median() / 60.0) if len(sub) else float("nan"),
+                "observed_s": float(sub["observed_s"].sum()),
+                "median_observed_s": float(sub["observed_s"].median()) if len(sub) else float("nan"),
             }
         )
     return pd.DataFrame(rows)

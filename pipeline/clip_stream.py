@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from model.preprocessing import Preprocessing
+from model.transforms import resize_clip
 from pipeline.person_crop import CropBox, crop_window, scale_frame
 from pipeline.video import VideoError, iter_frames
 
@@ -51,6 +52,7 @@ class VideoPlan:
     keypoints : [N, T, J, 3] float32 keypoints of those frames (source pixels)
     boxes : list of CropBox (region "person") or None
     prep : Preprocessing
+    decoder : "cpu" (OpenCV) or "nvdec" (torchcodec on CUDA; frames and clips stay on the GPU)
     """
 
     video_id: str
@@ -64,6 +66,7 @@ class VideoPlan:
     keypoints: np.ndarray
     boxes: list[CropBox] | None
     prep: Preprocessing
+    decoder: str = "cpu"
 
     def __len__(self) -> int:
         return len(self.window_index)
@@ -86,6 +89,28 @@ class StreamStats:
     frames_decoded: int = 0  # sampled frames converted (each exactly once)
     max_cached: int = 0  # largest number of frames held at once
     undecodable: list[int] = field(default_factory=list)  # windows whose frames the file did not yield
+
+
+def _cpu_frames(path: str, frame_indices: np.ndarray, fps: float):
+    """(index, scale(size) -> RGB uint8 [3, h, w]) for the wanted frames, OpenCV decoding in order."""
+    for index, _t, bgr in iter_frames(path, frame_indices, fps=fps):
+        yield index, (lambda size, bgr=bgr: scale_frame(bgr, size))
+
+
+def _nvdec_frames(path: str, frame_indices: np.ndarray, chunk: int = 32):
+    """The same from torchcodec on the GPU (NVDEC): sorted indices in chunks, scaled on the GPU.
+
+    Not exercised by the test suite (no GPU, no torchcodec on the development machines); the
+    scaling is antialiased bilinear (:func:`model.transforms.resize_clip`) instead of INTER_AREA.
+    """
+    from torchcodec.decoders import VideoDecoder  # optional dependency
+
+    decoder = VideoDecoder(path, device="cuda")
+    for start in range(0, len(frame_indices), chunk):
+        part = [int(i) for i in frame_indices[start:start + chunk]]
+        batch = decoder.get_frames_at(indices=part).data  # [n, 3, H, W] uint8 on the GPU
+        for index, image in zip(part, batch):
+            yield index, (lambda size, image=image: resize_clip(image, None, (size[1], size[0]))[0])
 
 
 def iter_window_clips(plan: VideoPlan, stats: StreamStats | None = None) -> Iterator[WindowClip]:
@@ -116,10 +141,11 @@ def iter_window_clips(plan: VideoPlan, stats: StreamStats | None = None) -> Iter
     cache: dict[tuple[int, int], torch.Tensor] = {}
     emitted = 0  # windows emitted, in completion order
     got_any = False
-    for index, _t, bgr in iter_frames(plan.path, needed, fps=plan.fps):
+    source = _nvdec_frames(plan.path, needed) if plan.decoder == "nvdec" else _cpu_frames(plan.path, needed, plan.fps)
+    for index, scale in source:
         got_any = True
         for k in sizes_of[index]:
-            cache[index, k] = scale_frame(bgr, plan.decode_sizes[k])
+            cache[index, k] = scale(plan.decode_sizes[k])
         stats.frames_decoded += 1
         stats.max_cached = max(stats.max_cached, len({f for f, _ in cache}))
         while emitted < n and last_frame[order[emitted]] <= index:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import sys
 import threading
@@ -282,11 +283,13 @@ class WindowClassifier:
 
 
 class _Batch:
-    """Fixed buffers for one batch of windows (pinned on CUDA, so the copy to the device is async)."""
+    """Fixed buffers for one batch of windows: pinned on CUDA (the copy to the device is async), on the
+    device itself when the frames are decoded there (``--decoder nvdec``)."""
 
-    def __init__(self, size: int, clip_shape: tuple, kp_shape: tuple, pin: bool) -> None:
-        self.frames = torch.empty((size, *clip_shape), dtype=torch.uint8, pin_memory=pin)
-        self.keypoints = torch.empty((size, *kp_shape), dtype=torch.float32, pin_memory=pin)
+    def __init__(self, size: int, clip_shape: tuple, kp_shape: tuple, pin: bool,
+                 device: torch.device | None = None) -> None:
+        self.frames = torch.empty((size, *clip_shape), dtype=torch.uint8, pin_memory=pin, device=device)
+        self.keypoints = torch.empty((size, *kp_shape), dtype=torch.float32, pin_memory=pin, device=device)
         self.keys: list[tuple[str, int]] = []
 
     def add(self, video_id: str, window: int, frames: torch.Tensor, keypoints: torch.Tensor) -> None:
@@ -369,8 +372,10 @@ class _Engine:
         total = sum(len(s.planned.stream) for s in self.states.values())
         self._bar = progress(range(total), desc="recognize", total=total, unit="window")
         try:
-            pin = self.classifier.device.type == "cuda"
-            batch = _Batch(self.options.batch_size, self.clip_shape, self.kp_shape, pin)
+            on_gpu = self.classifier.device.type == "cuda"
+            gpu_decode = any(s.planned.stream.decoder == "nvdec" for s in self.states.values())
+            batch = _Batch(self.options.batch_size, self.clip_shape, self.kp_shape, pin=on_gpu and not gpu_decode,
+                           device=self.classifier.device if gpu_decode else None)
             plans = [s.planned.stream for s in self.states.values() if len(s.planned.stream)]
             for vid, s in self.states.items():
                 if not len(s.planned.stream):
@@ -574,8 +579,13 @@ def recognize_videos(jobs: list[RecognizeJob], checkpoint: Checkpoint | str | Pa
     """
     ckpt = _as_checkpoint(checkpoint)
     check_checkpoint(ckpt, options)
-    if options.decoder == "nvdec":
-        log.warning("--decoder nvdec needs torchcodec with CUDA, not available here; decoding on the CPU")
+    decoder = options.decoder
+    if decoder == "nvdec" and not (importlib.util.find_spec("torchcodec") and options.torch_device.type == "cuda"
+                                   and torch.cuda.is_available()):
+        log.warning("--decoder nvdec needs torchcodec and a CUDA device; decoding on the CPU")
+        decoder = "cpu"
+    if decoder == "nvdec" and options.worker_kind == "process":
+        options = dataclasses.replace(options, worker_kind="thread")  # GPU frames stay in this process
     stage = RecognizeStage(ckpt, options)
     for job in jobs:
         if stage.up_to_date(job):
@@ -583,6 +593,7 @@ def recognize_videos(jobs: list[RecognizeJob], checkpoint: Checkpoint | str | Pa
         try:
             stage.planned[job.item_id] = plan_video(job.source, job.keypoints, ckpt, options, video_id=job.item_id,
                                                     video_sha256=stage.video_sha256(job))
+            stage.planned[job.item_id].stream.decoder = decoder
         except Exception as exc:  # reported by run_item as this video's failure
             stage.plan_errors[job.item_id] = exc
     stats = RunStats()

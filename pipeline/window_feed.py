@@ -67,14 +67,14 @@ def _produce(plan: VideoPlan, put, *, as_numpy: bool) -> None:
         put(("failed", plan.video_id, _error_text(plan, exc)))
 
 
-def _process_worker(worker_id: int, tasks, results, parent_pid: int) -> None:
+def _process_worker(worker_id: int, tasks, results, started, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     torch.set_num_threads(1)  # one decode stream per process; the consumer owns the other cores
     while True:
         plan = tasks.get()
         if plan is None:
             return
-        results.put(("start", worker_id, plan.video_id))
+        started.put((worker_id, plan.video_id))  # SimpleQueue: written before the video starts, even if we crash
         _produce(plan, results.put, as_numpy=True)
 
 
@@ -169,8 +169,8 @@ class WindowFeed:
             for t in self._threads:
                 t.join(timeout=5)
 
-    def _start_process(self, ctx, worker_id: int, tasks, results) -> None:
-        p = ctx.Process(target=_process_worker, args=(worker_id, tasks, results, os.getpid()),
+    def _start_process(self, ctx, worker_id: int, tasks, results, started) -> None:
+        p = ctx.Process(target=_process_worker, args=(worker_id, tasks, results, started, os.getpid()),
                         name=f"window-feed-{worker_id}", daemon=True)
         p.start()
         self._procs[worker_id] = p
@@ -179,13 +179,14 @@ class WindowFeed:
         ctx = multiprocessing.get_context("spawn")  # OpenCV's / torch's threads do not survive a fork
         tasks = ctx.Queue()
         results = ctx.Queue(maxsize=self.max_pending)
+        started = ctx.SimpleQueue()
         for plan in self.plans:
             tasks.put(plan)
         for _ in range(self.workers):
             tasks.put(None)
         by_id = {p.video_id: p for p in self.plans}
         for w in range(self.workers):
-            self._start_process(ctx, w, tasks, results)
+            self._start_process(ctx, w, tasks, results, started)
         current: dict[int, str | None] = {w: None for w in range(self.workers)}
         finished: set[str] = set()
         next_id = self.workers
@@ -194,6 +195,9 @@ class WindowFeed:
                 try:
                     msg = results.get(timeout=0.5)
                 except queue.Empty:
+                    while not started.empty():  # which video each worker is on
+                        w, vid = started.get()
+                        current[w] = vid
                     for w, p in list(self._procs.items()):
                         if p.is_alive():
                             continue
@@ -206,7 +210,7 @@ class WindowFeed:
                                                   f"video (exit code {p.exitcode}: crashed, killed or out of memory)")
                             # the dead worker never took its stop marker: a replacement drains the rest
                             current[next_id] = None
-                            self._start_process(ctx, next_id, tasks, results)
+                            self._start_process(ctx, next_id, tasks, results, started)
                             next_id += 1
                     if not self._procs and len(finished) < len(self.plans):
                         for vid in by_id:
@@ -215,9 +219,6 @@ class WindowFeed:
                                 yield ("failed", vid, f"{by_id[vid].path}: no decode worker left to read this video")
                     continue
                 kind = msg[0]
-                if kind == "start":
-                    current[msg[1]] = msg[2]
-                    continue
                 if kind == "clip":
                     c = msg[1]
                     msg = ("clip", WindowClip(c.video_id, c.window, torch.from_numpy(c.frames),
@@ -231,3 +232,4 @@ class WindowFeed:
             self.close()
             tasks.cancel_join_thread()
             results.cancel_join_thread()
+            started.close()

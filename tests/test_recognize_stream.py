@@ -244,3 +244,29 @@ def test_feed_delivers_every_window_and_reports_a_broken_video(video, tmp_path, 
     ends = {m[1]: m for m in msgs if m[0] in ("done", "failed")}
     assert ends["v"][0] == "done"
     assert ends["bad"][0] == "failed" and ends["bad"][2].startswith(str(broken))
+
+
+class CrashingPlan(VideoPlan):
+    """Fault injection: the decode worker process dies (as in a segfault) when it starts this video."""
+
+    def __len__(self) -> int:
+        import os
+
+        os._exit(3)
+
+
+def test_a_dying_decode_worker_fails_only_its_video(video):
+    prep = Preprocessing(region="frame", resize_short=40, size=32)
+    good = make_plan(video, PLAN, prep)
+    other = make_plan(video, PLAN, prep)
+    other.video_id = "w"
+    crash = CrashingPlan(**{f: getattr(good, f) for f in good.__dataclass_fields__})
+    crash.video_id = "crash"
+    with WindowFeed([crash, good, other], workers=2, kind="process", max_pending=8) as feed:
+        msgs = list(feed)
+    ends = {m[1]: m for m in msgs if m[0] in ("done", "failed")}
+    assert ends["crash"][0] == "failed" and "decode worker died" in ends["crash"][2]
+    assert ends["crash"][2].startswith(str(video))
+    assert ends["v"][0] == "done" and ends["w"][0] == "done"
+    for vid in ("v", "w"):
+        assert sorted(m[1].window for m in msgs if m[0] == "clip" and m[1].video_id == vid) == list(range(len(good)))

@@ -62,11 +62,21 @@ def _actions(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _common():
+    """-v / -q also accepted after the subcommand (without overriding them when given before it)."""
+    import argparse
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings only, no progress bars")
+    return common
+
+
 def build_parser():
     p = make_parser("Kinematic video simulator: seated participants doing MA-52 micro-actions, with ground truth.",
                     prog=PROG)
     sub = p.add_subparsers(dest="command", required=True, metavar="{cohort,clips,sheet,actions}")
-    c = sub.add_parser("cohort", help="untrimmed participant videos + manifest + ground truth",
+    c = sub.add_parser("cohort", parents=[_common()], help="untrimmed participant videos + manifest + ground truth",
                        description="Render a cohort of untrimmed recordings with planted group effects.")
     c.add_argument("--out", required=True, help="output folder (manifest.csv, videos/, truth/, config.json)")
     c.add_argument("--config", help="JSON file with CohortConfig fields (rates and effects, look ranges, ...); "
@@ -78,7 +88,7 @@ def build_parser():
     c.add_argument("--seed", type=int, help="master seed (default 0)")
     c.add_argument("--workers", type=int, default=1, help="participants rendered in parallel (processes)")
     c.add_argument("--force", action="store_true", help="render again even when up to date")
-    k = sub.add_parser("clips", help="trimmed labelled clips for training",
+    k = sub.add_parser("clips", parents=[_common()], help="trimmed labelled clips for training",
                        description="Render trimmed clips (one action each) + MA-52 list, CSV and class list.")
     k.add_argument("--out", required=True, help="output folder (clips/, clips.txt, clips.csv, classes.json)")
     k.add_argument("--per-class", type=int, default=ClipConfig.per_class, help="clips per class")
@@ -88,13 +98,13 @@ def build_parser():
     k.add_argument("--fps", type=float, default=30.0)
     k.add_argument("--seed", type=int, default=0, help="seed (use different seeds for train and test)")
     k.add_argument("--workers", type=int, default=1, help="clips rendered in parallel (processes)")
-    s = sub.add_parser("sheet", help="contact sheet PNG of every simulated action")
+    s = sub.add_parser("sheet", parents=[_common()], help="contact sheet PNG of every simulated action")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--tile", default="160x192", help="tile WIDTHxHEIGHT")
     s.add_argument("--columns", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-noise", action="store_true", help="no sensor noise (smaller PNG)")
-    sub.add_parser("actions", help="list the simulated actions (MA-52 index, code, body part, kind)")
+    sub.add_parser("actions", parents=[_common()], help="list the simulated actions (MA-52 index, code, body part, kind)")
     return p
 
 

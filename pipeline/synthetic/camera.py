@@ -9,8 +9,10 @@ downward pitch, and projected::
     u = cx + f * q_x / depth,   v = cy + f * q_y / depth
 
 ``f`` is chosen so that the seated person (head top to feet, about :data:`PERSON_EXTENT` m at unit
-scale) fills ``fill`` of the image height at ``distance``; ``(cx, cy)`` is the image centre plus the
-framing offset (a fraction of the image size).
+scale) fills ``fill`` of the image height at ``distance``, unless the widest pose (:data:`PERSON_SPAN`)
+would then not fit the width left by the horizontal offset (narrow portrait frames): the person is
+then drawn smaller. ``(cx, cy)`` is the image centre plus the framing offset (a fraction of the image
+size).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import numpy as np
 
 from pipeline.synthetic.skeleton import rot_x, rot_y
 
-__all__ = ["Camera", "PERSON_EXTENT", "BODY_CENTRE"]
+__all__ = ["Camera", "PERSON_EXTENT", "PERSON_SPAN", "BODY_CENTRE"]
 
 PERSON_EXTENT = 1.50
 """Seated height, head top to the floor, in metres at body scale 1 (used to set the focal length)."""
-BODY_CENTRE = np.array([0.0, -0.20, 0.20])
+PERSON_SPAN = 1.75
+"""Widest pose (both arms stretched sideways), metres at body scale 1: it must fit the image width."""
+BODY_CENTRE = np.array([0.0, -0.14, 0.25])
 """The point (person frame, metres) that the camera centres on before the framing offset."""
 
 
@@ -54,7 +58,10 @@ class Camera:
 
     @property
     def focal(self) -> float:
-        return self.fill * self.size[1] * self.distance / (PERSON_EXTENT * self.scale)
+        by_height = self.fill * self.size[1] * self.distance / (PERSON_EXTENT * self.scale)
+        width_left = self.size[0] * (1.0 - 2.0 * abs(self.offset[0])) * 0.96
+        by_width = width_left * (self.distance - 0.3 * self.scale) / (PERSON_SPAN * self.scale)
+        return min(by_height, by_width)
 
     @property
     def centre(self) -> tuple[float, float]:

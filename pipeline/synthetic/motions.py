@@ -93,8 +93,14 @@ def _oscillation(start: int, stop: int, fps: float, amp: float, freq: float, one
     return amp * env * wave
 
 
-def _hold(start: int, stop: int, fps: float) -> np.ndarray:
-    return smoothstep_envelope(stop - start, int(round(POSITION_RAMP_S * fps)))
+def _hold(start: int, stop: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """Position weight: ramps of POSITION_RAMP_S times a random speed factor in [0.7, 1.4]."""
+    return smoothstep_envelope(stop - start, int(round(POSITION_RAMP_S * rng.uniform(0.7, 1.4) * fps)))
+
+
+def _jitter(rng: np.random.Generator, scale: float = 0.015) -> np.ndarray:
+    """A small random offset (m) of a hand's target, so no two held postures are identical."""
+    return rng.normal(0.0, scale, 3)
 
 
 def _side(rng: np.random.Generator) -> str:
@@ -145,7 +151,7 @@ def _shaking_head(c, a, b, fps, rng):
 def _turning_head(c, a, b, fps, rng):
     s = _side(rng)
     amp = rng.uniform(0.7, 1.0)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     c["head_yaw"][a:b] += _SIGN[s] * amp * w
     return {"side": s, "amplitude": amp, "signal": _SIGN[s] * amp * w}
 
@@ -153,7 +159,7 @@ def _turning_head(c, a, b, fps, rng):
 def _waving(c, a, b, fps, rng):
     s = _side(rng)
     amp, f = rng.uniform(0.09, 0.14), rng.uniform(0.8, 1.5)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     sig = _SIGN[s] * amp * w * np.sin(2 * np.pi * f * _time(a, b, fps))
     offset = np.zeros((b - a, 3))
     offset[:, 0] = sig
@@ -164,7 +170,7 @@ def _waving(c, a, b, fps, rng):
 def _stretching_arms(c, a, b, fps, rng):
     sides = _sides(rng, 0.5)
     height = rng.uniform(-0.25, 0.05)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     for s in sides:
         _send_hand(c, s, slice(a, b), w, "shoulder", (_SIGN[s] * 0.62, height, 0.12), (0.0, 1.0, -0.3))
     return {"sides": "".join(sides), "height": height, "signal": w}
@@ -172,7 +178,7 @@ def _stretching_arms(c, a, b, fps, rng):
 
 def _shaking_legs(c, a, b, fps, rng):
     sides = _sides(rng, 0.5)
-    amp, f = rng.uniform(0.045, 0.075), rng.uniform(0.9, 1.6)
+    amp, f = rng.uniform(0.06, 0.09), rng.uniform(0.9, 1.6)
     sig = _oscillation(a, b, fps, amp, f, one_sided=True)
     for s in sides:
         c[f"{s}_knee_lift"][a:b] += sig
@@ -181,43 +187,44 @@ def _shaking_legs(c, a, b, fps, rng):
 
 def _spread_legs(c, a, b, fps, rng):
     amp = rng.uniform(0.11, 0.17)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     for s in SIDES:
         c[f"{s}_knee_spread"][a:b] += amp * w
     return {"amplitude": amp, "signal": amp * w}
 
 
 def _crossing_arms(c, a, b, fps, rng):
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     for s in SIDES:
-        _send_hand(c, s, slice(a, b), w, "cross", (0.0, 0.0, 0.0), (_SIGN[s] * 0.7, 1.0, -0.1))
+        _send_hand(c, s, slice(a, b), w, "cross", _jitter(rng), (_SIGN[s] * 0.7, 1.0, -0.1))
     return {"signal": w}
 
 
 def _arms_akimbo(c, a, b, fps, rng):
-    w = _hold(a, b, fps)
-    for s in SIDES:
-        _send_hand(c, s, slice(a, b), w, "hip", (0.0, 0.0, 0.0), (_SIGN[s] * 1.0, -0.1, -0.5))
-    return {"signal": w}
+    w = _hold(a, b, fps, rng)
+    sides = _sides(rng, 0.75)
+    for s in sides:
+        _send_hand(c, s, slice(a, b), w, "hip", _jitter(rng), (_SIGN[s] * 1.0, -0.1, -0.5))
+    return {"sides": "".join(sides), "signal": w}
 
 
 def _touching_nose(c, a, b, fps, rng):
     s = _side(rng)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     _send_hand(c, s, slice(a, b), w, "nose", (-_SIGN[s] * 0.01, 0.045, 0.035), (_SIGN[s] * 0.4, 1.0, 0.1))
     return {"side": s, "signal": w}
 
 
 def _covering_face(c, a, b, fps, rng):
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     for s in SIDES:
-        _send_hand(c, s, slice(a, b), w, "face", (0.0, 0.0, 0.03), (_SIGN[s] * 0.6, 1.0, 0.0))
+        _send_hand(c, s, slice(a, b), w, "face", np.array([0.0, 0.0, 0.03]) + _jitter(rng, 0.01), (_SIGN[s] * 0.6, 1.0, 0.0))
     return {"signal": w}
 
 
 def _touching_hindbrain(c, a, b, fps, rng):
     s = _side(rng)
-    w = _hold(a, b, fps)
+    w = _hold(a, b, fps, rng)
     scratch = np.zeros((b - a, 3))
     scratch[:, 1] = 0.015 * np.sin(2 * np.pi * rng.uniform(1.5, 2.5) * _time(a, b, fps)) * w
     _send_hand(c, s, slice(a, b), w, "hindbrain", scratch, (_SIGN[s] * 1.0, -0.8, -0.2))

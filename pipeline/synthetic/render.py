@@ -6,7 +6,7 @@ capsules for limbs, a polygon torso, ellipses for the head, hair, eyes, nose and
 back-to-front order of their camera depth (painter's algorithm; hands and forearms get a small bias
 towards the camera so a hand resting on the thigh or touching the face is drawn on top), applies a
 slow global brightness change ``gain(t) = 1 + A sin(2 pi t / period + phase)`` plus a constant offset,
-and adds Gaussian noise (``cv2.randn``). Coordinates are drawn with 4 bits of sub-pixel precision
+and adds Gaussian sensor noise (a seeded bank of noise frames, see :class:`Renderer`). Coordinates are drawn with 4 bits of sub-pixel precision
 (``shift=4``), so motions of a fraction of a pixel per frame still move the drawing smoothly.
 
 Frames are BGR ``uint8`` arrays of shape [H, W, 3] for a camera size (W, H).
@@ -31,6 +31,7 @@ FOURCC = "mp4v"
 _SHIFT = 4
 _ONE = 1 << _SHIFT
 _AA = cv2.LINE_AA
+_NOISE_BANK = 8
 
 
 def _fx(p: np.ndarray) -> tuple[int, int]:
@@ -55,7 +56,12 @@ class Renderer:
         self.cam = look.camera
         self.rng = np.random.default_rng(seed)
         w, h = self.cam.size
-        self._noise = np.empty((h, w, 3), np.int16)
+        # Sensor noise: a bank of seeded Gaussian frames (numpy, so the seed decides them; OpenCV's randn
+        # uses a process-global generator), each used as is or flipped: 32 patterns, ~2 ms per frame.
+        self._noise_bank = [
+            np.round(self.rng.standard_normal((h, w, 3), dtype=np.float32) * look.noise_sigma).astype(np.int16)
+            for _ in range(_NOISE_BANK if look.noise_sigma > 0 else 0)
+        ]
         self.background = self._draw_background()
 
     # ---------------------------------------------------------------- static scene
@@ -210,9 +216,12 @@ class Renderer:
         gain = 1.0 + look.light_amplitude * np.sin(2 * np.pi * t / look.light_period + look.light_phase)
         if gain != 1.0 or look.brightness != 0.0:
             img = cv2.convertScaleAbs(img, alpha=gain, beta=look.brightness)
-        if look.noise_sigma > 0:
-            cv2.randn(self._noise, 0, look.noise_sigma)
-            img = cv2.add(img, self._noise, dtype=cv2.CV_8U)
+        if self._noise_bank:
+            noise = self._noise_bank[int(self.rng.integers(_NOISE_BANK))]
+            flip = int(self.rng.integers(4)) - 2  # -2: as is; -1, 0, 1: cv2.flip codes
+            if flip > -2:
+                noise = cv2.flip(noise, flip)
+            img = cv2.add(img, noise, dtype=cv2.CV_8U)
         return img
 
 

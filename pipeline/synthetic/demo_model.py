@@ -1,0 +1,383 @@
+"""The demo model: a small Micro-DualNet trained on simulated recordings, shipped as ``demo_model.pt``.
+
+Nothing can be downloaded here and no MA-52 training set or weights exist on a fresh machine, so the
+project ships one small checkpoint that recognises the simulator's actions (plus ``background``) and
+lets the whole chain (pose -> recognition -> read-out -> statistics) run on simulated cohorts.
+:func:`demo_checkpoint_path` is what the cohort flow uses when the user gives no weights. Rebuild it
+(about 10 minutes of CPU on 2 cores, see docs/simulator.md) with::
+
+    python -m pipeline.synthetic.demo_model --rebuild [--work DIR] [--workers 2]
+    python -m pipeline.synthetic.demo_model                 # print the shipped checkpoint's provenance
+
+Why shipped, not built on first use: tests, ``make demo`` and the flow need it on every fresh checkout
+and CI machine; building it takes minutes of CPU and MediaPipe, and the file is small (see below).
+
+The model (:data:`MODEL_OVERRIDES`): the ``tiny`` preset with the **pose modality** (Micro-DualNet's
+Table I "pose" row: entity features from keypoint coordinates and motion, then the full dual ST / TS
+paths, entity routing, MAC and the classifier). Why not RGB + pose: every TSM ResNet of
+:mod:`model.backbone` ends in 2048 channels whatever its width, so even the ``tiny`` backbone holds
+about 3.5 M parameters (layer4's 1024 -> 2048 projection alone is 2.1 M), 7 MB in fp16, over the 5 MB
+budget for a file in the repository; the pose model has about 0.1 M.
+
+Training data (recipe :class:`DemoRecipe`): untrimmed simulated recordings
+(:func:`pipeline.synthetic.recording.write_cohort`, every action engaged often, no group effects),
+posed with the real pose stage (MediaPipe, ``--frames sampled`` with :data:`DEMO_PLAN`, exactly as at
+inference), then cut into the windows :data:`DEMO_PLAN` lays on them. Each window is one training clip
+of ``T`` frames (the frames the window samples, with their keypoints), labelled with the class that
+covers most of the window's span in the per-frame truth (``background`` when no action does);
+windows that the recognition stage would not classify (usable pose on fewer than half of their
+frames) are left out, and background windows are subsampled. Training on the windows inference
+will see, partial overlaps at event boundaries included, is what makes the read-out's per-frame
+scores (the mean over covering windows) change class where the truth does. The clips are written as
+a prepared folder (:mod:`model.clips` format, :func:`model.clips.encode_prepared_clip`); they are cut
+from recordings rather than rendered as trimmed clips (``python -m pipeline.prepare_clips``), because
+one posed recording yields a clip per hop, with the boundary windows included, for a sixth of the
+pose work.
+
+Test data: recordings from a seed never used in training, cut the same way. ``top1_clean`` is the
+Top-1 accuracy on windows whose span is at least :attr:`DemoRecipe.clean_purity` one class (the
+trimmed-clip case), ``top1_all`` on every window (boundary windows labelled by majority).
+
+The window plan (:data:`DEMO_PLAN`): T = 6 frames, stride 8 (1.6 s at 30 fps), hop 8 frames, so pose
+is needed on every 8th frame only, every frame is covered by 6 windows, and events as short as the
+simulator's shortest (1 s) fill more than half of some window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from model.clips import MANIFEST, PREPARED_FORMAT, ClipDataset, PreparedClips, encode_prepared_clip
+from model.evaluate import predict_clips
+from model.preprocessing import BACKGROUND, ClassList, Preprocessing
+from model.taxonomy import MA52
+from model.train import TrainConfig, train
+from model.transforms import resize_keypoints
+from model.windows import WindowPlan
+from pipeline.agreement import read_frame_truth
+from pipeline.artifacts import atomic_write_bytes, atomic_write_text
+from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_written, setup_logging
+from pipeline.keypoints import read_keypoints
+from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
+from pipeline.synthetic.motions import ACTIONS
+from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
+from pipeline.video import iter_frames, probe
+
+__all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "CHECKPOINT_FILE", "REBUILD_COMMAND", "DemoRecipe",
+           "DemoModelMissing", "demo_checkpoint_path", "demo_classes", "simulate_split", "window_clips",
+           "evaluate_clips", "build_demo_model", "main"]
+
+CHECKPOINT_FILE = "demo_model.pt"
+REBUILD_COMMAND = "python -m pipeline.synthetic.demo_model --rebuild"
+
+DEMO_PLAN = WindowPlan(clip_len=6, stride=8, hop_s=8 / 30)
+"""T = 6 frames, stride 8 (span 48 frames = 1.6 s at 30 fps), hop 8 frames (module docstring)."""
+DEMO_PREPROCESSING = Preprocessing(region="frame", resize_short=128, size=112)
+"""The whole frame (the simulator frames the person like MA-52 clips), short side 128, centre 112."""
+MODEL_OVERRIDES: dict[str, Any] = {
+    "modality": "pose", "embed_dim": 64, "num_heads": 4, "num_layers": 2, "ffn_dim": 128,
+    "residual_mlp_hidden": 64, "classifier_hidden": 64, "image_size": (112, 112),
+}
+"""Applied to ``MicroDualNetConfig.tiny`` (module docstring: why the pose modality)."""
+
+
+class DemoModelMissing(FileNotFoundError):
+    """The shipped demo checkpoint is absent (message names the rebuild command)."""
+
+
+def demo_checkpoint_path() -> Path:
+    """Path of the shipped demo checkpoint; :class:`DemoModelMissing` (a FileNotFoundError) when absent."""
+    path = Path(__file__).resolve().with_name(CHECKPOINT_FILE)
+    if not path.is_file():
+        raise DemoModelMissing(f"demo model checkpoint {path} not found; rebuild it with: {REBUILD_COMMAND} "
+                               "(about 10 minutes of CPU)")
+    return path
+
+
+def demo_classes() -> ClassList:
+    """The simulated actions in MA-52 order, then ``background``."""
+    return ClassList.from_actions(sorted(ACTIONS, key=MA52.index), background=True)
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that decides the demo checkpoint (stored in its provenance).
+
+    Attributes
+    ----------
+    train_seed, test_seed : master seeds of the training and test recordings (never equal)
+    train_recordings, test_recordings : number of recordings of each split
+    seconds : length of each recording
+    size : (width, height) of the recordings (the cohort simulator's default)
+    p_engaged, mean_share : every action's engagement probability and mean share of time, so that
+        recordings are busy (about 60 % of the time in some action)
+    background_keep : share of background windows kept in training (balances the classes)
+    clean_purity : a test window is "clean" when one class covers at least this share of its span
+    train : the :class:`model.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
+    """
+
+    train_seed: int = 1001
+    test_seed: int = 2002
+    train_recordings: int = 40
+    test_recordings: int = 12
+    seconds: float = 30.0
+    size: tuple[int, int] = (360, 432)
+    p_engaged: float = 0.7
+    mean_share: float = 0.06
+    background_keep: float = 0.25
+    clean_purity: float = 0.9
+    train: dict[str, Any] = field(default_factory=lambda: {
+        "preset": "tiny", "model_overrides": dict(MODEL_OVERRIDES), "num_frames": DEMO_PLAN.clip_len,
+        "frame_stride": DEMO_PLAN.stride, "epochs": 40, "batch_size": 32, "lr": 0.02, "warmup_epochs": 2,
+        "weight_decay": 1e-4, "workers": 0, "device": "cpu", "seed": 0, "plot_every": 1000,
+    })
+
+    def cohort(self, split: str) -> CohortConfig:
+        """The simulator configuration of one split ("train" or "test")."""
+        n = self.train_recordings if split == "train" else self.test_recordings
+        seed = self.train_seed if split == "train" else self.test_seed
+        rates = tuple(ActionRates(a, p_engaged=self.p_engaged, mean_share=self.mean_share) for a in ACTIONS)
+        return CohortConfig(groups={split: n}, seconds=self.seconds, size=self.size, rates=rates, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        d["train"]["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v
+                                         for k, v in d["train"]["model_overrides"].items()}
+        return d
+
+
+def simulate_split(recipe: DemoRecipe, split: str, work: Path, *, workers: int = 1) -> Path:
+    """Render one split's recordings and pose them (``--frames sampled`` with :data:`DEMO_PLAN`).
+
+    Returns the split's folder (``manifest.csv``, ``videos/``, ``truth/``, ``pose/keypoints/``); both
+    steps skip what is up to date.
+    """
+    out = work / split
+    write_cohort(recipe.cohort(split), out, workers=workers)
+    videos = sorted((out / "videos").glob("*.mp4"))
+    jobs = make_jobs(videos, out / "pose", PoseConfig(frames="sampled", plan=DEMO_PLAN))
+    failed = [r for r in run_pose(jobs, workers=workers) if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"pose failed on {len(failed)} simulated recording(s), e.g. {failed[0].item_id}: "
+                           f"{failed[0].error}")
+    return out
+
+
+def _short_side_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """(width, height) with the short side ``short``."""
+    if height <= width:
+        return max(1, round(width * short / height)), short
+    return short, max(1, round(height * short / width))
+
+
+def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: WindowPlan = DEMO_PLAN,
+                 preprocessing: Preprocessing = DEMO_PREPROCESSING, background_keep: float = 1.0,
+                 min_valid: float = 0.5, seed: int = 0) -> Path:
+    """Cut every posed recording of ``split_dir`` into its windows and write them as a prepared folder.
+
+    One clip per window (module docstring): the ``T`` sampled frames resized to the short side
+    ``preprocessing.resize_short`` (RGB, JPEG), their keypoints (all 33 points, moved with the pixels,
+    exactly the rows the recognition stage feeds), the majority label of the window's span. Also
+    ``windows.csv``: clip id, recording, start/end frame, label, purity (share of the span covered by
+    the label). Returns ``out``.
+    """
+    rng = np.random.default_rng(seed)
+    index = {n: i for i, n in enumerate(classes.names)}
+    bg = classes.background_index
+    records, rows = [], []
+    for video in sorted((split_dir / "videos").glob("*.mp4")):
+        vid = video.stem
+        info = probe(video)
+        truth = read_frame_truth(split_dir / "truth" / "frames" / f"{vid}.parquet")
+        frame_class = np.full(info.frame_count, bg, np.int64)
+        labelled = truth["action"].notna().to_numpy()
+        frame_class[truth["frame"].to_numpy()[labelled]] = [index[a] for a in truth["action"][labelled]]
+        kp = read_keypoints(keypoints_path(split_dir / "pose", vid))
+        row_of = {int(f): r for r, f in enumerate(kp.frames)}
+        combined, usable = kp.combined, kp.valid
+        windows = plan.windows(info.frame_count, info.fps)
+        chosen = []
+        for w in windows:
+            rows_w = [row_of[f] for f in w.frames]
+            if usable[rows_w].mean() < min_valid:
+                continue
+            counts = np.bincount(frame_class[w.start_frame:w.end_frame], minlength=len(classes))
+            label = int(np.argmax(counts))
+            if label == bg and rng.random() >= background_keep:
+                continue
+            chosen.append((w, rows_w, label, counts[label] / counts.sum()))
+        needed = sorted({f for w, *_ in chosen for f in w.frames})
+        size = _short_side_size(*info.size, preprocessing.resize_short)
+        pixels = {i: rgb for i, _, rgb in iter_frames(video, needed, size=size, color="rgb", info=info)}
+        for w, rows_w, label, purity in chosen:
+            clip_id = f"{vid}-w{w.index:04d}"
+            kp_w = torch.from_numpy(combined[rows_w].astype(np.float32))
+            kp_w = resize_keypoints(kp_w, (info.height, info.width), (size[1], size[0])).numpy()
+            meta = {"video": str(video), "window": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
+                    "purity": float(purity)}
+            atomic_write_bytes(out / "clips" / f"{clip_id}.npz",
+                               encode_prepared_clip([pixels[f] for f in w.frames], kp_w, np.asarray(w.frames), label,
+                                                    meta))
+            records.append({"id": clip_id, "file": f"clips/{clip_id}.npz", "label": label, "num_frames": len(w.frames),
+                            "height": size[1], "width": size[0], "video": str(video), "has_keypoints": True})
+            rows.append(f"{clip_id},{vid},{w.start_frame},{w.end_frame},{classes.names[label]},{purity:.4f}\n")
+    manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),
+                "storage": "jpeg", "settings": {"source": "pipeline.synthetic.demo_model windows",
+                                                "plan": plan.to_dict()},
+                "clips": records}
+    atomic_write_text(out / "windows.csv", "id,video_id,start_frame,end_frame,label,purity\n" + "".join(rows))
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return out
+
+
+def evaluate_clips(checkpoint: Checkpoint, prepared: Path, *, clean_purity: float = 0.9) -> dict[str, Any]:
+    """Top-1 of the checkpoint on a prepared window folder: all windows, clean windows, per class (clean)."""
+    ds = ClipDataset(PreparedClips(prepared), checkpoint.plan.clip_len, train=False,
+                     preprocessing=checkpoint.preprocessing)
+    pred = predict_clips(checkpoint.model, ds, batch_size=64, amp=False)
+    labels = np.asarray(pred.labels)
+    top = np.asarray(pred.scores).argmax(1)
+    purity = np.array([float(line.rsplit(",", 1)[1]) for line in
+                       (prepared / "windows.csv").read_text().splitlines()[1:]])
+    clean = purity >= clean_purity
+    per_class = {}
+    for c, name in enumerate(checkpoint.classes.names):
+        m = clean & (labels == c)
+        if m.any():
+            per_class[name] = round(float((top[m] == c).mean()), 4)
+    return {"windows": int(len(labels)), "clean_windows": int(clean.sum()),
+            "top1_all": round(float((top == labels).mean()), 4),
+            "top1_clean": round(float((top[clean] == labels[clean]).mean()), 4),
+            "top1_clean_per_class": per_class}
+
+
+def _cpu_seconds() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(),
+                     workers: int = 1, on_epoch=None) -> tuple[Path, dict[str, Any]]:
+    """Simulate, pose, cut windows, train, evaluate on unseen seeds, write the checkpoint ``out_path``.
+
+    Returns (path, provenance). ``work`` holds the recordings, keypoints, prepared folders and the
+    training run (reruns skip what is up to date). Timings are wall and CPU seconds of this process
+    and its children, per step.
+    """
+    work = Path(work)
+    classes = demo_classes()
+    timings: dict[str, dict[str, float]] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        w0, c0 = time.perf_counter(), _cpu_seconds()
+        result = fn(*args, **kwargs)
+        timings[name] = {"wall_s": round(time.perf_counter() - w0, 1), "cpu_s": round(_cpu_seconds() - c0, 1)}
+        return result
+
+    splits = {}
+    for split in ("train", "test"):
+        splits[split] = timed(f"simulate_and_pose_{split}", simulate_split, recipe, split, work, workers=workers)
+    prepared = {}
+    for split in ("train", "test"):
+        target = work / f"prepared_{split}"
+        if target.exists():
+            shutil.rmtree(target)
+        prepared[split] = timed(f"windows_{split}", window_clips, splits[split], target, classes=classes,
+                                background_keep=recipe.background_keep if split == "train" else 1.0,
+                                seed=recipe.train_seed)
+    run = work / "run"
+    if run.exists():
+        shutil.rmtree(run)
+    cfg = TrainConfig.from_dict(recipe.train)
+    latest = timed("train", train, cfg, prepared["train"], run, on_epoch=on_epoch)
+    trained = load_checkpoint(latest)
+    test = timed("evaluate", evaluate_clips, trained, prepared["test"], clean_purity=recipe.clean_purity)
+    train_counts = np.bincount(PreparedClips(prepared["train"]).labels, minlength=len(classes))
+    provenance = {
+        "trained_on": "simulated",
+        "training_data": (f"simulated recordings (pipeline.synthetic, seed {recipe.train_seed}, "
+                          f"{recipe.train_recordings} x {recipe.seconds:g} s), cut into window clips"),
+        "simulated": {
+            "recipe": recipe.to_dict(),
+            "train_windows": int(train_counts.sum()),
+            "train_windows_per_class": {n: int(k) for n, k in zip(classes.names, train_counts)},
+            "test": {"seed": recipe.test_seed, "recordings": recipe.test_recordings, **test},
+            "timings": timings,
+            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "python": platform.python_version()},
+        },
+        "metrics": {"top1_clean": test["top1_clean"], "top1_all": test["top1_all"]},
+        "command": REBUILD_COMMAND,
+        "note": "trained on simulated data only (a seated mannequin drawn by pipeline.synthetic); "
+                "not a model of real participants",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out_path = Path(out_path)
+    save_checkpoint(out_path, trained.model, classes=trained.classes, preprocessing=DEMO_PREPROCESSING,
+                    plan=DEMO_PLAN, provenance=provenance)
+    return out_path, provenance
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, or rebuild it.",
+                    prog="python -m pipeline.synthetic.demo_model")
+    p.add_argument("--rebuild", action="store_true", help="simulate, pose, train and evaluate, then write the checkpoint")
+    p.add_argument("--out", help=f"checkpoint to write with --rebuild (default: the shipped {CHECKPOINT_FILE})")
+    p.add_argument("--work", default="demo_model_work", help="working folder for --rebuild (recordings, keypoints, "
+                                                             "prepared windows, training run); reruns resume")
+    p.add_argument("--workers", type=int, default=2, help="processes for rendering and pose")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    with handle_errors("pipeline.synthetic.demo_model"):
+        if not args.rebuild:
+            ckpt = load_checkpoint(demo_checkpoint_path())
+            print(json.dumps({"path": str(ckpt.path), "classes": list(ckpt.classes.names),
+                              "plan": ckpt.plan.to_dict(), "provenance": ckpt.provenance}, indent=1))
+            return EXIT_OK
+        if args.workers < 1 or args.threads < 1:
+            raise BadInput("--workers and --threads must be >= 1")
+        torch.set_num_threads(args.threads)
+        out = Path(args.out) if args.out else Path(__file__).resolve().with_name(CHECKPOINT_FILE)
+
+        def show(row):
+            print(f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train top-1 {row['train_top1']:.3f} "
+                  f"({row['epoch_s']:.1f} s)", file=sys.stderr)
+
+        path, prov = build_demo_model(out, Path(args.work), workers=args.workers, on_epoch=show)
+        sim = prov["simulated"]
+        print(f"test (seed {sim['test']['seed']}): top-1 {sim['test']['top1_clean']:.4f} on "
+              f"{sim['test']['clean_windows']} clean windows, {sim['test']['top1_all']:.4f} on all "
+              f"{sim['test']['windows']}", file=sys.stderr)
+        print(f"timings: {json.dumps(sim['timings'])}", file=sys.stderr)
+        report_written(path)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,7 +21,8 @@ Writes into ``--out``:
   on spatial-then-temporal reasoning for that entity);
 - ``predictions.csv``: per clip its id, label and top-5 classes with probabilities;
 - ``prediction.csv`` with ``--submission``: the MA-52 challenge file ``vid, action_pred_1..5,
-  body_pred_1..5`` (body_pred_k is the body part of action_pred_k; the hidden test labels are not used).
+  body_pred_1..5`` (vid: the video file name; body_pred_k is the body part of action_pred_k, so
+  body parts may repeat; the hidden test labels are not used).
 
 Scores are softmax probabilities, averaged over views with ``--views CxS`` (C temporal clips x S = 1
 or 3 spatial crops, :class:`model.clips.ClipDataset`). All outputs are written atomically.
@@ -162,6 +163,7 @@ def confusion_matrix(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> 
 def write_submission(path: Path, ids: list[str], scores: np.ndarray, classes: ClassList) -> Path:
     """MA-52 challenge ``prediction.csv``: ``vid, action_pred_1..5, body_pred_1..5``.
 
+    ``vid`` is the video file name (e.g. ``0003_01_0005.mp4``), predictions by decreasing score.
     Actions are MA-52 indices (the class list's taxonomy ids); body_pred_k is the body part of action_pred_k.
     """
     if classes.background_index is not None or len(classes) < 5:
@@ -286,7 +288,8 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
     written.append(_save_fig(fig, out / "routing.png"))
 
     if submission:
-        written.append(write_submission(out / "prediction.csv", [Path(i).name for i in ids], pred.scores, classes))
+        vids = [Path(data.records[i].get("video") or data.records[i]["id"]).name for i in pred.indices]
+        written.append(write_submission(out / "prediction.csv", vids, pred.scores, classes))
     return written
 
 

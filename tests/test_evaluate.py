@@ -76,6 +76,7 @@ def test_outputs_match_a_direct_computation(setup, tmp_path):
     sub = _rows(out / "prediction.csv")
     assert list(sub[0]) == ["vid", *[f"action_pred_{k}" for k in range(1, 6)], *[f"body_pred_{k}" for k in range(1, 6)]]
     tax = np.array(CLASSES5.taxonomy_ids)
+    assert [r["vid"] for r in sub] == [f"{i}.mp4" for i in PreparedClips(prep).ids]
     for row, scores in zip(sub, direct.scores):
         actions = [int(row[f"action_pred_{k}"]) for k in range(1, 6)]
         assert actions == tax[np.argsort(-scores, kind="stable")[:5]].tolist()

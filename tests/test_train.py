@@ -136,3 +136,28 @@ def test_cli_ablation_preset_and_overrides(synthetic, tmp_path):
     assert rc == 0
     ckpt = load_checkpoint(tmp_path / "st" / "latest.pt")
     assert ckpt.config.paths == "st" and not ckpt.config.use_mac and ckpt.model.dual_path.paths == "st"
+
+
+def test_synthetic_loader_shapes_and_seeded_randomness(synthetic):
+    ds = ClipDataset(synthetic, 4, train=True, seed=5)
+    a = ds[3]
+    assert a["frames"].shape == (4, 3, 64, 64) and a["frames"].dtype == torch.uint8
+    assert a["keypoints"].shape == (4, 33, 3) and int(a["label"]) == 0 and int(a["index"]) == 3
+    assert torch.equal(ds[3]["frames"], a["frames"])  # same (seed, epoch, clip): same sample
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["frames"], a["frames"])  # a new epoch draws new frames / crop / flip
+
+
+def test_class_subset_with_background_trains_and_evaluates(tmp_path):
+    from model.evaluate import evaluate
+    from model.preprocessing import ClassList
+
+    classes = ClassList.from_actions(["nodding", "shaking head"], background=True)
+    prep = write_synthetic_prepared(tmp_path / "prep", clips_per_class=2, num_frames=4, classes=classes)
+    cfg = _small(epochs=1, max_steps_per_epoch=1, batch_size=2)
+    best = train(cfg, prep, tmp_path / "run", val_dir=prep, provenance={"trained_on": "simulated"})
+    ckpt = load_checkpoint(best)
+    assert ckpt.classes.background_index == 2 and ckpt.provenance["trained_on"] == "simulated"
+    evaluate(best, prep, tmp_path / "eval", workers=0)
+    per_class = (tmp_path / "eval" / "per_class.csv").read_text().splitlines()
+    assert per_class[-1].split(",")[1:3] == ["background", "background"]

@@ -166,6 +166,7 @@ def _video_rows(videos: Sequence[VideoInfo], redact: _Redactor, show_paths: bool
             "frames_posed": qc.get("frames_posed", "—"),
             "usable": qc.get("valid_fraction"),
             "no_pose_s": sum(b - a for a, b in v.no_pose) if v.no_pose or v.windows is not None else None,
+            "windows": (f"{int(v.windows['classified'].sum())} / {len(v.windows)}" if v.windows is not None else "—"),
             "flags": str(qc.get("flags") or ""),
             "status": redact(status),
         })  # fmt: skip

@@ -7,7 +7,8 @@ deficiencies), and colour never carries information alone: ethogram rows are lab
 stretches are hatched as well as grey, the participant's own marker differs in shape.
 
 The group-comparison violins are :func:`analysis.plots.violin_figure` (the paper's Fig. 3 style), the
-same function ``python -m analysis.hurdle`` uses, so the report and the analysis outputs agree.
+same function ``python -m analysis.hurdle`` uses, so the report and the analysis outputs agree; the
+report only recolours its groups with the Okabe-Ito palette (:func:`recolour_groups`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from matplotlib.patches import Patch
 
 from reports.run import VideoInfo
 
-__all__ = ["OKABE_ITO", "png_data_uri", "ethogram_figure", "qc_figure", "violin_data_uri"]
+__all__ = ["OKABE_ITO", "png_data_uri", "ethogram_figure", "qc_figure", "violin_data_uri", "recolour_groups"]
 
 # Okabe & Ito (2008), "Color Universal Design"; black moved last.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
@@ -120,4 +121,33 @@ def violin_data_uri(cohort: pd.DataFrame, action: str, groups: Sequence[str], re
 
     engaged = cohort[(cohort["action"] == action) & (cohort["percent_time"] > 0) & cohort["group"].isin(groups)]
     tests = results[(results["action"] == action) & (results["part"] == "intensity")]
-    return png_data_uri(violin_figure(engaged, action, groups, tests, p_column=p_column, alpha=alpha), dpi=90)
+    fig = violin_figure(engaged, action, groups, tests, p_column=p_column, alpha=alpha)
+    recolour_groups(fig, len(groups))
+    return png_data_uri(fig, dpi=90)
+
+
+def recolour_groups(fig: Figure, n_groups: int) -> None:
+    """Give each group's violin body and dots the Okabe-Ito colour of its x position (group ``i`` at x = i).
+
+    :func:`analysis.plots.violin_figure` has a fixed palette; the report recolours its collections by
+    where they sit on the x axis, so the mapping holds even when a group has no violin (fewer than two
+    engagers). Median/mean lines and brackets stay black.
+    """
+    from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if isinstance(coll, LineCollection):
+                continue
+            if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+                x = float(np.mean(np.asarray(coll.get_offsets())[:, 0]))
+            elif isinstance(coll, PolyCollection) and coll.get_paths():
+                x = float(np.mean(coll.get_paths()[0].vertices[:, 0]))
+            else:
+                continue
+            i = int(round(x))
+            if 0 <= i < n_groups:
+                colour = OKABE_ITO[i % 7]
+                coll.set_facecolor(colour)
+                if isinstance(coll, PolyCollection):
+                    coll.set_edgecolor(colour)

@@ -72,6 +72,32 @@ def test_percentile_is_the_mid_rank() -> None:
     assert np.isnan(percentile_of([], 1.0))
 
 
+def test_violins_recoloured_by_group_position(run_dir: Path) -> None:
+    """Each group's violin body and dots take the Okabe-Ito colour of the group's x position."""
+    from matplotlib.collections import PathCollection, PolyCollection
+    from matplotlib.colors import to_hex
+
+    from analysis.plots import violin_figure
+    from reports.figures import OKABE_ITO, recolour_groups
+
+    run = load_run(run_dir)
+    a = "turning head"
+    engaged = run.cohort[(run.cohort["action"] == a) & (run.cohort["percent_time"] > 0)]
+    fig = violin_figure(engaged, a, run.groups)
+    recolour_groups(fig, len(run.groups))
+    seen = set()
+    for coll in fig.axes[0].collections:
+        if isinstance(coll, PathCollection):
+            i = int(round(float(np.mean(coll.get_offsets()[:, 0]))))
+        elif isinstance(coll, PolyCollection):
+            i = int(round(float(np.mean(coll.get_paths()[0].vertices[:, 0]))))
+        else:
+            continue
+        assert to_hex(coll.get_facecolor()[0], keep_alpha=False) == OKABE_ITO[i].lower()
+        seen.add(i)
+    assert seen == set(range(len(run.groups)))
+
+
 def test_uncovered_spans() -> None:
     assert uncovered([(0, 2), (1, 3), (5, 6)], 0, 8) == [(3, 5), (6, 8)]
     assert uncovered([], 0, 4) == [(0, 4)]

@@ -111,7 +111,7 @@ class MediaPipeBackend:
         crop = None if (rx, ry, rw, rh) == (0, 0, *info.size) else (rx, ry, rw, rh)
         wanted = config.plan.sampled_frames(info.frame_count, info.fps) if config.frames == "sampled" else None
         n_req = info.frame_count if wanted is None else len(wanted)
-        frames, times, bodies, extras, detected, rejected = [], [], [], [], [], []
+        frame_indices, times, bodies, extras, detected, rejected = [], [], [], [], [], []
         offset = np.array([rx, ry], np.float32)
         plaus = config.plausibility
         # decoding starts now, in its thread, and overlaps loading the BlazePose graph
@@ -132,28 +132,29 @@ class MediaPipeBackend:
                     rej = reject_implausible(body, raw, _MP_PRESENT, info.size, plaus)
                     if rej:
                         extra[:] = 0.0
-                frames.append(index)
+                frame_indices.append(index)
                 times.append(t)
                 bodies.append(body)
                 extras.append(extra)
                 detected.append(lm is not None)
                 rejected.append(rej)
-        if not frames:
+        if not frame_indices:
             raise VideoError(source, "no frame could be decoded")
-        if wanted is None and len(frames) > info.frame_count:
+        n = len(frame_indices)
+        if wanted is None and n > info.frame_count:
             # The whole file was read and it holds more frames than probed: trust the decoder.
-            log.warning("%s: decoded %d frames, the container said %d", source, len(frames), info.frame_count)
-            info = dataclasses.replace(info, frame_count=len(frames), duration_s=len(frames) / info.fps)
-            n_req = len(frames)
+            log.warning("%s: decoded %d frames, the container said %d", source, n, info.frame_count)
+            info = dataclasses.replace(info, frame_count=n, duration_s=n / info.fps)
+            n_req = n
         kp = Keypoints(
-            frames=np.asarray(frames, np.int64), time_s=np.asarray(times, np.float64),
+            frames=np.asarray(frame_indices, np.int64), time_s=np.asarray(times, np.float64),
             body25=np.stack(bodies), extra=np.stack(extras),
             detected=np.asarray(detected, bool), rejected=np.asarray(rejected, bool),
             fps=info.fps, size=info.size,
         )
         meta = info.to_dict() | {
             "roi": [rx, ry, rw, rh], "frames_mode": config.frames, "frames_requested": int(n_req),
-            "frames_missing": int(n_req - len(frames)),
+            "frames_missing": int(n_req - n),
         }
         return kp, meta
 
@@ -198,9 +199,9 @@ class OpenPoseBackend:
             body[k] = people[k][c]
             present = body[k, :, 2] > 0
             rejected[k] = reject_implausible(body[k], body[k].copy(), present, size, config.plausibility)
-        frames = np.asarray([i for i, _ in pairs], np.int64)
+        frame_indices = np.asarray([i for i, _ in pairs], np.int64)
         kp = Keypoints(
-            frames=frames, time_s=frames / fps, body25=body, extra=np.zeros((n, NUM_EXTRA, 3), np.float32),
+            frames=frame_indices, time_s=frame_indices / fps, body25=body, extra=np.zeros((n, NUM_EXTRA, 3), np.float32),
             detected=np.asarray([c is not None for c in choice], bool), rejected=rejected, fps=fps, size=size,
         )
         meta = {

@@ -54,7 +54,7 @@ class MicroDualNetConfig:
     """All hyper-parameters of the model and its loss.
 
     Defaults are the MA-52 setting of the paper (K=6 entities, T=8 frames, 52 classes, TSM
-    ResNet-101). Use the presets :meth:`ma52`, :meth:`imigue` and :meth:`tiny`.
+    ResNet-101). Use the presets :meth:`ma52`, :meth:`ma52_16f`, :meth:`imigue` and :meth:`tiny`.
     """
 
     # --- task ---------------------------------------------------------------------------------

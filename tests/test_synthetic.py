@@ -226,6 +226,21 @@ def test_cohort_outputs_agree_with_each_other(tiny_cohort):
     assert CohortConfig.from_dict(json.loads((out / "config.json").read_text())) == config
 
 
+def test_cohort_outputs_are_read_by_the_downstream_readers(tiny_cohort):
+    """The manifest, per-frame truth and detection truth load with the read-out's own readers."""
+    from pipeline.agreement import read_frame_truth
+    from pipeline.detection_eval import read_ground_truth
+    from pipeline.manifest import read_manifest
+
+    _, out, _ = tiny_cohort
+    m = read_manifest(out / "manifest.csv")
+    assert list(m.videos["video_id"]) == ["ASD-001", "TDC-001"] and set(m.covariates) == {"age", "sex"}
+    truth = read_frame_truth(out / "truth" / "frames")
+    det = read_ground_truth(out / "truth" / "detections.csv")
+    labelled = truth.dropna(subset=["action"])
+    assert len(labelled) == pytest.approx(sum(round((r.t_end - r.t_start) * FPS) for r in det.itertuples()), abs=len(det))
+
+
 def test_cohort_rerun_keeps_up_to_date_videos_and_force_renders(tiny_cohort):
     config, out, first = tiny_cohort
     video = out / "videos" / "ASD-001.mp4"

@@ -25,7 +25,7 @@ from pipeline.cli import EXIT_OK, BadInput, check_output_dir, handle_errors, mak
 from pipeline.synthetic.clips import ClipConfig, write_clips
 from pipeline.synthetic.motions import ACTIONS, PROGRAMS
 from pipeline.synthetic.recording import CohortConfig, cohort_specs, write_cohort
-from pipeline.synthetic.sheet import action_sheet
+from pipeline.synthetic.sheet import action_sheet, recording_sheet
 
 PROG = "python -m pipeline.synthetic"
 
@@ -98,12 +98,17 @@ def build_parser():
     k.add_argument("--fps", type=float, default=30.0)
     k.add_argument("--seed", type=int, default=0, help="seed (use different seeds for train and test)")
     k.add_argument("--workers", type=int, default=1, help="clips rendered in parallel (processes)")
-    s = sub.add_parser("sheet", parents=[_common()], help="contact sheet PNG of every simulated action")
+    s = sub.add_parser("sheet", parents=[_common()], help="contact sheet PNG of every simulated action",
+                       description="PNG of every simulated action, or (--recording) frames + ground-truth "
+                                   "ethogram of one simulated recording.")
     s.add_argument("--out", required=True, help="PNG file to write")
     s.add_argument("--tile", default="160x192", help="tile WIDTHxHEIGHT")
     s.add_argument("--columns", type=int, default=5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-noise", action="store_true", help="no sensor noise (smaller PNG)")
+    s.add_argument("--recording", action="store_true",
+                   help="instead: one recording (participant 1 of a default cohort, --seconds, --seed)")
+    s.add_argument("--seconds", type=float, default=60.0, help="recording length with --recording")
     sub.add_parser("actions", parents=[_common()], help="list the simulated actions (MA-52 index, code, body part, kind)")
     return p
 
@@ -146,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             tile = _size(args.tile)
             if args.columns < 1:
                 raise BadInput(f"--columns must be >= 1, got {args.columns}")
-            ok, png = cv2.imencode(".png", action_sheet(tile=tile, columns=args.columns, seed=args.seed, noise=not args.no_noise))
+            if args.recording:
+                image = recording_sheet(CohortConfig(groups={"ASD": 1}, seconds=args.seconds, seed=args.seed))
+            else:
+                image = action_sheet(tile=tile, columns=args.columns, seed=args.seed, noise=not args.no_noise)
+            ok, png = cv2.imencode(".png", image)
             atomic_write_bytes(out, png.tobytes())
             report_written(out)
             return EXIT_OK

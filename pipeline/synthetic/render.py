@@ -39,7 +39,7 @@ def _fx(p: np.ndarray) -> tuple[int, int]:
 
 
 def _shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
-    return tuple(int(np.clip(v * f, 0, 255)) for v in c)  # type: ignore[return-value]
+    return tuple(min(255, max(0, int(v * f))) for v in c)  # type: ignore[return-value]
 
 
 class Renderer:

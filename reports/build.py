@@ -28,13 +28,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from analysis.tables import HEADER, format_p, publication_table, table_caption
 from pipeline.artifacts import atomic_write_text
-from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
+from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
@@ -174,7 +173,7 @@ def _video_rows(videos: Sequence[VideoInfo], redact: _Redactor, show_paths: bool
 
 
 def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
-                 show_paths: bool = False) -> Path:  # fmt: skip
+                 show_paths: bool = False, show_progress: bool = False) -> Path:  # fmt: skip
     """Read a run folder and write the cohort report and one page per participant.
 
     Parameters
@@ -187,6 +186,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
         Group for the participants' percentiles; default ``"TDC"`` when present, else the whole cohort.
     show_paths : bool
         Show the manifest's video paths (off by default: file names can contain names).
+    show_progress : bool
+        Progress bar over the participant pages (stderr).
 
     Returns
     -------
@@ -277,7 +278,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
     # -- participant pages -------------------------------------------------------------------------
     template = env.get_template("participant.html.j2")
     parts = run.participant_table().set_index("participant_id")
-    for i, pid in enumerate(ids):
+    for i, pid in enumerate(progress(ids, desc="participant pages", unit="page") if show_progress else ids):
         videos = run.videos.get(pid, [])
         in_cohort = pid in parts.index
         actions = participant_actions(run, pid, ref) if in_cohort else pd.DataFrame(columns=["action", "percent_time"])
@@ -359,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_dir(args.out)
         if not args.run.is_dir():
             raise BadInput(f"--run {args.run} is not a folder")
-        index = build_report(args.run, args.out, reference_group=args.reference_group, show_paths=args.show_paths)
+        index = build_report(args.run, args.out, reference_group=args.reference_group, show_paths=args.show_paths,
+                             show_progress=not args.quiet)  # fmt: skip
         listing = json.loads((args.out / _LISTING).read_text(encoding="utf-8"))
         for name in listing["pages"]:
             report_written(args.out / name)

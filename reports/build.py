@@ -302,8 +302,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
             videos=_video_rows(videos, redact, show_paths),
             ethogram=eth,
             ethogram_alt=eth_alt,
-            ethogram_missing="No segments were recorded for this run (readout/segments/ is missing)." if not has_segments
-                             else "No video information (the run has no manifest).",  # fmt: skip
+            ethogram_missing=("No video information (the run has no manifest)." if not videos else
+                              "No segments were recorded for this run (readout/segments/ is missing)."),  # fmt: skip
             action_rows=_records(shown),
             never=sorted(set(actions["action"]) - set(shown["action"])) if in_cohort else [],
             actions_caption="† analysed in the group comparison. Actions never detected are listed below the table."

@@ -83,7 +83,8 @@ def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figu
         ax.set_yticklabels(list(ypos.keys()), fontsize=8)
         ax.set_ylim(-0.7, rows - 0.3)
         ax.set_xlim(0, end if end > 0 else 1.0)
-        ax.set_title(v.label + (" (excluded: " + v.excluded + ")" if v.excluded else ""), fontsize=9, loc="left")
+        # Only the label: an exclusion reason can quote a file name, and text drawn into pixels escapes redaction.
+        ax.set_title(v.label + (" (excluded)" if v.excluded else ""), fontsize=9, loc="left")
         ax.grid(axis="x", color="#DDDDDD", linewidth=0.5, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1].set_xlabel("time in the video (s)")

@@ -97,6 +97,20 @@ def test_violins_recoloured_by_group_position(run_dir: Path) -> None:
     assert seen == set(range(len(run.groups)))
 
 
+def test_ethogram_draws_no_file_names(run_dir: Path) -> None:
+    """Text drawn into a figure escapes HTML redaction, so the ethogram shows labels only."""
+    from reports.figures import ethogram_figure
+
+    run = load_run(run_dir)
+    videos = run.videos["P00001"]
+    videos[1].excluded = f"pose failed: videos/{REAL_NAME}.mp4: cannot open"
+    fig = ethogram_figure(videos, list(ACTIONS))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts + [ax.title, ax._left_title, ax.xaxis.label]]
+    texts += [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+    assert "video 2 (excluded)" in texts
+    assert not any(REAL_NAME in t or "rec" in t for t in texts)
+
+
 def test_uncovered_spans() -> None:
     assert uncovered([(0, 2), (1, 3), (5, 6)], 0, 8) == [(3, 5), (6, 8)]
     assert uncovered([], 0, 4) == [(0, 4)]

@@ -54,7 +54,8 @@ from pipeline.synthetic.skeleton import skeleton_at
 
 __all__ = ["ActionRates", "CohortConfig", "Event", "ParticipantSpec", "DEFAULT_RATES", "sample_participant",
            "participant_controls", "render_participant", "frame_truth", "detections", "percent_time",
-           "write_participant", "write_cohort", "FRAME_TRUTH_SCHEMA", "STAGE"]
+           "write_participant", "write_cohort", "cohort_specs", "planted_effects", "FRAME_TRUTH_SCHEMA", "STAGE",
+           "RENDERER_VERSION"]
 
 log = logging.getLogger(__name__)
 STAGE = "synthetic"

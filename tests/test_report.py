@@ -248,6 +248,26 @@ def test_methods_follow_the_configs(run_dir: Path, report: Path, tmp_path: Path)
     assert a != b
 
 
+@pytest.mark.parametrize("rule, extra, phrase", [
+    ("threshold", {}, "at least 0.35, and no micro-action otherwise"),
+    ("top1", {}, "every valid frame is labelled"),
+    ("per-class", {"thresholds": {"nodding": 0.3, "head up": 0.6}}, "per-class thresholds: 2 classes set, the others 0.35"),
+    ("multi-label", {}, "every class whose score reached its threshold (0.35)"),
+    ("background", {}, "background class meaning no micro-action"),
+])  # fmt: skip
+def test_methods_state_each_readout_rule(run_dir: Path, rule: str, extra: dict, phrase: str) -> None:
+    from pipeline.frame_labels import RULES
+    from reports.methods import methods_sections
+
+    assert rule in RULES
+    run = load_run(run_dir)
+    run.cohort_meta["config"] = {"rule": rule, "threshold": 0.35, "thresholds": {}, "min_duration_s": 0.0,
+                                 "merge_gap_s": 1.5, "order": "merge then drop", **extra}  # fmt: skip
+    text = " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
+    assert phrase in text
+    assert "gaps of up to 1.5 s" in text and "no minimum duration was applied" in text
+
+
 def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Path) -> None:
     bare = bare_run
     out = build_report(bare, tmp_path / "bare_report")

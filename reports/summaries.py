@@ -9,9 +9,9 @@ Definitions used on the pages (also in docs/report.md):
   the participant's videos (frames with a detected, plausible skeleton / posed frames).
 - **bouts** = segments of the read-out (one segment of an action = one bout). Unless the read-out's
   bouts table is present, they are counted here from the segments: ``bout_count`` = number of
-  segments, ``mean_bout_s`` = mean segment duration, ``latency_s`` = time from the start of the
-  participant's recording to the first bout, with several videos laid end to end in manifest order
-  (the read-out pools a participant's videos the same way).
+  segments, ``mean_bout_s`` = mean segment duration, ``latency_s`` = start of the first bout,
+  from the start of the first video (manifest order) that has one (the read-out's definition,
+  docs/contracts.md).
 - **percentile** of a participant for an action = ``scipy.stats.percentileofscore(ref, x, kind="mean")``
   over the reference group's percent times (mid-rank for ties, so a participant at 0 % among many
   at 0 % sits in the middle of them, not at the bottom or the top). The participant counts in the
@@ -168,14 +168,11 @@ def effects_table(run: Run) -> pd.DataFrame:
 def bouts_from_segments(videos: Sequence[VideoInfo]) -> pd.DataFrame:
     """Per action: bout_count, mean_bout_s, latency_s from a participant's segments (module docstring)."""
     rows: dict[str, dict] = {}
-    offset = 0.0
-    for v in videos:
+    for v in videos:  # manifest order
         if v.segments is not None and not v.excluded:
-            for s in v.segments.itertuples(index=False):
-                r = rows.setdefault(s.action, {"action": s.action, "durations": [], "latency_s": np.inf})
+            for s in v.segments.sort_values("start_s", kind="stable").itertuples(index=False):
+                r = rows.setdefault(s.action, {"action": s.action, "durations": [], "latency_s": float(s.start_s)})
                 r["durations"].append(float(s.end_s - s.start_s))
-                r["latency_s"] = min(r["latency_s"], offset + float(s.start_s))
-        offset += v.duration_s or 0.0
     out = [{"action": a, "bout_count": len(r["durations"]), "mean_bout_s": float(np.mean(r["durations"])),
             "latency_s": r["latency_s"]} for a, r in rows.items()]  # fmt: skip
     return pd.DataFrame(out, columns=["action", "bout_count", "mean_bout_s", "latency_s"])

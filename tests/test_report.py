@@ -138,7 +138,7 @@ def test_bouts_from_segments_match_the_readout_bouts_table(run_dir: Path) -> Non
     table = run.bouts.set_index(["participant_id", "action"])
     compared = 0
     for pid, videos in run.videos.items():
-        if len(videos) != 1 or videos[0].excluded:
+        if pid not in set(run.participants):
             continue
         for r in bouts_from_segments(videos).itertuples():
             t = table.loc[(pid, r.action)]

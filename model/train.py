@@ -441,7 +441,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                             pin_memory=device.type == "cuda", persistent_workers=False,
                             prefetch_factor=4 if cfg.workers > 0 else None)
         _set_train_mode(net, cfg.freeze_bn)
-        sums = torch.zeros(5, dtype=torch.float64)  # total, ce, mac (sums over clips), correct, clips
+        # total, ce, mac (sums over clips), correct, clips; kept on the device: no sync per step
+        sums = torch.zeros(5, dtype=torch.float64, device=device)
         t0 = time.perf_counter()
         wait = 0.0
         t_wait = time.perf_counter()
@@ -461,15 +462,16 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
             scheduler.step()
             n = labels.shape[0]
             with torch.no_grad():
-                correct = (out.logits.argmax(-1) == labels).sum().item()
-            sums += torch.tensor([terms.total.item() * n, terms.ce.item() * n, terms.mac.item() * n, correct, n],
-                                 dtype=torch.float64)
+                correct = (out.logits.argmax(-1) == labels).sum()
+                sums += torch.stack([terms.total.detach().double() * n, terms.ce.detach().double() * n,
+                                     terms.mac.detach().double() * n, correct.double(), sums.new_tensor(float(n))])
             t_wait = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
         if world > 1:
             dist.all_reduce(sums)
+        sums = sums.cpu()
         clips = max(sums[4].item(), 1.0)
         row: dict[str, Any] = {
             "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": sums[0].item() / clips,

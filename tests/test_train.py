@@ -54,6 +54,7 @@ def test_global_batches_are_split_over_ranks():
     assert sorted(sum(one, [])) == list(range(20))
 
 
+@pytest.mark.slow  # about 10 s of CPU; 30 s wall on the shared 2-core machine
 def test_tiny_learns_a_synthetic_task(synthetic, tmp_path):
     cfg = TrainConfig(preset="tiny", epochs=6, batch_size=8, lr=0.05, warmup_epochs=1, workers=0, num_frames=2,
                       precise_bn_batches=3, val_every=3)
@@ -78,6 +79,7 @@ def _small(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow  # about 8 s of CPU; 20-30 s wall on the shared 2-core machine
 def test_resume_equals_uninterrupted(synthetic, tmp_path):
     cfg = _small(precise_bn_batches=1)  # dropout on: the RNG state must be restored too
     train(cfg, synthetic, tmp_path / "full")

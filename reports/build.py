@@ -101,6 +101,7 @@ class _Redactor:
 
     def __init__(self, run: Run, show_paths: bool) -> None:
         self.pairs: list[tuple[str, str]] = []
+        self._pattern = None
         if show_paths:
             return
         for pid, videos in run.videos.items():
@@ -109,18 +110,20 @@ class _Redactor:
                 for s in {v.source or "", Path(v.source or "").name, v.video_id}:
                     if len(s) >= 3:
                         self.pairs.append((s, label))
-        self.pairs.append((str(run.root.resolve()), "<run folder>"))
-        if str(run.root) != str(run.root.resolve()):
-            self.pairs.append((str(run.root), "<run folder>"))
+        root = str(run.root.resolve())
+        if len(root) > 1:  # the absolute path only: a relative "." or "run" would match ordinary text
+            self.pairs.append((root, "<run folder>"))
         self.pairs.sort(key=lambda p: -len(p[0]))  # full paths before the names inside them
 
+        # Whole names only (not inside a longer word or number), longest first, in one pass.
+        self._labels = dict(self.pairs)
+        self._pattern = (re.compile("(?<![A-Za-z0-9])(" + "|".join(re.escape(p) for p, _ in self.pairs) + ")(?![A-Za-z0-9])")
+                         if self.pairs else None)  # fmt: skip
+
     def __call__(self, text: Any) -> Any:
-        if not isinstance(text, str) or not self.pairs:
+        if not isinstance(text, str) or self._pattern is None:
             return text
-        for s, label in self.pairs:
-            if s in text:
-                text = text.replace(s, label)
-        return text
+        return self._pattern.sub(lambda m: self._labels[m.group(1)], text)
 
 
 def _limitations(run: Run, banner: str | None, ref: str | None) -> list[str]:
@@ -241,7 +244,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
         notes=[redact(n) for n in run.notes],
         group_rows=_records(group_summary(run)),
         demographics=demographics(run),
-        methods=[_redact_section(s, redact) for s in methods_sections(run, show_paths=show_paths)],
+        methods=methods_sections(run, show_paths=show_paths),  # built without path-valued entries
         qc_rows=qc_rows,
         qc_summary=qc_summary,
         qc_figure=png_data_uri(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
@@ -320,12 +323,6 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
     atomic_write_text(out / _LISTING, json.dumps({"report_version": REPORT_VERSION, "created": common["created"],
                                                   "pages": [str(p.relative_to(out)) for p in written]}, indent=1))  # fmt: skip
     return index
-
-
-def _redact_section(sec, redact: _Redactor):
-    sec.text = [redact(t) for t in sec.text]
-    sec.params = [(k, redact(v)) for k, v in sec.params]
-    return sec
 
 
 def _remove_stale(out: Path, written: list[Path]) -> None:

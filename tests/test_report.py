@@ -111,6 +111,19 @@ def test_ethogram_draws_no_file_names(run_dir: Path) -> None:
     assert not any(REAL_NAME in t or "rec" in t for t in texts)
 
 
+def test_redaction_replaces_whole_names_only(run_dir: Path) -> None:
+    from reports.build import _Redactor
+
+    run = load_run(run_dir)
+    v = run.videos["P00000"][0]
+    red = _Redactor(run, show_paths=False)
+    msg = f"pose failed: {v.source}: cannot open; see {Path(v.source).name} and {v.video_id}.parquet"
+    out = red(msg)
+    assert REAL_NAME not in out and out.count("[video 1 of participant P00000]") == 3
+    assert red(f"x{v.video_id}y and {v.video_id}0") == f"x{v.video_id}y and {v.video_id}0"  # inside longer names
+    assert _Redactor(run, show_paths=True)(msg) == msg
+
+
 def test_uncovered_spans() -> None:
     assert uncovered([(0, 2), (1, 3), (5, 6)], 0, 8) == [(3, 5), (6, 8)]
     assert uncovered([], 0, 4) == [(0, 4)]
@@ -268,10 +281,12 @@ def test_methods_state_each_readout_rule(run_dir: Path, rule: str, extra: dict, 
     assert "gaps of up to 1.5 s" in text and "no minimum duration was applied" in text
 
 
-def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Path) -> None:
+def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Path, monkeypatch) -> None:
     bare = bare_run
-    out = build_report(bare, tmp_path / "bare_report")
+    monkeypatch.chdir(bare)  # a relative run folder ("."): its name must not be "redacted" out of the text
+    out = build_report(".", tmp_path / "bare_report")
     text = _text(out)
+    assert "<run folder>" not in text and "pose/qc.parquet" in text
     for phrase in ("No manifest", "No pose/qc.parquet", "No windows/", "No readout/segments/", "No hurdle/results.parquet"):
         assert phrase in text
     pages = _pages(out)

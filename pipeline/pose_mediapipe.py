@@ -190,6 +190,33 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _quiet_native_logging() -> Iterator[None]:
+    """Ask MediaPipe's C++ logging (glog, TFLite) for warnings and above while it starts.
+
+    The variables are read when the native libraries initialise (first import / first graph), so they
+    are set only for that moment and removed again: no environment change is left behind. A value
+    the user set is kept.
+    """
+    added = [k for k in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL") if k not in os.environ]
+    for k in added:
+        os.environ[k] = "2"
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+@contextlib.contextmanager
+def _protobuf_warning_ignored() -> Iterator[None]:
+    """protobuf's deprecation warning fires inside every ``process()`` call of this mediapipe release;
+    ignore it for the call only (no process-wide filter left behind)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+        yield
+
+
 def _check_models_present() -> None:
     import mediapipe
 
@@ -216,16 +243,12 @@ class MediaPipePose:
         self._pose = None
 
     def __enter__(self) -> "MediaPipePose":
-        # Silence MediaPipe's C++ start-up chatter unless the user asked for it.
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        _check_models_present()
-        import mediapipe as mp
-
         c = self.config
-        # protobuf's deprecation warning fires inside every process() call of this mediapipe release
-        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
-        with _native_stderr_silenced():
+        # Silence MediaPipe's C++ start-up chatter unless the user asked for it.
+        with _quiet_native_logging(), _native_stderr_silenced():
+            _check_models_present()
+            import mediapipe as mp
+
             self._pose = mp.solutions.pose.Pose(
                 static_image_mode=not c.keep_tracking_across_gaps,
                 model_complexity=c.model_complexity,
@@ -252,7 +275,8 @@ class MediaPipePose:
                 result = self._pose.process(np.ascontiguousarray(rgb))
             self._started += 1
         else:
-            result = self._pose.process(np.ascontiguousarray(rgb))
+            with _protobuf_warning_ignored():
+                result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return None
         lm = np.array([(p.x * w, p.y * h, p.visibility) for p in result.pose_landmarks.landmark], np.float32)

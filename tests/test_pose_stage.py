@@ -625,3 +625,17 @@ def test_qc_rows_persist_and_a_replaced_corrupt_video_loses_its_old_keypoints(tm
     assert not (out / "overlays" / "a.png").exists() and (out / "overlays" / "b.png").exists()
     assert keypoints_path(out, "b").exists()
     assert sorted(pd.read_csv(out / "qc.csv")["video_id"]) == ["a", "b", "bad"]
+
+
+def test_posing_leaves_no_process_wide_state_behind(tmp_path, monkeypatch):
+    """Issue 8 item 6: no environment variables or warning filters left behind by the library."""
+    import warnings
+
+    for name in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL"):  # wave 1 set these for good
+        monkeypatch.delenv(name, raising=False)
+    env = dict(os.environ)
+    filters = list(warnings.filters)
+    path = write_video(tmp_path / "wall.mp4", blank_wall(6))
+    assert process_video(VideoJob(str(path), "wall", str(tmp_path / "out"), PoseConfig(), force=True)).status == "ok"
+    assert dict(os.environ) == env
+    assert warnings.filters == filters

@@ -57,11 +57,14 @@ class Renderer:
         self.rng = np.random.default_rng(seed)
         w, h = self.cam.size
         # Sensor noise: a bank of seeded Gaussian frames (numpy, so the seed decides them; OpenCV's randn
-        # uses a process-global generator), each used as is or flipped: 32 patterns, ~2 ms per frame.
-        self._noise_bank = [
-            np.round(self.rng.standard_normal((h, w, 3), dtype=np.float32) * look.noise_sigma).astype(np.int16)
-            for _ in range(_NOISE_BANK if look.noise_sigma > 0 else 0)
-        ]
+        # uses a process-global generator), each used as is or flipped: 32 patterns. Each is kept as its
+        # positive and negative parts in uint8, so adding it is two saturating uint8 operations,
+        # clip(clip(img + pos) - neg) = clip(img + noise) as only one part is non-zero per element.
+        self._noise_bank = []
+        for _ in range(_NOISE_BANK if look.noise_sigma > 0 else 0):
+            noise = np.round(self.rng.standard_normal((h, w, 3), dtype=np.float32) * look.noise_sigma)
+            noise = np.clip(noise, -255, 255)
+            self._noise_bank.append((np.maximum(noise, 0).astype(np.uint8), np.maximum(-noise, 0).astype(np.uint8)))
         self.background = self._draw_background()
 
     # ---------------------------------------------------------------- static scene
@@ -217,11 +220,11 @@ class Renderer:
         if gain != 1.0 or look.brightness != 0.0:
             img = cv2.convertScaleAbs(img, alpha=gain, beta=look.brightness)
         if self._noise_bank:
-            noise = self._noise_bank[int(self.rng.integers(_NOISE_BANK))]
+            pos, neg = self._noise_bank[int(self.rng.integers(_NOISE_BANK))]
             flip = int(self.rng.integers(4)) - 2  # -2: as is; -1, 0, 1: cv2.flip codes
             if flip > -2:
-                noise = cv2.flip(noise, flip)
-            img = cv2.add(img, noise, dtype=cv2.CV_8U)
+                pos, neg = cv2.flip(pos, flip), cv2.flip(neg, flip)
+            img = cv2.subtract(cv2.add(img, pos), neg)
         return img
 
 

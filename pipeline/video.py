@@ -39,6 +39,7 @@ colour conversion in the decoding thread (``size=``, ``color=``), which overlaps
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -202,6 +203,21 @@ def probe(path: str | os.PathLike, *, count_frames: bool | None = None) -> Video
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
+    return probe(path)
+
+
+def _probe_unchanged(path: Path) -> VideoInfo:
+    """:func:`probe`, remembered while the file's modification time and size stay the same (a caller
+    that iterates a video several times, or probed it through here, does not pay for it again)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return probe(path)  # raises the VideoError naming the file
+    return _probe_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
 def fit_size(size: tuple[int, int], *, short_side: int) -> tuple[int, int]:
     """(width, height) scaled so that the shorter side is ``short_side`` (aspect kept, rounded)."""
     w, h = size
@@ -357,7 +373,8 @@ def iter_frames(
     fps : float, optional
         Used for ``time_s`` when the stream gives no timestamp (``frame_index / fps``).
     info : VideoInfo, optional
-        The file's :func:`probe` result, if the caller has it (saves probing again).
+        The file's :func:`probe` result, if the caller has it (otherwise it is probed once and
+        remembered while the file is unchanged).
     check_complete : bool
         Read on to the end of the stream and raise :class:`TruncatedVideo` (after yielding every
         decodable wanted frame) when fewer frames than ``info.frame_count`` could be decoded.
@@ -386,6 +403,6 @@ def iter_frames(
         return iter(())
     expected = None
     if check_complete:
-        expected = (info or probe(path)).frame_count
+        expected = (info or _probe_unchanged(path)).frame_count
     frames = _decode(path, wanted, size=size, color=color, fps=fps, crop=crop, expected=expected)
     return _Prefetcher(frames, prefetch) if prefetch > 0 else frames

@@ -294,6 +294,9 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
         eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
             f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
             f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip
+        segment_rows = [{"video": v.label, "action": r.action, "start_s": r.start_s, "end_s": r.end_s,
+                         "score": r.score} for v in videos if v.segments is not None and not v.excluded
+                        for r in v.segments.itertuples(index=False)]  # fmt: skip
         covs = [(c, parts.at[pid, c]) for c in run.covariates] if in_cohort else []
         pctx = dict(common)
         pctx.update(
@@ -305,6 +308,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
             videos=_video_rows(videos, redact, show_paths),
             ethogram=eth,
             ethogram_alt=eth_alt,
+            segment_rows=segment_rows,
             ethogram_missing=("No video information (the run has no manifest)." if not videos else
                               "No segments were recorded for this run (readout/segments/ is missing)."),  # fmt: skip
             action_rows=_records(shown),

@@ -204,6 +204,15 @@ def test_pages_exist_and_link_to_each_other(report: Path, run_dir: Path) -> None
             assert (p.parent / target).resolve().exists(), target
 
 
+def test_participant_page_lists_every_segment(report: Path, run_dir: Path) -> None:
+    run = load_run(run_dir)
+    for pid in ("P00000", "P00001"):
+        n = sum(len(v.segments) for v in run.videos[pid] if v.segments is not None)
+        page = (report.parent / "participants" / page_name(pid)).read_text(encoding="utf-8")
+        body = re.search(r'<table id="segments-table">.*?<tbody>(.*?)</tbody>', page, flags=re.S).group(1)
+        assert n > 0 and body.count("<tr>") == n
+
+
 def test_hostile_id_is_escaped_and_nothing_executable_is_written(report: Path) -> None:
     escaped = html.escape(EVIL_ID)
     for p in _pages(report):

@@ -21,12 +21,13 @@
 Usage::
 
     python bench/bench_recognize.py [--presets tiny,ma52] [--seconds 60] [--ma52-seconds 5]
-        [--batch 16] [--workers 1] [--worker-kind process] [--minutes 3,30] [--skip-memory] [--device cpu]
+        [--batch 16] [--ma52-batch 4] [--workers 1] [--threads 1] [--minutes 3,30] [--skip-memory] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -165,19 +166,24 @@ def throughput(preset: str, seconds: float, args, work: Path) -> dict:
     video = make_video(work / f"{preset}_{size[0]}x{size[1]}.mp4", seconds, size)
     kp = make_keypoints(video, work / "kp" / f"{video.stem}.parquet", MA52_PLAN)
     ckpt = make_checkpoint(preset, work / f"{preset}.pt")
-    opts = RecognizeOptions(device=args.device, batch_size=args.batch, workers=args.workers,
-                            worker_kind=args.worker_kind, compile=args.compile)
+    batch = args.ma52_batch if preset == "ma52" else args.batch
+    opts = RecognizeOptions(device=args.device, batch_size=batch, workers=args.workers, worker_kind="process",
+                            compile=args.compile)
     dec, n = bare_decode(video, MA52_PLAN)
-    model = bare_model(ckpt, opts, max(n, args.batch))
-    stage, n_stage = stage_run(video, kp, ckpt, opts, work / f"out_{preset}")
-    return {"preset": preset, "video": f"{size[0]}x{size[1]} {seconds:g} s", "windows": n_stage,
-            "stage": stage, "bare_model": model, "bare_decode": dec, "ratio": stage / min(model, dec)}
+    model = bare_model(ckpt, opts, max(n, batch))
+    stage_p, n_stage = stage_run(video, kp, ckpt, opts, work / f"out_{preset}")
+    stage_t, _ = stage_run(video, kp, ckpt, dataclasses.replace(opts, worker_kind="thread"), work / f"out_{preset}")
+    bare = min(model, dec)
+    return {"preset": preset, "video": f"{size[0]}x{size[1]} {seconds:g} s", "windows": n_stage, "batch": batch,
+            "stage_p": stage_p, "stage_t": stage_t, "bare_model": model, "bare_decode": dec,
+            "ratio_p": stage_p / bare, "ratio_t": stage_t / bare}
 
 
 def memory_child(video: str, kp: str, ckpt: str, workers: int) -> None:
     """In a fresh process: run the stage once and print peak RSS (MiB) as JSON."""
     import psutil
 
+    torch.set_num_threads(1)
     ck = load_checkpoint(ckpt)
     opts = RecognizeOptions(batch_size=16, workers=workers)
     before = psutil.Process().memory_info().rss / 2**20
@@ -218,8 +224,10 @@ def main() -> None:
     p.add_argument("--size", default="1280x720", help="WIDTHxHEIGHT of the throughput video")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--worker-kind", default="process", choices=["process", "thread"])
+    p.add_argument("--ma52-batch", type=int, default=4, help="batch size for the ma52 preset (CPU: keep it small)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the main process (model), for the bare model and the stage alike")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--minutes", default="3,30", help="synthetic video lengths for the memory check")
     p.add_argument("--skip-memory", action="store_true")
@@ -229,17 +237,21 @@ def main() -> None:
         v, k, c, w = args.memory_child
         memory_child(v, k, c, int(w))
         return
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, batch {args.batch}, "
-          f"{args.workers} {args.worker_kind} decode worker(s); plan {MA52_PLAN}")
+    torch.set_num_threads(args.threads)
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.workers} decode worker(s); "
+          f"plan {MA52_PLAN}")
     with tempfile.TemporaryDirectory(prefix="bench_recognize_") as tmp:
         work = Path(tmp)
-        print(f"{'preset':<6} {'video':<16} {'windows':>7} {'stage':>9} {'model':>9} {'decode':>9} "
-              f"{'stage/min':>9}   (windows/s)")
+        print("windows/s; stage with decode workers as processes (proc) or threads (thr); ratio = stage / "
+              "min(bare model, bare decode)")
+        print(f"{'preset':<6} {'video':<16} {'windows':>7} {'batch':>5} {'stage proc':>10} {'stage thr':>10} "
+              f"{'bare model':>10} {'bare decode':>11} {'ratio proc':>10} {'ratio thr':>9}")
         for preset in [s for s in args.presets.split(",") if s]:
             seconds = args.ma52_seconds if preset == "ma52" else args.seconds
             r = throughput(preset, seconds, args, work)
-            print(f"{r['preset']:<6} {r['video']:<16} {r['windows']:>7} {r['stage']:>9.2f} {r['bare_model']:>9.2f} "
-                  f"{r['bare_decode']:>9.2f} {r['ratio']:>9.2f}", flush=True)
+            print(f"{r['preset']:<6} {r['video']:<16} {r['windows']:>7} {r['batch']:>5} {r['stage_p']:>10.2f} "
+                  f"{r['stage_t']:>10.2f} {r['bare_model']:>10.2f} {r['bare_decode']:>11.2f} {r['ratio_p']:>10.2f} "
+                  f"{r['ratio_t']:>9.2f}", flush=True)
         if not args.skip_memory:
             rows = memory([float(m) for m in args.minutes.split(",")], work, args.workers)
             print("memory (tiny preset, 160x120 synthetic video, peak RSS in MiB):")

@@ -40,10 +40,12 @@ The Python entry point for one video (the Prefect flow calls it) is :func:`recog
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import importlib.util
 import logging
+import queue
 import sys
 import threading
 import time
@@ -224,9 +226,8 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
             f"{video}: {keypoints_path} lacks {len(missing)} of the {len(sampled)} frames the checkpoint's window "
             f"plan samples (first: {int(missing[0])}); pose with --frames sampled --clip-len {plan.clip_len} "
             f"--stride {plan.stride} --hop {plan.hop_s}, or --frames all")
-    row_of = {int(f): int(r) for f, r in zip(sampled, rows)}
     win_frames = np.asarray([w.frames for w in windows], dtype=np.int64)  # [W, T]
-    win_rows = np.vectorize(row_of.__getitem__, otypes=[np.int64])(win_frames)
+    win_rows = np.searchsorted(kp.frames, win_frames)  # every sampled frame is present (checked above)
     usable = kp.valid  # detected and not rejected
     valid_fraction = usable[win_rows].mean(axis=1).astype(np.float32)
     todo = valid_fraction >= options.min_valid
@@ -305,38 +306,58 @@ class _Batch:
 
 @dataclass
 class _VideoState:
-    planned: PlannedVideo
+    """One job's progress through the engine (written by its threads, read by the main thread)."""
+
+    job: "RecognizeJob"
+    planned: PlannedVideo | None = None
+    skip: bool = False  # up to date: nothing to compute
+    plan_error: Exception | None = None
     probs: dict[int, np.ndarray] = field(default_factory=dict)
     routing: dict[int, np.ndarray] = field(default_factory=dict)
     undecodable: list[int] | None = None  # set when the stream has ended
     error: str | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    decided: threading.Event = field(default_factory=threading.Event)  # skip / planned / plan_error known
+    done: threading.Event = field(default_factory=threading.Event)  # results (or an error) complete
 
     def complete(self) -> bool:
-        if self.undecodable is None:
+        if self.planned is None or self.undecodable is None:
             return False
         return len(self.probs) + len(self.undecodable) >= len(self.planned.stream)
 
 
 class _Engine:
-    """Runs the decode feed and the classifier for all planned videos, in a background thread."""
+    """Plans, decodes and classifies the jobs' videos in two background threads.
 
-    def __init__(self, classifier: WindowClassifier, planned: dict[str, PlannedVideo], options: RecognizeOptions,
-                 clip_shape: tuple, kp_shape: tuple) -> None:
-        self.classifier = classifier
+    planner thread: per job in order, up to date? (hash) -> else plan_video -> the plan goes to the feed,
+    so decoding starts with the first video while the later ones are still being hashed and checked;
+    engine thread: prepares the model, runs the decode feed, packs batches, runs the classifier.
+    """
+
+    def __init__(self, stage: "RecognizeStage", jobs: list["RecognizeJob"], options: RecognizeOptions,
+                 decoder: str) -> None:
+        self.stage = stage
         self.options = options
-        self.states = {vid: _VideoState(p) for vid, p in planned.items()}
-        self.clip_shape, self.kp_shape = clip_shape, kp_shape
+        self.decoder = decoder
+        self.states = {job.item_id: _VideoState(job) for job in jobs}
+        ckpt = stage.ckpt
+        t, size = ckpt.plan.clip_len, ckpt.preprocessing.size
+        self.clip_shape = (t, 3, size, size)
+        self.kp_shape = (t, 25 if ckpt.entities.keypoint_format == "body25" else 33, 3)
         self.windows_done = 0
         self.model_seconds = 0.0
         self.wall_seconds = 0.0
+        self._plans: queue.Queue = queue.Queue()
+        self._planner = threading.Thread(target=self._plan_all, name="recognize-planner", daemon=True)
         self._thread = threading.Thread(target=self._run, name="recognize-engine", daemon=True)
+        self._bar = None
 
     def start(self) -> "_Engine":
+        self._planner.start()
         self._thread.start()
         return self
 
     def join(self) -> None:
+        self._planner.join()
         self._thread.join()
 
     def result(self, video_id: str) -> _VideoState:
@@ -344,17 +365,51 @@ class _Engine:
         st.done.wait()
         return st
 
+    # -- planner thread ------------------------------------------------------------------------------
+    def _plan_all(self) -> None:
+        try:
+            for vid, st in self.states.items():
+                job = st.job
+                try:
+                    if self.stage.up_to_date(job):
+                        st.skip = True
+                        st.done.set()
+                        continue
+                    st.planned = plan_video(job.source, job.keypoints, self.stage.ckpt, self.options,
+                                            video_id=vid, video_sha256=self.stage.video_sha256(job))
+                    st.planned.stream.decoder = self.decoder
+                    if len(st.planned.stream):
+                        self._plans.put(st.planned.stream)
+                    else:  # no window with enough pose: nothing to decode
+                        st.undecodable = []
+                        st.done.set()
+                except Exception as exc:  # reported by run_item as this video's failure
+                    st.plan_error = exc
+                    st.done.set()
+                finally:
+                    st.decided.set()
+        finally:
+            self._plans.put(None)
+
+    def _plan_stream(self):
+        while (plan := self._plans.get()) is not None:
+            if self._bar is not None:
+                self._bar.total = (self._bar.total or 0) + len(plan)
+                self._bar.refresh()
+            yield plan
+
+    # -- engine thread -------------------------------------------------------------------------------
     def _finish(self, vid: str) -> None:
         st = self.states[vid]
         if not st.done.is_set() and (st.error is not None or st.complete()):
             st.done.set()
 
-    def _flush(self, batch: _Batch) -> None:
+    def _flush(self, batch: _Batch, classifier: WindowClassifier) -> None:
         n = len(batch.keys)
         if not n:
             return
         t0 = time.perf_counter()
-        probs, st = self.classifier(batch.frames[:n], batch.keypoints[:n])
+        probs, st = classifier(batch.frames[:n], batch.keypoints[:n])
         self.model_seconds += time.perf_counter() - t0
         for (vid, w), p, r in zip(batch.keys, probs, st):
             s = self.states[vid]
@@ -369,20 +424,15 @@ class _Engine:
 
     def _run(self) -> None:
         t0 = time.perf_counter()
-        total = sum(len(s.planned.stream) for s in self.states.values())
-        self._bar = progress(range(total), desc="recognize", total=total, unit="window")
+        self._bar = progress(range(0), desc="recognize", total=0, unit="window")
         try:
-            on_gpu = self.classifier.device.type == "cuda"
-            gpu_decode = any(s.planned.stream.decoder == "nvdec" for s in self.states.values())
+            classifier = WindowClassifier(self.stage.ckpt, self.options)  # while the planner hashes
+            on_gpu = classifier.device.type == "cuda"
+            gpu_decode = self.decoder == "nvdec"
             batch = _Batch(self.options.batch_size, self.clip_shape, self.kp_shape, pin=on_gpu and not gpu_decode,
-                           device=self.classifier.device if gpu_decode else None)
-            plans = [s.planned.stream for s in self.states.values() if len(s.planned.stream)]
-            for vid, s in self.states.items():
-                if not len(s.planned.stream):
-                    s.undecodable = []
-                    self._finish(vid)
+                           device=classifier.device if gpu_decode else None)
             pending = self.options.max_pending or 2 * self.options.batch_size
-            with WindowFeed(plans, workers=self.options.workers, kind=self.options.worker_kind,
+            with WindowFeed(self._plan_stream(), workers=self.options.workers, kind=self.options.worker_kind,
                             max_pending=pending) as feed:
                 for msg in feed:
                     kind, vid = msg[0], (msg[1].video_id if msg[0] == "clip" else msg[1])
@@ -391,26 +441,28 @@ class _Engine:
                         if s.error is None:
                             batch.add(vid, msg[1].window, msg[1].frames, msg[1].keypoints)
                             if batch.full:
-                                self._flush(batch)
+                                self._flush(batch, classifier)
                     elif kind == "done":
                         s.undecodable = list(msg[2])
                         self._finish(vid)
                     else:
                         s.error = msg[2]
                         self._finish(vid)
-                self._flush(batch)
+                self._flush(batch, classifier)
         except BaseException as exc:  # the model or the feed broke: every unfinished video fails with it
             text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self._planner.join()
             for s in self.states.values():
                 if not s.done.is_set():
-                    s.error = f"{s.planned.stream.path}: recognition failed: {text}"
+                    s.error = f"{s.job.source}: recognition failed: {text}"
                     s.done.set()
             if not isinstance(exc, Exception):
                 raise
         finally:
-            for vid, s in self.states.items():  # anything left (should not happen): never hang a waiter
+            self._planner.join()
+            for s in self.states.values():  # anything left (should not happen): never hang a waiter
                 if not s.done.is_set():
-                    s.error = s.error or f"{s.planned.stream.path}: the decode feed ended before this video"
+                    s.error = s.error or f"{s.job.source}: the decode feed ended before this video"
                     s.done.set()
             if hasattr(self._bar, "close"):
                 self._bar.close()
@@ -449,8 +501,6 @@ class RecognizeStage:
         self.ckpt = ckpt
         self.options = options
         self.engine: _Engine | None = None
-        self.planned: dict[str, PlannedVideo] = {}
-        self.plan_errors: dict[str, Exception] = {}
         self._hashes: dict[tuple, str] = {}
         self.entity_names = [name for name, _ in ckpt.entities.entities]
 
@@ -483,20 +533,26 @@ class RecognizeStage:
         return [windows_path(job.out_dir, job.item_id)]
 
     def up_to_date(self, job: RecognizeJob) -> bool:
+        """What :func:`pipeline.stage.run_item` will find: outputs current and readable (then it skips)."""
         try:
-            return (not job.force) and is_up_to_date(self.outputs(job)[0], input_hash=self.input_hash(job),
-                                                     config=full_config(self, job))
+            if job.force or not is_up_to_date(self.outputs(job)[0], input_hash=self.input_hash(job),
+                                              config=full_config(self, job)):
+                return False
+            self.qc_for_existing(job)
+            return True
         except Exception:
-            return False  # run_item reports the problem
+            return False  # run_item reports the problem, or computes the item again
 
     def compute(self, job: RecognizeJob, ctx) -> dict:
-        if job.item_id in self.plan_errors:
-            raise self.plan_errors[job.item_id]
         if self.engine is None or job.item_id not in self.engine.states:
             raise RuntimeError(f"{job.source}: not planned (internal error)")
         st = self.engine.result(job.item_id)
+        if st.plan_error is not None:
+            raise st.plan_error
         if st.error is not None:
             raise InputError(st.error)
+        if st.planned is None:
+            raise RuntimeError(f"{job.source}: judged up to date, then not (changed during the run?)")
         p = st.planned
         n = len(p.starts)
         probs: list[Any] = [None] * n
@@ -577,6 +633,10 @@ def recognize_videos(jobs: list[RecognizeJob], checkpoint: Checkpoint | str | Pa
 
     Raises BadInput (before any work) when the checkpoint conflicts with ``options.plan/classes``.
     """
+    ids = [job.item_id for job in jobs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise BadInput(f"two jobs have the same video id {dup!r}")
     ckpt = _as_checkpoint(checkpoint)
     check_checkpoint(ckpt, options)
     decoder = options.decoder
@@ -587,27 +647,13 @@ def recognize_videos(jobs: list[RecognizeJob], checkpoint: Checkpoint | str | Pa
     if decoder == "nvdec" and options.worker_kind == "process":
         options = dataclasses.replace(options, worker_kind="thread")  # GPU frames stay in this process
     stage = RecognizeStage(ckpt, options)
+    engine = stage.engine = _Engine(stage, list(jobs), options, decoder).start()
+    results = []
     for job in jobs:
-        if stage.up_to_date(job):
-            continue
-        try:
-            stage.planned[job.item_id] = plan_video(job.source, job.keypoints, ckpt, options, video_id=job.item_id,
-                                                    video_sha256=stage.video_sha256(job))
-            stage.planned[job.item_id].stream.decoder = decoder
-        except Exception as exc:  # reported by run_item as this video's failure
-            stage.plan_errors[job.item_id] = exc
-    stats = RunStats()
-    if stage.planned:
-        prep = ckpt.preprocessing
-        t = ckpt.plan.clip_len
-        j = 25 if ckpt.entities.keypoint_format == "body25" else 33
-        classifier = WindowClassifier(ckpt, options)
-        stage.engine = _Engine(classifier, stage.planned, options, (t, 3, prep.size, prep.size), (t, j, 3)).start()
-    results = [run_item(stage, job) for job in jobs]
-    if stage.engine is not None:
-        stage.engine.join()
-        stats = RunStats(stage.engine.windows_done, stage.engine.wall_seconds, stage.engine.model_seconds)
-    return results, stats
+        engine.states[job.item_id].decided.wait()  # the planner has hashed it: run_item's check is cheap
+        results.append(run_item(stage, job))
+    engine.join()
+    return results, RunStats(engine.windows_done, engine.wall_seconds, engine.model_seconds)
 
 
 def recognize_video(video: str | Path, keypoints_path: str | Path, checkpoint: Checkpoint | str | Path,
@@ -673,8 +719,10 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (across videos)")
     p.add_argument("--workers", type=int, default=1, help="decode workers (0: decode in the main process)")
     p.add_argument("--worker-kind", choices=FEED_KINDS, default="process", help="decode workers as processes or threads")
+    p.add_argument("--threads", type=int, help="torch threads for the model in this process (default: torch's; "
+                   "on a CPU run give it the cores the decode workers leave)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA, long runs)")
-    p.add_argument("--amp", action=__import__("argparse").BooleanOptionalAction, default=True,
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (CPU always runs fp32)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW convolutions")
     p.add_argument("--min-valid", type=float, default=0.5,
@@ -710,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.recognize"):
         out_dir = check_output_dir(args.out)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise BadInput(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise BadInput(f"--device {args.device}: CUDA is not available on this machine")
         ckpt = load_checkpoint(args.weights)

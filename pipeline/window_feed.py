@@ -34,7 +34,7 @@ import multiprocessing
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -79,14 +79,18 @@ def _process_worker(worker_id: int, tasks, results, started, parent_pid: int) ->
 
 
 class WindowFeed:
-    """Iterate over the windows of ``plans`` (module docstring). Use as a context manager."""
+    """Iterate over the windows of ``plans`` (module docstring). Use as a context manager.
 
-    def __init__(self, plans: Sequence[VideoPlan], *, workers: int = 1, kind: str = "process",
+    ``plans`` may be a lazy iterable (the stage plans videos while earlier ones are decoded): it is
+    consumed by a helper thread, and workers are started only once the first plan is there.
+    """
+
+    def __init__(self, plans: Iterable[VideoPlan], *, workers: int = 1, kind: str = "process",
                  max_pending: int = 64) -> None:
         if kind not in FEED_KINDS:
             raise ValueError(f"kind must be one of {FEED_KINDS}, got {kind!r}")
-        self.plans = list(plans)
-        self.workers = max(0, min(int(workers), len(self.plans)))
+        self.plans = plans
+        self.workers = max(0, int(workers))
         self.kind = kind
         self.max_pending = max(1, int(max_pending))
         self._procs: dict[int, multiprocessing.Process] = {}
@@ -110,8 +114,6 @@ class WindowFeed:
 
     # -- iteration ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple]:
-        if not self.plans:
-            return iter(())
         if self.workers == 0:
             return self._inline()
         if self.kind == "thread":
@@ -120,22 +122,40 @@ class WindowFeed:
 
     def _inline(self) -> Iterator[tuple]:
         for plan in self.plans:
-            pending: list[tuple] = []
-            # a generator cannot yield from inside a callback: produce window by window instead
             stats = StreamStats()
+            end: tuple
             try:
                 for clip in iter_window_clips(plan, stats):
                     yield ("clip", clip)
-                pending.append(("done", plan.video_id, stats.undecodable))
+                end = ("done", plan.video_id, stats.undecodable)
             except Exception as exc:
-                pending.append(("failed", plan.video_id, _error_text(plan, exc)))
-            yield from pending
+                end = ("failed", plan.video_id, _error_text(plan, exc))
+            yield end
+
+    def _feeder(self, plans: Iterator[VideoPlan], put, fed: list, exhausted: threading.Event) -> threading.Thread:
+        """A thread moving the remaining plans into a task queue (``put``), then ``workers`` stop marks."""
+
+        def run() -> None:
+            try:
+                for plan in plans:
+                    if self._stop.is_set():
+                        return
+                    fed.append(plan)
+                    put(plan)
+            finally:
+                exhausted.set()
+                for _ in range(self.workers):
+                    put(None)
+
+        t = threading.Thread(target=run, name="window-feed-plans", daemon=True)
+        t.start()
+        return t
 
     def _threaded(self) -> Iterator[tuple]:
         out: queue.Queue = queue.Queue(maxsize=self.max_pending)
         todo: queue.Queue = queue.Queue()
-        for plan in self.plans:
-            todo.put(plan)
+        fed: list[VideoPlan] = []
+        exhausted = threading.Event()
 
         def put(msg: tuple) -> None:
             while not self._stop.is_set():
@@ -147,20 +167,23 @@ class WindowFeed:
 
         def run() -> None:
             while not self._stop.is_set():
-                try:
-                    plan = todo.get_nowait()
-                except queue.Empty:
+                plan = todo.get()
+                if plan is None:
                     return
                 _produce(plan, put, as_numpy=False)
 
+        self._feeder(iter(self.plans), todo.put, fed, exhausted)
         self._threads = [threading.Thread(target=run, name=f"window-feed-{i}", daemon=True)
                          for i in range(self.workers)]
         for t in self._threads:
             t.start()
         finished = 0
         try:
-            while finished < len(self.plans):
-                msg = out.get()
+            while not (exhausted.is_set() and finished == len(fed)):
+                try:
+                    msg = out.get(timeout=0.2)
+                except queue.Empty:
+                    continue
                 if msg[0] in ("done", "failed"):
                     finished += 1
                 yield msg
@@ -176,28 +199,32 @@ class WindowFeed:
         self._procs[worker_id] = p
 
     def _processes(self) -> Iterator[tuple]:
+        plans = iter(self.plans)
+        first = next(plans, None)
+        if first is None:  # nothing to decode: no process is started
+            return
         ctx = multiprocessing.get_context("spawn")  # OpenCV's / torch's threads do not survive a fork
         tasks = ctx.Queue()
         results = ctx.Queue(maxsize=self.max_pending)
         started = ctx.SimpleQueue()
-        for plan in self.plans:
-            tasks.put(plan)
-        for _ in range(self.workers):
-            tasks.put(None)
-        by_id = {p.video_id: p for p in self.plans}
+        fed: list[VideoPlan] = [first]
+        tasks.put(first)
+        exhausted = threading.Event()
         for w in range(self.workers):
             self._start_process(ctx, w, tasks, results, started)
+        self._feeder(plans, tasks.put, fed, exhausted)
         current: dict[int, str | None] = {w: None for w in range(self.workers)}
         finished: set[str] = set()
         next_id = self.workers
         try:
-            while len(finished) < len(self.plans):
+            while not (exhausted.is_set() and len(finished) == len(fed)):
                 try:
                     msg = results.get(timeout=0.5)
                 except queue.Empty:
                     while not started.empty():  # which video each worker is on
                         w, vid = started.get()
                         current[w] = vid
+                    by_id = {p.video_id: p for p in fed}
                     for w, p in list(self._procs.items()):
                         if p.is_alive():
                             continue
@@ -208,11 +235,13 @@ class WindowFeed:
                             finished.add(vid)
                             yield ("failed", vid, f"{by_id[vid].path}: the decode worker died while reading this "
                                                   f"video (exit code {p.exitcode}: crashed, killed or out of memory)")
-                            # the dead worker never took its stop marker: a replacement drains the rest
+                            # the dead worker never took its stop mark: a replacement drains the rest
                             current[next_id] = None
                             self._start_process(ctx, next_id, tasks, results, started)
                             next_id += 1
-                    if not self._procs and len(finished) < len(self.plans):
+                    if not self._procs:  # every worker gone (killed from outside): fail what is left
+                        exhausted.wait()
+                        by_id = {p.video_id: p for p in fed}
                         for vid in by_id:
                             if vid not in finished:
                                 finished.add(vid)

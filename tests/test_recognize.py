@@ -262,3 +262,14 @@ def test_frame_region_checkpoint(setup, tmp_path):
         probs = np.stack(pd.read_parquet(tmp_path / "out" / "windows" / f"{c.stem}.parquet")["probs"])
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert sha256_file(ckpt) == load_checkpoint(ckpt).sha256
+
+
+def test_gpu_decoding_without_a_gpu_falls_back_to_the_cpu(setup, base_run, tmp_path, caplog):
+    root, clips, ckpt = setup
+    clip = clips[1]
+    r = recognize_video(clip, root / "pose" / "keypoints" / f"{clip.stem}.parquet", ckpt, tmp_path,
+                        options=RecognizeOptions(decoder="nvdec", workers=0, batch_size=3))
+    assert r.status == "ok"
+    assert any("decoding on the CPU" in rec.getMessage() for rec in caplog.records)
+    got = np.stack(pd.read_parquet(tmp_path / "windows" / f"{clip.stem}.parquet")["probs"])
+    np.testing.assert_allclose(got, read_probs(base_run[0], [clip])[clip.stem], atol=1e-5)

@@ -255,6 +255,7 @@ class CrashingPlan(VideoPlan):
         os._exit(3)
 
 
+@pytest.mark.slow
 def test_a_dying_decode_worker_fails_only_its_video(video):
     prep = Preprocessing(region="frame", resize_short=40, size=32)
     good = make_plan(video, PLAN, prep)

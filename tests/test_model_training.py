@@ -1,13 +1,18 @@
-"""The tiny model can fit a small fixed batch on CPU (a smoke test of the whole training graph)."""
+"""The tiny model can fit a small fixed batch on CPU (a smoke test of the whole training graph).
+
+The trainer itself (model.train: data, schedule, resume, DDP) is tested in tests/test_train.py.
+"""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from model.config import MicroDualNetConfig
 from model.micro_dualnet import MicroDualNet
 
 
+@pytest.mark.slow  # about 20 s of CPU (40 AdamW steps)
 def test_tiny_overfits_a_fixed_batch():
     torch.manual_seed(0)
     model = MicroDualNet(MicroDualNetConfig.tiny())

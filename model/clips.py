@@ -29,7 +29,7 @@ x ``crops`` (1: centre; 3: start / centre / end of the long side), scores averag
 
 JPEG coding is Pillow's (libjpeg-turbo; about 1 ms per 256 x 307 frame on one core). The datasets
 return uint8 frames; :func:`normalize_frames` turns a batch into the model's
-ImageNet-normalised float input on the device (8x less host-to-device traffic than float32).
+ImageNet-normalised float input on the device (a quarter of float32's host-to-device traffic).
 Randomness: every random choice of clip ``i`` in epoch ``e`` comes from a generator seeded with
 (seed, e, i), so results do not depend on worker count, process count (DDP) or resumption.
 """
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from PIL import Image
+from torch.utils.data import Dataset
 
 from model.preprocessing import ClassList, Preprocessing
 from model.transforms import center_crop_clip, crop_clip, hflip_clip

@@ -106,7 +106,9 @@ def windows_dir_of(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_dir():
         raise BadInput(f"--windows {p}: no such folder")
-    if not any(p.glob("*.parquet")) and (p / "windows").is_dir():
+    # The recognition stage's --out holds windows/ beside its QC table (qc_recognize.parquet), which is
+    # not a windows file: prefer the subfolder whenever it exists.
+    if (p / "windows").is_dir():
         return p / "windows"
     return p
 

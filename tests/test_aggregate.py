@@ -332,3 +332,13 @@ def test_empty_windows_table_is_a_failed_video_not_a_model_mismatch(tmp_path, ca
     code, _, stderr = run(["--windows", w, "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out"], capsys)
     assert code == 1 and "failed   a: " in stderr and "no classified window" in stderr
     assert pd.read_parquet(tmp_path / "out" / "cohort.parquet")["participant_id"].unique().tolist() == ["2"]
+
+
+def test_windows_option_accepts_the_recognition_output_folder(tmp_path, capsys):
+    """--windows given the recognition stage's --out: windows/ is used, its QC table beside it is not a windows file."""
+    w = tmp_path / "recognize" / "windows"
+    write_windows(w, "a", [0], [10], [[.9, .05, .05]])
+    pd.DataFrame({"video_id": ["a"], "status": ["ok"]}).to_parquet(tmp_path / "recognize" / "qc_recognize.parquet")
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,a.mp4\n")
+    code, stdout, _ = run(["--windows", tmp_path / "recognize", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out"], capsys)
+    assert code == 0 and "segments/a.parquet" in stdout

@@ -54,7 +54,8 @@ Functions: :func:`run_item` (one job, in this process), :func:`run_items` (many,
 ``workers`` processes; results in job order; takes a ``worker`` callable for fault injection),
 :func:`write_qc_table` (merge and write the QC table), :func:`summary` (the text for stderr),
 :func:`exit_code` (0 all ok/skipped, 1 some failed; 2 is for bad arguments, raised before any
-work through :class:`pipeline.cli.BadInput`). A CLI's ``main`` does: parse -> ``check_output_dir``
+work through :class:`pipeline.cli.BadInput`), :func:`full_config` (the config a sidecar records for a
+job), :func:`remove_outputs` (an item's outputs of this stage). A CLI's ``main`` does: parse -> ``check_output_dir``
 -> make jobs -> ``run_items`` -> ``report_written`` for each result's ``written`` and for the QC table
 -> print ``summary`` -> return ``exit_code``.
 

@@ -43,7 +43,8 @@ instance) with
                           e.g. to draw derived files that are missing (record them with ``ctx.wrote``).
 ========================= ===========================================================================
 
-The runner overwrites the row's ``status`` (``ok`` computed now / ``skipped`` up to date / ``failed``),
+Before computing an item the runner removes temp files that a killed run left for its outputs
+(``.<name>.*.tmp``, see :mod:`pipeline.artifacts`). The runner overwrites the row's ``status`` (``ok`` computed now / ``skipped`` up to date / ``failed``),
 ``error``, ``seconds``, ``source``, the ``id_column``, and adds ``updated`` (UTC time of the run that
 produced the row). Exceptions from the stage are caught per item: ``failed``, message naming the
 source. An exception whose text already starts with the source path is used as is; one with a
@@ -208,6 +209,21 @@ def remove_outputs(stage: Stage, job: Any) -> list[str]:
     return removed
 
 
+def _remove_leftover_temp_files(outputs: Sequence[Path]) -> None:
+    """Temp files of an atomic write that a killed process left behind (``.<name>.<random>.tmp``).
+
+    Only the names :mod:`pipeline.artifacts` gives its temp files for these outputs and their
+    sidecars; runs into the same folder at the same time are not supported (their QC tables would
+    race too), so nothing else can be writing them.
+    """
+    for p in outputs:
+        for leftover in Path(p).parent.glob(f".{Path(p).name}.*.tmp"):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+
+
 def _failed(
     stage: Stage, job: Any, message: str, seconds: float, written: list[str] | None = None, flag: str | None = None
 ) -> ItemResult:
@@ -255,6 +271,7 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
                     refresh(job, ctx)
                 row = _finish_row(stage, job, row, "skipped", None, time.perf_counter() - t0)
                 return ItemResult(job.item_id, str(job.source), "skipped", row, list(ctx.written))
+        _remove_leftover_temp_files(outputs)
         ctx = ItemContext(stage.name, input_hash, config)
         row = stage.compute(job, ctx)
         row = _finish_row(stage, job, row, "ok", None, time.perf_counter() - t0)

@@ -124,6 +124,13 @@ def test_life_cycle_compute_skip_redo(tmp_path):
     a_out.write_bytes(b"PAR1 garbage")
     r = run_item(STAGE, NumbersJob("a", str(files["a"]), str(out), power=3))
     assert r.status == "ok" and pd.read_parquet(a_out)["value"].tolist() == [8, 27]
+    # temp files of writes that a killed worker left behind are cleared when the item is computed
+    leftovers = [out / "numbers" / ".a.parquet.k1ll3d.tmp", out / "numbers" / ".a.parquet.json.x7.tmp"]
+    for f in leftovers:
+        f.write_bytes(b"half")
+    (out / "numbers" / ".b.parquet.zz.tmp").write_bytes(b"another item's")
+    assert run_item(STAGE, NumbersJob("a", str(files["a"]), str(out), power=4)).status == "ok"
+    assert not any(f.exists() for f in leftovers) and (out / "numbers" / ".b.parquet.zz.tmp").exists()
 
 
 def test_qc_table_persists_across_runs_on_subsets(tmp_path):

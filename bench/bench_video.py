@@ -11,12 +11,13 @@ work; written with PyAV's libx264), then decodes each one completely with
 
 and prints frames per second and each one's ratio to the bare OpenCV loop. PyAV is optional: when
 ``import av`` fails (it is not a project dependency), its rows and the H.264 files are replaced by
-MPEG-4 Part 2 files that OpenCV writes itself. Each decoder runs ``--repeats`` times alternately; the
-fastest run counts.
+MPEG-4 Part 2 files that OpenCV writes itself. Every method runs once per round, in a rotated
+order, ``--repeats`` rounds; a method's ratio is the median over rounds of (bare time / its time) in
+the same round, so load from other processes on a shared machine hits both alike.
 
 Usage::
 
-    python bench/bench_video.py [--seconds 8] [--repeats 3]
+    python bench/bench_video.py [--seconds 8] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def pyav_decode(path: Path, size: tuple[int, int] | None = None) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each synthetic video (30 fps)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="rounds (every method once per round)")
     args = ap.parse_args()
     fps = 30
     n = int(args.seconds * fps)
@@ -134,17 +135,22 @@ def main() -> int:
             if av:
                 methods["pyav AUTO threads, BGR"] = lambda: pyav_decode(path)
                 methods[f"pyav scaled in swscale {half[0]}x{half[1]}"] = lambda: pyav_decode(path, half)
-            best = {k: float("inf") for k in methods}
-            for _ in range(args.repeats):
-                for name, fn in methods.items():
+            names = list(methods)
+            times: dict[str, list[float]] = {k: [] for k in names}
+            for r in range(args.repeats):
+                order = names[r % len(names):] + names[: r % len(names)]  # rotate: no method always first
+                for name in order:
                     t = time.perf_counter()
-                    got = fn()
-                    best[name] = min(best[name], time.perf_counter() - t)
+                    got = methods[name]()
+                    times[name].append(time.perf_counter() - t)
                     assert got == n, (name, got)
-            print(f"{label} {codec} {size[0]}x{size[1]}, {n} frames (written in {time.perf_counter() - t0:.0f} s incl. runs):")
-            base = n / best["opencv read (bare, BGR)"]
-            for name, t in best.items():
-                print(f"  {name:36s} {n / t:7.1f} frames/s   ratio {n / t / base:5.2f}")
+            print(f"{label} {codec} {size[0]}x{size[1]}, {n} frames, {args.repeats} rounds "
+                  f"(written and decoded in {time.perf_counter() - t0:.0f} s):")
+            bare = times["opencv read (bare, BGR)"]
+            for name in names:
+                ratios = [b / t for b, t in zip(bare, times[name])]  # same round: same load
+                print(f"  {name:36s} {n / float(np.median(times[name])):7.1f} frames/s (median)   "
+                      f"ratio to bare {float(np.median(ratios)):5.2f} (median over rounds)")
     return 0
 
 

@@ -185,7 +185,7 @@ def memory_child(video: str, kp: str, ckpt: str, workers: int) -> None:
 
     torch.set_num_threads(1)
     ck = load_checkpoint(ckpt)
-    opts = RecognizeOptions(batch_size=16, workers=workers)
+    opts = RecognizeOptions(batch_size=16, workers=workers, worker_kind="process")
     before = psutil.Process().memory_info().rss / 2**20
     job = RecognizeJob(item_id=Path(video).stem, source=video, out_dir=str(Path(video).parent / "out"), force=True,
                        keypoints=kp)

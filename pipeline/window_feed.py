@@ -189,6 +189,8 @@ class WindowFeed:
                 yield msg
         finally:
             self._stop.set()
+            for _ in self._threads:  # wake workers still waiting for a plan
+                todo.put(None)
             for t in self._threads:
                 t.join(timeout=5)
 

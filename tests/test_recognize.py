@@ -119,8 +119,8 @@ def test_results_do_not_depend_on_batch_size_or_workers(setup, base_run):
     root, clips, ckpt = setup
     base = read_probs(base_run[0], clips)
     for name, opts in {"b1": RecognizeOptions(batch_size=1, workers=0),
-                       "b32_w1": RecognizeOptions(batch_size=32, workers=1),
-                       "b7_w2": RecognizeOptions(batch_size=7, workers=2),
+                       "b32_w1": RecognizeOptions(batch_size=32, workers=1, worker_kind="process"),
+                       "b7_w2": RecognizeOptions(batch_size=7, workers=2, worker_kind="process"),
                        "b32_w2_threads": RecognizeOptions(batch_size=32, workers=2, worker_kind="thread")}.items():
         out = root / name
         results, _ = recognize_videos(jobs_for(clips, out, root / "pose" / "keypoints"), ckpt, opts)
@@ -194,7 +194,7 @@ def test_bad_inputs_fail_alone_with_one_line_naming_the_file(setup, tmp_path, ca
     shutil.copy(src / f"{good.stem}.parquet", kp_dir / "corrupt.parquet")
     out = tmp_path / "out"
     code = main([str(good), str(other), str(fewer), str(missing), str(corrupt), "--keypoints", str(kp_dir),
-                 "--weights", str(ckpt), "--out", str(out), "--workers", "1", "-q"])
+                 "--weights", str(ckpt), "--out", str(out), "--workers", "1", "--worker-kind", "process", "-q"])
     err = capsys.readouterr().err
     assert code == 1
     assert (out / "windows" / f"{good.stem}.parquet").exists()

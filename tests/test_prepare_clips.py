@@ -165,3 +165,33 @@ def test_segment_sampling():
             # each random frame lies in its own segment [k * n / t, (k + 1) * n / t)
             assert np.all(pos >= np.floor(np.arange(t) * seg)) and np.all(pos < np.ceil((np.arange(t) + 1) * seg))
     assert segment_frame_indices(80, 8).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
+
+
+def test_keypoints_artifacts_sparse_frames_and_size_check(ma52_dir, tmp_path):
+    """--keypoints: frames the artifact lacks get zeros; extra points are kept; a size mismatch fails the clip."""
+    from pipeline.artifacts import write_artifact
+    from pipeline.contracts import KEYPOINTS
+    from pipeline.keypoints import Keypoints
+
+    video = "B1_nodding__0019_02_0078.mp4"
+    frames = np.array([0, 8, 16], np.int64)
+    body = np.zeros((3, 25, 3), np.float32)
+    body[:, LW] = [540, 648, 0.9]
+    extra = np.zeros((3, 8, 3), np.float32)
+    extra[:, 0] = [100, 200, 0.7]  # LPinky
+    kp = Keypoints(frames=frames, time_s=frames / 30, body25=body, extra=extra, detected=np.ones(3, bool),
+                   rejected=np.zeros(3, bool))
+    for name, size in (("good", (1080, 1296)), ("bad", (720, 1296))):
+        write_artifact(kp.to_table(), tmp_path / name / "keypoints" / "B1_nodding__0019_02_0078.parquet",
+                       contract=KEYPOINTS, stage="pose", extra={"video": {"width": size[0], "height": size[1], "fps": 30}})
+    (tmp_path / "l.txt").write_text(f"{video} 9\n")
+    common = ["-q", "--list", str(tmp_path / "l.txt"), "--data-root", str(ma52_dir / "clips"), "--short-side", "108",
+              "--crop-size", "64"]
+    assert main([*common, "--keypoints", str(tmp_path / "good"), "--out", str(tmp_path / "o")]) == 0
+    clip = PreparedClips(tmp_path / "o").clip(0)
+    sx, sy = 108 / 1080, 130 / 1296  # 1296 * 0.1 = 129.6 rows, rounded to 130
+    np.testing.assert_allclose(clip.keypoints[8, LW], [540 * sx, 648 * sy, 0.9], rtol=1e-5)
+    np.testing.assert_allclose(clip.keypoints[16, 25], [100 * sx, 200 * sy, 0.7], rtol=1e-5)
+    assert np.all(clip.keypoints[1] == 0) and np.all(clip.keypoints[9] == 0)  # not posed: zeros
+    assert main([*common, "--keypoints", str(tmp_path / "bad"), "--out", str(tmp_path / "o2")]) == 1
+    assert PreparedClips(tmp_path / "o2").records == []

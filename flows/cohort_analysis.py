@@ -24,8 +24,8 @@ Run folder (what :mod:`reports.run` reads)::
     <out>/report/index.html       the HTML report                                  (reports.build)
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect builds the flow's parameter model from the real
+# annotation objects (string annotations leave it "not fully defined" in a served run's process).
 import functools
 import logging
 import math
@@ -55,7 +55,7 @@ from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs as write_hurdle_outputs
 from flows.params import CohortAnalysisParams
-from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
+from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner, model_lock
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
 from pipeline.artifacts import atomic_write_text
@@ -162,7 +162,9 @@ def pose_task(job: VideoJob) -> ItemResult:
 @task(name="recognize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def recognize_task(video: str, keypoints: str, weights: str, out_dir: str, options: RecognizeOptions,
                    video_id: str) -> ItemResult:
-    return recognize_video(video, keypoints, checkpoint_for(Path(weights)), out_dir, options=options, video_id=video_id)
+    with model_lock():  # one recognition at a time per process (flows.task_runners.model_lock)
+        return recognize_video(video, keypoints, checkpoint_for(Path(weights)), out_dir, options=options,
+                               video_id=video_id)
 
 
 @task(name="read-out", cache_policy=NO_CACHE)

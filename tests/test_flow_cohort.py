@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -128,6 +129,17 @@ def served(prefect_env):
         log.close()
 
 
+def _serve_log(env) -> str:
+    return (Path(env["PREFECT_HOME"]) / "serve.log").read_text()[-6000:]
+
+
+def _flow_run(env, watch_output: str) -> dict:
+    """The flow run whose UUID `prefect deployment run` printed, from the server's REST API."""
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", watch_output).group(1)
+    with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10) as r:
+        return json.load(r)
+
+
 def _artifacts(env) -> dict[str, dict]:
     """Latest artifact per key, read back from the server's REST API."""
     req = urllib.request.Request(env["PREFECT_API_URL"] + "/artifacts/latest/filter", data=b"{}",
@@ -139,7 +151,7 @@ def _artifacts(env) -> dict[str, dict]:
 def test_served_deployment_runs_resumes_and_reports(served, prefect_env, cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     first = _deployment_run(prefect_env, "test", _params(cohort, out))
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.returncode == 0, first.stdout[-2000:] + _serve_log(prefect_env)
     assert "Completed" in first.stdout
 
     # Outputs of every stage, and the report.
@@ -162,7 +174,7 @@ def test_served_deployment_runs_resumes_and_reports(served, prefect_env, cohort,
 
     # A second run redoes nothing: every video is up to date in both per-video stages.
     second = _deployment_run(prefect_env, "test", _params(cohort, out))
-    assert second.returncode == 0, second.stdout[-3000:]
+    assert second.returncode == 0, second.stdout[-2000:] + _serve_log(prefect_env)
     assert set(pd.read_parquet(out / "pose" / "qc.parquet")["status"]) == {"skipped"}
     assert set(pd.read_parquet(out / "recognize" / "qc_recognize.parquet")["status"]) == {"skipped"}
     assert pd.read_parquet(out / "readout" / "cohort.parquet").equals(cohort_table)
@@ -179,7 +191,7 @@ def test_one_corrupt_video_is_left_out_and_reported(served, prefect_env, cohort,
     out = root / "out"
     params = _params({**cohort, "manifest": root / "manifest.csv"}, out, max_failed_share=0.5)
     run = _deployment_run(prefect_env, "test", params)
-    assert run.returncode == 0, run.stdout[-3000:]
+    assert run.returncode == 0, run.stdout[-2000:] + _serve_log(prefect_env)
     pose_qc = pd.read_parquet(out / "pose" / "qc.parquet").set_index("video_id")
     assert pose_qc.loc["TDC-002", "status"] == "failed" and pose_qc.loc["TDC-002", "error"]
     assert set(pose_qc.drop("TDC-002")["status"]) == {"ok"}
@@ -190,8 +202,9 @@ def test_one_corrupt_video_is_left_out_and_reported(served, prefect_env, cohort,
     # With a stricter limit the same manifest fails the run, naming the video.
     strict = _deployment_run(prefect_env, "test", _params({**cohort, "manifest": root / "manifest.csv"},
                                                            root / "out2", max_failed_share=0.1))
-    assert strict.returncode != 0
-    assert "TDC-002" in strict.stdout + strict.stderr
+    assert strict.returncode != 0 and "Failed" in strict.stdout
+    state = _flow_run(prefect_env, strict.stdout)["state"]
+    assert "1 of 4 videos failed" in state["message"] and "TDC-002" in state["message"]
 
 
 @pytest.mark.parametrize("params, field", [

@@ -91,8 +91,10 @@ def predict_clips(model: MicroDualNet, dataset: ClipDataset, *, batch_size: int 
                 out = model(normalize_frames(frames, preprocessing), kp)
             prob = out.logits.float().softmax(-1).view(b, v, -1).mean(1)
             scores.append(prob.cpu())
-            feats.append(out.fused.float().mean(dim=(1, 2)).view(b, v, -1).mean(1).cpu())
-            routing.append(out.routing[..., 0].float().mean(dim=1).view(b, v, -1).mean(1).cpu())
+            if out.fused is not None:  # the TSM baseline has no entity features (no t-SNE then)
+                feats.append(out.fused.float().mean(dim=(1, 2)).view(b, v, -1).mean(1).cpu())
+            if out.routing is not None:  # ablations without routing (concat fusion, pooling, TSM baseline)
+                routing.append(out.routing[..., 0].float().mean(dim=1).view(b, v, -1).mean(1).cpu())
             labels.append(batch["label"])
             indices.append(batch["index"])
     finally:
@@ -215,7 +217,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
     tsne = _tsne(pred.features)
     report = {"metrics": metrics, "clips": int(len(pred.labels)), "views": list(views) if views else [1, 1],
               "checkpoint": str(weights), "checkpoint_sha256": ckpt.sha256, "prepared": str(prepared),
-              "tsne": "written" if tsne is not None else "skipped (scikit-learn not installed or < 5 clips)"}
+              "tsne": "written" if tsne is not None else "skipped (scikit-learn not installed, fewer than 5 clips, or a model without entity features)"}
     written.append(_atomic_write(out / "metrics.json", json.dumps(report, indent=1) + "\n"))
 
     cm = confusion_matrix(pred.labels, top1, c)
@@ -267,25 +269,26 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
         ax.set(title="t-SNE of fused entity features (colour: true body part)", xticks=[], yticks=[])
         written.append(_save_fig(fig, out / "tsne.png"))
 
-    # routing preference per class and entity
-    entities = list(ckpt.config.layout.names)
-    pref = np.full((c, len(entities)), np.nan)
-    for k in range(c):
-        sel = pred.labels == k
-        if sel.any():
-            pref[k] = pred.routing_st[sel].mean(0)
-    written.append(_atomic_write(out / "routing.csv", _csv_text(
-        ["class", "name", "clips", *[f"st_{e.replace(' ', '_')}" for e in entities]],
-        [[k, names[k], int((pred.labels == k).sum()), *[("" if np.isnan(x) else f"{x:.5f}") for x in pref[k]]]
-         for k in range(c)])))
-    fig = _figure((4 + len(entities) * 0.5, max(4, c * 0.2 + 1.5)))
-    ax = fig.subplots()
-    im = ax.imshow(np.ma.masked_invalid(pref), cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(np.arange(len(entities)), entities, rotation=45, ha="right")
-    ax.set_yticks(np.arange(c), names, fontsize=6)
-    ax.set(title="Routing: mean ST weight (red: spatial-temporal, blue: temporal-spatial)")
-    fig.colorbar(im, ax=ax, shrink=0.8)
-    written.append(_save_fig(fig, out / "routing.png"))
+    # routing preference per class and entity (models without routing have none)
+    if pred.routing_st.size:
+        entities = list(ckpt.config.layout.names)
+        pref = np.full((c, len(entities)), np.nan)
+        for k in range(c):
+            sel = pred.labels == k
+            if sel.any():
+                pref[k] = pred.routing_st[sel].mean(0)
+        written.append(_atomic_write(out / "routing.csv", _csv_text(
+            ["class", "name", "clips", *[f"st_{e.replace(' ', '_')}" for e in entities]],
+            [[k, names[k], int((pred.labels == k).sum()), *[("" if np.isnan(x) else f"{x:.5f}") for x in pref[k]]]
+             for k in range(c)])))
+        fig = _figure((4 + len(entities) * 0.5, max(4, c * 0.2 + 1.5)))
+        ax = fig.subplots()
+        im = ax.imshow(np.ma.masked_invalid(pref), cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(np.arange(len(entities)), entities, rotation=45, ha="right")
+        ax.set_yticks(np.arange(c), names, fontsize=6)
+        ax.set(title="Routing: mean ST weight (red: spatial-temporal, blue: temporal-spatial)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        written.append(_save_fig(fig, out / "routing.png"))
 
     if submission:
         vids = [Path(data.records[i].get("video") or data.records[i]["id"]).name for i in pred.indices]

@@ -103,9 +103,10 @@ class TrainConfig:
     # --- data ---------------------------------------------------------------------------------
     num_frames: int | None = None
     """T; None: the model config's ``num_frames`` (MA-52: 8)."""
-    frame_stride: int = 8
-    """Stride of the window plan stored in the checkpoint for inference on untrimmed video
-    (MA-52: 8 frames, stride 8 - about the TSN segment length of a 2 s clip at 30 fps)."""
+    frame_stride: int | None = None
+    """Stride of the window plan stored in the checkpoint for inference on untrimmed video. None: the
+    MA-52 span of 64 frames split over T (``model.windows.ma52_plan``: 8 frames stride 8, the
+    ``ma52_16f`` preset's 16 frames stride 4), about the TSN segment length of a 2 s clip at 30 fps."""
     flip_p: float = 0.5
     workers: int = 4
     """DataLoader worker processes per training process (JPEG decode + crop + flip)."""
@@ -386,7 +387,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     model = build_model(cfg, len(classes))
     mcfg = model.cfg
     t = cfg.num_frames or mcfg.num_frames
-    plan = WindowPlan(clip_len=t, stride=cfg.frame_stride)
+    stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
+    plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
     history: list[dict[str, Any]] = []
     best = -1.0
     start_epoch = 0

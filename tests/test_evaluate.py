@@ -112,3 +112,24 @@ def test_bad_inputs_exit_2(setup, tmp_path, capsys):
     assert main(["--weights", str(ckpt), "--prepared", str(other), "--out", str(tmp_path / "o")]) == 2
     assert "class list differs" in capsys.readouterr().err
     assert main(["--weights", str(ckpt), "--prepared", str(prep), "--out", str(tmp_path / "o"), "--views", "2x2"]) == 2
+
+
+@pytest.mark.parametrize("row", ["II.tsm", "IV.avg"])
+def test_ablations_without_routing_evaluate(setup, tmp_path, row):
+    """The plain TSM baseline and pooled aggregation have no routing: metrics still come out, no routing files."""
+    from model.config import paper_row_config
+
+    root, prep, _ = setup
+    torch.manual_seed(0)
+    cfg = paper_row_config(row, **{k: v for k, v in MicroDualNetConfig.tiny(num_classes=5).to_dict().items()
+                                   if k in ("num_classes", "backbone", "backbone_width_per_group", "embed_dim",
+                                            "num_layers", "num_heads", "ffn_dim", "image_size",
+                                            "residual_mlp_hidden", "classifier_hidden", "tsm_block_interval")})
+    model = MicroDualNet(cfg)
+    data = PreparedClips(prep)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, classes=CLASSES5, preprocessing=data.preprocessing,
+                           plan=WindowPlan(clip_len=cfg.num_frames, stride=8), provenance={"trained_on": "test"})
+    out = tmp_path / "eval"
+    assert main(["--weights", str(ckpt), "--prepared", str(prep), "--out", str(out), "--workers", "0"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["clips"] == 9
+    assert not (out / "routing.csv").exists()

@@ -179,25 +179,49 @@ def throughput(preset: str, seconds: float, args, work: Path) -> dict:
             "ratio_p": stage_p / bare, "ratio_t": stage_t / bare}
 
 
-def memory_child(video: str, kp: str, ckpt: str, workers: int) -> None:
-    """In a fresh process: run the stage once and print peak RSS (MiB) as JSON."""
+def memory_child(video: str, kp: str, ckpt: str, kind: str) -> None:
+    """In a fresh process: run the stage once, sampling the RSS of this process and its children.
+
+    RSS is sampled every 50 ms by a thread (psutil) rather than read from ``ru_maxrss``: a process
+    started by fork + exec keeps the ``ru_maxrss`` of its parent at the fork, which would report the
+    parent's size, not the stage's.
+    """
+    import threading
+
     import psutil
 
     torch.set_num_threads(1)
     ck = load_checkpoint(ckpt)
-    opts = RecognizeOptions(batch_size=16, workers=workers, worker_kind="process")
-    before = psutil.Process().memory_info().rss / 2**20
+    opts = RecognizeOptions(batch_size=16, workers=1, worker_kind=kind)
+    me = psutil.Process()
+    before = me.memory_info().rss / 2**20
+    peak = {"main": 0.0, "worker": 0.0}
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            peak["main"] = max(peak["main"], me.memory_info().rss / 2**20)
+            for child in me.children(recursive=True):
+                try:
+                    peak["worker"] = max(peak["worker"], child.memory_info().rss / 2**20)
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     job = RecognizeJob(item_id=Path(video).stem, source=video, out_dir=str(Path(video).parent / "out"), force=True,
                        keypoints=kp)
     results, stats = recognize_videos([job], ck, opts)
+    running.clear()
+    sampler.join()
     assert results[0].status == "ok", results[0].error
-    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"main_peak": self_peak, "main_before": before, "worker_peak": child_peak,
+    print(json.dumps({"main_peak": peak["main"], "main_before": before, "worker_peak": peak["worker"],
                       "windows": stats.windows, "seconds": stats.wall_seconds}))
 
 
-def memory(minutes: list[float], work: Path, workers: int) -> list[dict]:
+def memory(minutes: list[float], work: Path, kind: str) -> list[dict]:
     plan = MA52_PLAN
     ckpt = make_checkpoint("tiny", work / "mem_tiny.pt", plan)
     rows = []
@@ -206,8 +230,8 @@ def memory(minutes: list[float], work: Path, workers: int) -> list[dict]:
         video = make_video(work / f"mem_{m:g}min.mp4", m * 60, (160, 120))
         kp = make_keypoints(video, work / "kp" / f"{video.stem}.parquet", plan)
         made = time.perf_counter() - t0
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(video), str(kp), str(ckpt),
-                              str(workers)], capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(video), str(kp), str(ckpt), kind],
+                             capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-2000:])
         row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -231,11 +255,13 @@ def main() -> None:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--minutes", default="3,30", help="synthetic video lengths for the memory check")
     p.add_argument("--skip-memory", action="store_true")
-    p.add_argument("--memory-child", nargs=4, metavar=("VIDEO", "KP", "CKPT", "WORKERS"), help=argparse.SUPPRESS)
+    p.add_argument("--memory-kind", default="thread", choices=["thread", "process"],
+                   help="decode worker kind for the memory check (one worker)")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--memory-child", nargs=4, metavar=("VIDEO", "KP", "CKPT", "KIND"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child:
-        v, k, c, w = args.memory_child
-        memory_child(v, k, c, int(w))
+        memory_child(*args.memory_child)
         return
     torch.set_num_threads(args.threads)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.workers} decode worker(s); "
@@ -246,25 +272,30 @@ def main() -> None:
               "min(bare model, bare decode)")
         print(f"{'preset':<6} {'video':<16} {'windows':>7} {'batch':>5} {'stage proc':>10} {'stage thr':>10} "
               f"{'bare model':>10} {'bare decode':>11} {'ratio proc':>10} {'ratio thr':>9}")
-        for preset in [s for s in args.presets.split(",") if s]:
+        for preset in [s for s in args.presets.split(",") if s and not args.skip_throughput]:
             seconds = args.ma52_seconds if preset == "ma52" else args.seconds
             r = throughput(preset, seconds, args, work)
             print(f"{r['preset']:<6} {r['video']:<16} {r['windows']:>7} {r['batch']:>5} {r['stage_p']:>10.2f} "
                   f"{r['stage_t']:>10.2f} {r['bare_model']:>10.2f} {r['bare_decode']:>11.2f} {r['ratio_p']:>10.2f} "
                   f"{r['ratio_t']:>9.2f}", flush=True)
         if not args.skip_memory:
-            rows = memory([float(m) for m in args.minutes.split(",")], work, args.workers)
-            print("memory (tiny preset, 160x120 synthetic video, peak RSS in MiB):")
+            rows = memory([float(m) for m in args.minutes.split(",")], work, args.memory_kind)
+            print(f"memory (tiny preset, 160x120 synthetic video, one {args.memory_kind} decode worker; "
+                  "peak RSS in MiB, sampled every 50 ms):")
             for r in rows:
+                worker = f", decode worker process peak {r['worker_peak']:.0f}" if r["worker_peak"] else ""
                 print(f"  {r['minutes']:>4g} min: {r['windows']:>5} windows in {r['seconds']:.1f} s; main peak "
-                      f"{r['main_peak']:.0f} (growth during the run {r['main_peak'] - r['main_before']:.0f}), "
-                      f"decode worker peak {r['worker_peak']:.0f}")
+                      f"{r['main_peak']:.0f} (before the run {r['main_before']:.0f}, growth "
+                      f"{r['main_peak'] - r['main_before']:.0f}){worker}")
             if len(rows) >= 2:
                 a, b = rows[0], rows[-1]
-                for key, name in (("main_peak", "main process"), ("worker_peak", "decode worker")):
+                for key, name in (("main_peak", "main process"), ("worker_peak", "decode worker process")):
                     if a[key] > 0:
                         print(f"  {name}: {b['minutes']:g} min vs {a['minutes']:g} min peak RSS "
                               f"{100 * (b[key] / a[key] - 1):+.1f} %  (goal: < 30 %)")
+                growth_a, growth_b = a["main_peak"] - a["main_before"], b["main_peak"] - b["main_before"]
+                print(f"  growth during the run: {growth_a:.0f} MiB ({a['minutes']:g} min) vs {growth_b:.0f} MiB "
+                      f"({b['minutes']:g} min)")
 
 
 if __name__ == "__main__":

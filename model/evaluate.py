@@ -113,7 +113,11 @@ def predict_clips(model: MicroDualNet, dataset: ClipDataset, *, batch_size: int 
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes | str) -> Path:
+def write_file_atomic(path: Path, data: bytes | str) -> Path:
+    """Write via a temporary file in the same folder and a rename (model/ cannot use pipeline.artifacts).
+
+    A plain ``open`` (not mkstemp), so the file gets the umask's permissions like any new file.
+    """
     if isinstance(data, str):
         data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -145,7 +149,7 @@ def _figure(figsize):
 def _save_fig(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    return _atomic_write(path, buf.getvalue())
+    return write_file_atomic(path, buf.getvalue())
 
 
 def _body_names(classes: ClassList) -> list[str]:
@@ -177,7 +181,7 @@ def write_submission(path: Path, ids: list[str], scores: np.ndarray, classes: Cl
         actions = tax[t]
         rows.append([vid, *actions.tolist(), *MA52.action_to_body[actions].tolist()])
     header = ["vid", *[f"action_pred_{k}" for k in range(1, 6)], *[f"body_pred_{k}" for k in range(1, 6)]]
-    return _atomic_write(path, _csv_text(header, rows))
+    return write_file_atomic(path, _csv_text(header, rows))
 
 
 def _tsne(features: np.ndarray, seed: int = 0) -> np.ndarray | None:
@@ -218,7 +222,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
     report = {"metrics": metrics, "clips": int(len(pred.labels)), "views": list(views) if views else [1, 1],
               "checkpoint": str(weights), "checkpoint_sha256": ckpt.sha256, "prepared": str(prepared),
               "tsne": "written" if tsne is not None else "skipped (scikit-learn not installed, fewer than 5 clips, or a model without entity features)"}
-    written.append(_atomic_write(out / "metrics.json", json.dumps(report, indent=1) + "\n"))
+    written.append(write_file_atomic(out / "metrics.json", json.dumps(report, indent=1) + "\n"))
 
     cm = confusion_matrix(pred.labels, top1, c)
     body = class_to_body(classes)
@@ -230,11 +234,11 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
         prec = hits / predicted if predicted else float("nan")
         f1 = 2 * hits / (support + predicted) if support + predicted else float("nan")
         rows.append([k, names[k], body_names[body[k]], support, hits, f"{rec:.6g}", f"{prec:.6g}", f"{f1:.6g}"])
-    written.append(_atomic_write(out / "per_class.csv", _csv_text(
+    written.append(write_file_atomic(out / "per_class.csv", _csv_text(
         ["class", "name", "body_part", "support", "correct", "accuracy", "precision", "f1"], rows)))
-    written.append(_atomic_write(out / "confusion.csv", _csv_text(["true\\pred", *names],
+    written.append(write_file_atomic(out / "confusion.csv", _csv_text(["true\\pred", *names],
                                                                   [[names[k], *cm[k].tolist()] for k in range(c)])))
-    written.append(_atomic_write(out / "predictions.csv", _csv_text(
+    written.append(write_file_atomic(out / "predictions.csv", _csv_text(
         ["id", "label", *[f"pred_{k}" for k in range(1, 6)], *[f"prob_{k}" for k in range(1, 6)]],
         [[i, int(lab), *top_k_predictions(s[None], min(5, c))[0].tolist(),
           *[f"{p:.5f}" for p in np.sort(s)[::-1][:5]]] for i, lab, s in zip(ids, pred.labels, pred.scores)])))
@@ -277,7 +281,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
             sel = pred.labels == k
             if sel.any():
                 pref[k] = pred.routing_st[sel].mean(0)
-        written.append(_atomic_write(out / "routing.csv", _csv_text(
+        written.append(write_file_atomic(out / "routing.csv", _csv_text(
             ["class", "name", "clips", *[f"st_{e.replace(' ', '_')}" for e in entities]],
             [[k, names[k], int((pred.labels == k).sum()), *[("" if np.isnan(x) else f"{x:.5f}") for x in pref[k]]]
              for k in range(c)])))

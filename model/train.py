@@ -55,7 +55,7 @@ from model.checkpoint import (CheckpointError, load_checkpoint, load_training_st
                               save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
 from model.config import MicroDualNetConfig
-from model.evaluate import predict_clips
+from model.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
 from model.micro_dualnet import MicroDualNet
 from model.weights import BackboneWeights, load_backbone_weights
@@ -248,15 +248,6 @@ def _channels_last(model: MicroDualNet) -> None:
             m.memory_format = torch.channels_last
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_mac", "train_top1", "clips_per_s", "data_wait_frac",
                "epoch_s") + tuple(f"val_{k}" for k in METRIC_KEYS)
 
@@ -269,7 +260,7 @@ def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True
     for row in history:
         w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
     csv_path = out_dir / LOG_CSV
-    _atomic_write_bytes(csv_path, buf.getvalue().encode())
+    write_file_atomic(csv_path, buf.getvalue().encode())
     if not plot:
         return csv_path, None
 
@@ -298,7 +289,7 @@ def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     png_path = out_dir / LOG_PNG
-    _atomic_write_bytes(png_path, png.getvalue())
+    write_file_atomic(png_path, png.getvalue())
     return csv_path, png_path
 
 

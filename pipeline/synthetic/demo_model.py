@@ -53,6 +53,7 @@ import platform
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,19 +68,19 @@ from model.evaluate import predict_clips
 from model.preprocessing import BACKGROUND, ClassList, Preprocessing
 from model.taxonomy import MA52
 from model.train import TrainConfig, train
-from model.transforms import resize_keypoints
 from model.windows import WindowPlan
 from pipeline.agreement import read_frame_truth
 from pipeline.artifacts import atomic_write_bytes, atomic_write_text
 from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_written, setup_logging
 from pipeline.keypoints import read_keypoints
+from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.synthetic.motions import ACTIONS
 from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
 from pipeline.video import iter_frames, probe
 
 __all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "CHECKPOINT_FILE", "REBUILD_COMMAND", "DemoRecipe",
-           "DemoModelMissing", "demo_checkpoint_path", "demo_classes", "simulate_split", "window_clips",
+           "DemoModelMissing", "demo_checkpoint_path", "demo_classes", "demo_provenance", "simulate_split", "window_clips",
            "evaluate_clips", "build_demo_model", "main"]
 
 CHECKPOINT_FILE = "demo_model.pt"
@@ -87,8 +88,9 @@ REBUILD_COMMAND = "python -m pipeline.synthetic.demo_model --rebuild"
 
 DEMO_PLAN = WindowPlan(clip_len=6, stride=8, hop_s=8 / 30)
 """T = 6 frames, stride 8 (span 48 frames = 1.6 s at 30 fps), hop 8 frames (module docstring)."""
-DEMO_PREPROCESSING = Preprocessing(region="frame", resize_short=128, size=112)
-"""The whole frame (the simulator frames the person like MA-52 clips), short side 128, centre 112."""
+DEMO_PREPROCESSING = Preprocessing(region="person", person_padding=0.15, resize_short=112, size=112)
+"""Person crop of each window (its keypoints' bounding square, 15 % padding), resized to 112 x 112: the
+pose model then sees coordinates relative to the person, whatever the camera distance and framing."""
 MODEL_OVERRIDES: dict[str, Any] = {
     "modality": "pose", "embed_dim": 64, "num_heads": 4, "num_layers": 2, "ffn_dim": 128,
     "residual_mlp_hidden": 64, "classifier_hidden": 64, "image_size": (112, 112),
@@ -125,21 +127,24 @@ class DemoRecipe:
     seconds : length of each recording
     size : (width, height) of the recordings (the cohort simulator's default)
     p_engaged, mean_share : every action's engagement probability and mean share of time, so that
-        recordings are busy (about 60 % of the time in some action)
+        recordings are busy (about a third of the time in some action, events of 1-3 s)
     background_keep : share of background windows kept in training (balances the classes)
+    min_purity : training windows whose majority class covers less of the span are left out (a window
+        half one action, half another has no right answer)
     clean_purity : a test window is "clean" when one class covers at least this share of its span
     train : the :class:`model.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
     """
 
     train_seed: int = 1001
     test_seed: int = 2002
-    train_recordings: int = 40
-    test_recordings: int = 12
-    seconds: float = 30.0
+    train_recordings: int = 30
+    test_recordings: int = 10
+    seconds: float = 40.0
     size: tuple[int, int] = (360, 432)
-    p_engaged: float = 0.7
+    p_engaged: float = 0.4
     mean_share: float = 0.06
     background_keep: float = 0.25
+    min_purity: float = 0.6
     clean_purity: float = 0.9
     train: dict[str, Any] = field(default_factory=lambda: {
         "preset": "tiny", "model_overrides": dict(MODEL_OVERRIDES), "num_frames": DEMO_PLAN.clip_len,
@@ -179,23 +184,19 @@ def simulate_split(recipe: DemoRecipe, split: str, work: Path, *, workers: int =
     return out
 
 
-def _short_side_size(width: int, height: int, short: int) -> tuple[int, int]:
-    """(width, height) with the short side ``short``."""
-    if height <= width:
-        return max(1, round(width * short / height)), short
-    return short, max(1, round(height * short / width))
-
-
 def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: WindowPlan = DEMO_PLAN,
                  preprocessing: Preprocessing = DEMO_PREPROCESSING, background_keep: float = 1.0,
-                 min_valid: float = 0.5, seed: int = 0) -> Path:
+                 min_purity: float = 0.0, min_valid: float = 0.5, threshold: float = 0.3, seed: int = 0) -> Path:
     """Cut every posed recording of ``split_dir`` into its windows and write them as a prepared folder.
 
-    One clip per window (module docstring): the ``T`` sampled frames resized to the short side
-    ``preprocessing.resize_short`` (RGB, JPEG), their keypoints (all 33 points, moved with the pixels,
-    exactly the rows the recognition stage feeds), the majority label of the window's span. Also
-    ``windows.csv``: clip id, recording, start/end frame, label, purity (share of the span covered by
-    the label). Returns ``out``.
+    One clip per window (module docstring): the model input the recognition stage builds for that
+    window (:func:`pipeline.person_crop.crop_window`: person crop of the window's keypoints, resize,
+    centre crop; frames [T, 3, S, S] stored as JPEG, keypoints moved with the pixels, all 33 points),
+    labelled with the class covering most of the window's span (``purity`` = its share). Windows the
+    recognition stage would not classify (usable pose on fewer than ``min_valid`` of the sampled
+    frames) and windows with ``purity < min_purity`` are left out; background windows are kept with
+    probability ``background_keep``. Also ``windows.csv``: clip id, recording, start/end frame,
+    label, purity. Returns ``out``.
     """
     rng = np.random.default_rng(seed)
     index = {n: i for i, n in enumerate(classes.names)}
@@ -211,32 +212,43 @@ def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: Window
         kp = read_keypoints(keypoints_path(split_dir / "pose", vid))
         row_of = {int(f): r for r, f in enumerate(kp.frames)}
         combined, usable = kp.combined, kp.valid
-        windows = plan.windows(info.frame_count, info.fps)
         chosen = []
-        for w in windows:
-            rows_w = [row_of[f] for f in w.frames]
+        for w in plan.windows(info.frame_count, info.fps):
+            rows_w = np.array([row_of[f] for f in w.frames])
             if usable[rows_w].mean() < min_valid:
                 continue
             counts = np.bincount(frame_class[w.start_frame:w.end_frame], minlength=len(classes))
             label = int(np.argmax(counts))
-            if label == bg and rng.random() >= background_keep:
+            purity = counts[label] / counts.sum()
+            if purity < min_purity or (label == bg and rng.random() >= background_keep):
                 continue
-            chosen.append((w, rows_w, label, counts[label] / counts.sum()))
+            chosen.append((w, rows_w, label, purity))
         needed = sorted({f for w, *_ in chosen for f in w.frames})
-        size = _short_side_size(*info.size, preprocessing.resize_short)
-        pixels = {i: rgb for i, _, rgb in iter_frames(video, needed, size=size, color="rgb", info=info)}
+        bgr = {i: px for i, _, px in iter_frames(video, needed, info=info)}
+        scaled: dict[tuple[int, tuple[int, int]], torch.Tensor] = {}
         for w, rows_w, label, purity in chosen:
+            box = None
+            if preprocessing.region == "person":
+                box = person_box(combined[rows_w], usable[rows_w], info.size, padding=preprocessing.person_padding,
+                                 threshold=threshold)
+            size = scaled_size(info.size, decode_scale(preprocessing, info.size, box))
+            for f in w.frames:
+                if (f, size) not in scaled:
+                    scaled[(f, size)] = scale_frame(bgr[f], size)
+            frames, kp_w = crop_window(torch.stack([scaled[(f, size)] for f in w.frames]),
+                                       torch.from_numpy(combined[rows_w].astype(np.float32)), preprocessing,
+                                       source_size=info.size, box=box)
             clip_id = f"{vid}-w{w.index:04d}"
-            kp_w = torch.from_numpy(combined[rows_w].astype(np.float32))
-            kp_w = resize_keypoints(kp_w, (info.height, info.width), (size[1], size[0])).numpy()
             meta = {"video": str(video), "window": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
-                    "purity": float(purity)}
+                    "purity": float(purity), "box": None if box is None else list(box.as_tuple())}
+            pixels = frames.permute(0, 2, 3, 1).numpy()
             atomic_write_bytes(out / "clips" / f"{clip_id}.npz",
-                               encode_prepared_clip([pixels[f] for f in w.frames], kp_w, np.asarray(w.frames), label,
-                                                    meta))
+                               encode_prepared_clip(list(pixels), kp_w.numpy(), np.asarray(w.frames), label, meta))
             records.append({"id": clip_id, "file": f"clips/{clip_id}.npz", "label": label, "num_frames": len(w.frames),
-                            "height": size[1], "width": size[0], "video": str(video), "has_keypoints": True})
+                            "height": int(pixels.shape[1]), "width": int(pixels.shape[2]), "video": str(video),
+                            "has_keypoints": True})
             rows.append(f"{clip_id},{vid},{w.start_frame},{w.end_frame},{classes.names[label]},{purity:.4f}\n")
+        del bgr, scaled
     manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),
                 "storage": "jpeg", "settings": {"source": "pipeline.synthetic.demo_model windows",
                                                 "plan": plan.to_dict()},
@@ -272,6 +284,30 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def demo_provenance(recipe: DemoRecipe, test: dict[str, Any], train_windows_per_class: dict[str, int],
+                    timings: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The checkpoint's provenance: simulated data, recipe (seeds, counts), test accuracy, timings, command."""
+    return {
+        "trained_on": "simulated",
+        "training_data": (f"simulated recordings (pipeline.synthetic, seed {recipe.train_seed}, "
+                          f"{recipe.train_recordings} x {recipe.seconds:g} s), cut into window clips"),
+        "simulated": {
+            "recipe": recipe.to_dict(),
+            "train_windows": int(sum(train_windows_per_class.values())),
+            "train_windows_per_class": train_windows_per_class,
+            "test": {"seed": recipe.test_seed, "recordings": recipe.test_recordings, **test},
+            "timings": timings,
+            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "python": platform.python_version()},
+        },
+        "metrics": {"top1_clean": test["top1_clean"], "top1_all": test["top1_all"]},
+        "command": REBUILD_COMMAND,
+        "note": "trained on simulated data only (a seated mannequin drawn by pipeline.synthetic); "
+                "not a model of real participants",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, recipe: DemoRecipe = DemoRecipe(),
                      workers: int = 1, on_epoch=None) -> tuple[Path, dict[str, Any]]:
     """Simulate, pose, cut windows, train, evaluate on unseen seeds, write the checkpoint ``out_path``.
@@ -300,6 +336,7 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
             shutil.rmtree(target)
         prepared[split] = timed(f"windows_{split}", window_clips, splits[split], target, classes=classes,
                                 background_keep=recipe.background_keep if split == "train" else 1.0,
+                                min_purity=recipe.min_purity if split == "train" else 0.0,
                                 seed=recipe.train_seed)
     run = work / "run"
     if run.exists():
@@ -309,25 +346,7 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
     trained = load_checkpoint(latest)
     test = timed("evaluate", evaluate_clips, trained, prepared["test"], clean_purity=recipe.clean_purity)
     train_counts = np.bincount(PreparedClips(prepared["train"]).labels, minlength=len(classes))
-    provenance = {
-        "trained_on": "simulated",
-        "training_data": (f"simulated recordings (pipeline.synthetic, seed {recipe.train_seed}, "
-                          f"{recipe.train_recordings} x {recipe.seconds:g} s), cut into window clips"),
-        "simulated": {
-            "recipe": recipe.to_dict(),
-            "train_windows": int(train_counts.sum()),
-            "train_windows_per_class": {n: int(k) for n, k in zip(classes.names, train_counts)},
-            "test": {"seed": recipe.test_seed, "recordings": recipe.test_recordings, **test},
-            "timings": timings,
-            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                        "python": platform.python_version()},
-        },
-        "metrics": {"top1_clean": test["top1_clean"], "top1_all": test["top1_all"]},
-        "command": REBUILD_COMMAND,
-        "note": "trained on simulated data only (a seated mannequin drawn by pipeline.synthetic); "
-                "not a model of real participants",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    provenance = demo_provenance(recipe, test, {n: int(k) for n, k in zip(classes.names, train_counts)}, timings)
     out_path = Path(out_path)
     save_checkpoint(out_path, trained.model, classes=trained.classes, preprocessing=DEMO_PREPROCESSING,
                     plan=DEMO_PLAN, provenance=provenance)
@@ -344,10 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
                     prog="python -m pipeline.synthetic.demo_model")
     p.add_argument("--rebuild", action="store_true", help="simulate, pose, train and evaluate, then write the checkpoint")
     p.add_argument("--out", help=f"checkpoint to write with --rebuild (default: the shipped {CHECKPOINT_FILE})")
-    p.add_argument("--work", default="demo_model_work", help="working folder for --rebuild (recordings, keypoints, "
-                                                             "prepared windows, training run); reruns resume")
+    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "microaction-demo-model"),
+                   help="working folder for --rebuild (recordings, keypoints, prepared windows, training run); "
+                        "a rerun resumes what is up to date")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering and pose")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for training (1: the model is small; on a busy machine more threads "
+                        "spin instead of working)")
     return p
 
 

@@ -268,10 +268,11 @@ def main() -> None:
           f"plan {MA52_PLAN}")
     with tempfile.TemporaryDirectory(prefix="bench_recognize_") as tmp:
         work = Path(tmp)
-        print("windows/s; stage with decode workers as processes (proc) or threads (thr); ratio = stage / "
-              "min(bare model, bare decode)")
-        print(f"{'preset':<6} {'video':<16} {'windows':>7} {'batch':>5} {'stage proc':>10} {'stage thr':>10} "
-              f"{'bare model':>10} {'bare decode':>11} {'ratio proc':>10} {'ratio thr':>9}")
+        if not args.skip_throughput:
+            print("windows/s; stage with decode workers as processes (proc) or threads (thr); ratio = stage / "
+                  "min(bare model, bare decode)")
+            print(f"{'preset':<6} {'video':<16} {'windows':>7} {'batch':>5} {'stage proc':>10} {'stage thr':>10} "
+                  f"{'bare model':>10} {'bare decode':>11} {'ratio proc':>10} {'ratio thr':>9}")
         for preset in [s for s in args.presets.split(",") if s and not args.skip_throughput]:
             seconds = args.ma52_seconds if preset == "ma52" else args.seconds
             r = throughput(preset, seconds, args, work)

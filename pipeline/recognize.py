@@ -717,23 +717,23 @@ def build_parser():
     p.add_argument("--weights", required=True, metavar="CKPT", help="model checkpoint (model.checkpoint)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (windows/, qc_recognize.*)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (across videos)")
-    p.add_argument("--workers", type=int, default=1, help="decode workers (0: decode in the main process)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="windows per forward pass (across videos)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="decode workers (0: decode in the main process)")
     p.add_argument("--worker-kind", choices=FEED_KINDS, default="thread",
                    help="decode workers as threads, or processes (a crashing decoder then fails only its video)")
-    p.add_argument("--threads", type=int, help="torch threads for the model in this process (default: torch's; "
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model in this process (default: torch's; "
                    "on a CPU run give it the cores the decode workers leave)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA, long runs)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (CPU always runs fp32)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW convolutions")
-    p.add_argument("--min-valid", type=float, default=0.5,
+    p.add_argument("--min-valid", type=float, default=0.5, metavar="SHARE",
                    help="windows with a smaller share of sampled frames with a usable pose get null probs")
     p.add_argument("--decoder", choices=DECODERS, default="cpu", help="nvdec: GPU decoding via torchcodec (CPU fallback)")
-    p.add_argument("--clip-len", type=int, help="expected frames per window (refuse a checkpoint with another)")
-    p.add_argument("--stride", type=int, help="expected temporal stride (with --clip-len and --hop)")
-    p.add_argument("--hop", type=float, help="expected seconds between windows (with --clip-len and --stride)")
-    p.add_argument("--classes", help="expected class list: 'ma52' or a file of class names, one a line")
+    p.add_argument("--clip-len", type=int, metavar="T", help="expected frames per window (refuse a checkpoint with another)")
+    p.add_argument("--stride", type=int, metavar="N", help="expected temporal stride (with --clip-len and --hop)")
+    p.add_argument("--hop", type=float, metavar="SECONDS", help="expected seconds between windows (with --clip-len and --stride)")
+    p.add_argument("--classes", metavar="ma52|FILE", help="expected class list: 'ma52' or a file of class names, one a line")
     p.add_argument("--force", action="store_true", help="redo videos even when their windows are up to date")
     return p
 

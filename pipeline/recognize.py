@@ -49,6 +49,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,26 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
 # --------------------------------------------------------------------------------------------------
 # The model side
 # --------------------------------------------------------------------------------------------------
+_PREPARE_LOCK = threading.Lock()
+_PREPARED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, torch.nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def _prepared(model: torch.nn.Module, device: torch.device, channels_last: bool, compile: bool) -> torch.nn.Module:
+    """``prepare_for_inference`` once per model and setting, under a lock.
+
+    Preparing converts the weights in place (device, memory format): doing it again while another
+    thread (another video of a Prefect flow sharing the loaded checkpoint) runs a forward on the same
+    model would feed that forward half-converted weights. Prepared once, the model is only read.
+    """
+    key = (str(device), channels_last, compile)
+    with _PREPARE_LOCK:
+        done = _PREPARED.get(model)
+        if done is None or done[0] != key:
+            done = (key, prepare_for_inference(model, device=device, channels_last=channels_last, compile=compile))
+            _PREPARED[model] = done
+        return done[1]
+
+
 class WindowClassifier:
     """Batches of uint8 window clips -> (probs [B, C], ST routing share [B, K]) as float32 numpy.
 
@@ -267,8 +288,7 @@ class WindowClassifier:
         self.prep = ckpt.preprocessing
         self.amp = options.amp
         self.pad_to = options.batch_size if options.compile else None
-        self.model = prepare_for_inference(ckpt.model, device=self.device, channels_last=options.channels_last,
-                                           compile=options.compile)
+        self.model = _prepared(ckpt.model, self.device, options.channels_last, options.compile)
 
     def __call__(self, frames: torch.Tensor, keypoints: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """frames [B, T, 3, S, S] uint8, keypoints [B, T, J, 3] float32 (CPU, pinned on CUDA)."""

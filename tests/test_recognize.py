@@ -273,3 +273,27 @@ def test_gpu_decoding_without_a_gpu_falls_back_to_the_cpu(setup, base_run, tmp_p
     assert any("decoding on the CPU" in rec.getMessage() for rec in caplog.records)
     got = np.stack(pd.read_parquet(tmp_path / "windows" / f"{clip.stem}.parquet")["probs"])
     np.testing.assert_allclose(got, read_probs(base_run[0], [clip])[clip.stem], atol=1e-5)
+
+
+def test_concurrent_videos_sharing_one_loaded_checkpoint(setup, base_run, tmp_path):
+    """The flow runs several recognize_video calls in threads with one Checkpoint object."""
+    import threading
+
+    root, clips, ckpt_path = setup
+    ckpt = load_checkpoint(ckpt_path)
+    results = {}
+
+    def run(clip):
+        results[clip.stem] = recognize_video(clip, root / "pose" / "keypoints" / f"{clip.stem}.parquet", ckpt,
+                                             tmp_path, options=RecognizeOptions(workers=0, batch_size=4))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clips]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status == "ok" for r in results.values())
+    base = read_probs(base_run[0], clips)
+    got = read_probs(tmp_path, clips)
+    for vid in base:
+        np.testing.assert_allclose(got[vid], base[vid], atol=1e-5)

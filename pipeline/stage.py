@@ -93,7 +93,7 @@ from pipeline.cli import EXIT_OK, EXIT_PARTIAL, progress
 
 __all__ = [
     "Job", "Stage", "ItemContext", "ItemResult", "full_config", "run_item", "run_items", "remove_outputs", "write_qc_table",
-    "read_qc_table", "summary", "exit_code", "STATUSES",
+    "read_qc_table", "summary", "exit_code", "STATUSES", "die_with_parent",
 ]
 
 log = logging.getLogger("pipeline.stage")
@@ -289,7 +289,7 @@ _PR_SET_PDEATHSIG = 1
 _started = None  # in worker processes: queue on which each job announces its index when it starts
 
 
-def _die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     """Make this (worker) process exit when ``parent_pid`` dies, however it dies."""
     if sys.platform.startswith("linux"):
         try:
@@ -311,7 +311,7 @@ def _die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
 
 def _init_worker(queue, parent_pid: int) -> None:
     global _started
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     _started = queue
 
 

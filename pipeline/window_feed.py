@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from pipeline.clip_stream import StreamStats, VideoPlan, WindowClip, iter_window_clips
-from pipeline.stage import _die_with_parent
+from pipeline.stage import die_with_parent
 
 __all__ = ["WindowFeed", "FEED_KINDS"]
 
@@ -68,7 +68,7 @@ def _produce(plan: VideoPlan, put, *, as_numpy: bool) -> None:
 
 
 def _process_worker(worker_id: int, tasks, results, started, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)  # one decode stream per process; the consumer owns the other cores
     while True:
         plan = tasks.get()

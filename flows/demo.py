@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from flows.cohort_analysis import direct_run_settings, run_cohort_analysis
@@ -60,7 +61,7 @@ def planted_check(effects: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         oriented = r["effect"] if r["group_a"] == e.group else 1.0 / r["effect"]
         rows.append({"planted": f"{e.action} / {e.group} vs {e.reference} / {e.part}",
                      "planted_or": 2.718281828 ** e.log_or, "estimated_or": oriented, "p_adj": r["p_adj"],
-                     "right_direction": bool((oriented > 1) == (e.log_or > 0)),
+                     "right_direction": bool(np.isfinite(oriented) and (oriented > 1) == (e.log_or > 0)),
                      "note": r["note"] if isinstance(r["note"], str) else ""})
     return pd.DataFrame(rows)
 

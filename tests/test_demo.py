@@ -5,6 +5,7 @@ read-out, statsmodels fits, the report), with a temporary Prefect server. ``make
 code at 8 participants per group and 60 s.
 """
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,11 +35,14 @@ def test_demo_runs_the_whole_chain_and_compares_with_the_planted_truth(tmp_path,
 
 
 def test_planted_check_orients_each_contrast_to_the_planted_group():
-    effects = pd.DataFrame({"action": ["nodding", "waving"], "group": ["ASD", "PSY"], "part": ["probability", "intensity"],
-                            "log_or": [-1.0, 0.7], "reference": ["TDC", "TDC"]})
-    results = pd.DataFrame({"action": ["nodding", "waving", "waving"], "part": ["probability", "intensity", "probability"],
-                            "group_a": ["ASD", "PSY", "PSY"], "group_b": ["TDC", "TDC", "TDC"],
-                            "effect": [0.5, 0.8, 3.0], "p_adj": [0.01, 0.2, 0.001], "note": [None, None, None]})
+    effects = pd.DataFrame({"action": ["nodding", "waving", "shrugging"], "group": ["ASD", "PSY", "ASD"],
+                            "part": ["probability", "intensity", "probability"],
+                            "log_or": [-1.0, 0.7, -0.5], "reference": ["TDC", "TDC", "TDC"]})
+    results = pd.DataFrame({"action": ["nodding", "waving", "waving", "shrugging"],
+                            "part": ["probability", "intensity", "probability", "probability"],
+                            "group_a": ["ASD", "PSY", "PSY", "ASD"], "group_b": ["TDC", "TDC", "TDC", "TDC"],
+                            "effect": [0.5, 0.8, 3.0, np.nan], "p_adj": [0.01, 0.2, 0.001, np.nan],
+                            "note": [None, None, None, "not estimable: no engagers in any group"]})
     results_flipped = results.assign(group_a=results["group_b"], group_b=results["group_a"], effect=1 / results["effect"])
     for table in (results, results_flipped):  # the contrast's order does not change the answer
         check = planted_check(effects, table).set_index("planted")
@@ -46,6 +50,8 @@ def test_planted_check_orients_each_contrast_to_the_planted_group():
         assert nod["estimated_or"] == pytest.approx(0.5) and nod["right_direction"]
         wav = check.loc["waving / PSY vs TDC / intensity"]  # the probability row must not be picked
         assert wav["estimated_or"] == pytest.approx(0.8) and not wav["right_direction"] and wav["p_adj"] == 0.2
+        shr = check.loc["shrugging / ASD vs TDC / probability"]  # not estimable: never "right"
+        assert np.isnan(shr["estimated_or"]) and not shr["right_direction"] and shr["note"].startswith("not estimable")
 
 
 def test_percent_time_error_is_the_mean_absolute_difference_per_action():

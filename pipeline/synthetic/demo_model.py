@@ -75,7 +75,7 @@ from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_w
 from pipeline.keypoints import read_keypoints
 from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
-from pipeline.synthetic.motions import ACTIONS
+from pipeline.synthetic.motions import ACTIONS, PROGRAMS
 from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
 from pipeline.video import iter_frames, probe
 
@@ -131,6 +131,7 @@ class DemoRecipe:
     background_keep : share of background windows kept in training (balances the classes)
     min_purity : training windows whose majority class covers less of the span are left out (a window
         half one action, half another has no right answer)
+    motion_repeat : training windows of motion-defined actions are listed this many times
     clean_purity : a test window is "clean" when one class covers at least this share of its span
     train : the :class:`model.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
     """
@@ -145,11 +146,12 @@ class DemoRecipe:
     mean_share: float = 0.06
     background_keep: float = 0.25
     min_purity: float = 0.6
+    motion_repeat: int = 1
     clean_purity: float = 0.9
     train: dict[str, Any] = field(default_factory=lambda: {
         "preset": "tiny", "model_overrides": dict(MODEL_OVERRIDES), "num_frames": DEMO_PLAN.clip_len,
-        "frame_stride": DEMO_PLAN.stride, "epochs": 40, "batch_size": 32, "lr": 0.02, "warmup_epochs": 2,
-        "weight_decay": 1e-4, "workers": 0, "device": "cpu", "seed": 0, "plot_every": 1000,
+        "frame_stride": DEMO_PLAN.stride, "epochs": 60, "batch_size": 16, "lr": 0.02, "lr_reference_batch": 16,
+        "warmup_epochs": 2, "weight_decay": 5e-5, "workers": 1, "device": "cpu", "seed": 0, "plot_every": 1000,
     })
 
     def cohort(self, split: str) -> CohortConfig:
@@ -186,7 +188,8 @@ def simulate_split(recipe: DemoRecipe, split: str, work: Path, *, workers: int =
 
 def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: WindowPlan = DEMO_PLAN,
                  preprocessing: Preprocessing = DEMO_PREPROCESSING, background_keep: float = 1.0,
-                 min_purity: float = 0.0, min_valid: float = 0.5, threshold: float = 0.3, seed: int = 0) -> Path:
+                 min_purity: float = 0.0, min_valid: float = 0.5, threshold: float = 0.3, motion_repeat: int = 1,
+                 seed: int = 0) -> Path:
     """Cut every posed recording of ``split_dir`` into its windows and write them as a prepared folder.
 
     One clip per window (module docstring): the model input the recognition stage builds for that
@@ -195,8 +198,10 @@ def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: Window
     labelled with the class covering most of the window's span (``purity`` = its share). Windows the
     recognition stage would not classify (usable pose on fewer than ``min_valid`` of the sampled
     frames) and windows with ``purity < min_purity`` are left out; background windows are kept with
-    probability ``background_keep``. Also ``windows.csv``: clip id, recording, start/end frame,
-    label, purity. Returns ``out``.
+    probability ``background_keep``. Windows of motion-defined actions are listed ``motion_repeat``
+    times in the manifest (oversampling: their keypoint signal, a small oscillation, is learned more
+    slowly than a posture). Also ``windows.csv`` (one row per window): clip id, recording, start/end
+    frame, label, purity. Returns ``out``.
     """
     rng = np.random.default_rng(seed)
     index = {n: i for i, n in enumerate(classes.names)}
@@ -249,10 +254,12 @@ def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: Window
                             "has_keypoints": True})
             rows.append(f"{clip_id},{vid},{w.start_frame},{w.end_frame},{classes.names[label]},{purity:.4f}\n")
         del bgr, scaled
+    motion = {index[a] for a in ACTIONS if PROGRAMS[a].kind == "motion"}
+    repeats = [{**r, "id": f"{r['id']}-r{k}"} for k in range(1, motion_repeat) for r in records if r["label"] in motion]
     manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),
                 "storage": "jpeg", "settings": {"source": "pipeline.synthetic.demo_model windows",
-                                                "plan": plan.to_dict()},
-                "clips": records}
+                                                "plan": plan.to_dict(), "motion_repeat": motion_repeat},
+                "clips": records + repeats}
     atomic_write_text(out / "windows.csv", "id,video_id,start_frame,end_frame,label,purity\n" + "".join(rows))
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return out
@@ -337,6 +344,7 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
         prepared[split] = timed(f"windows_{split}", window_clips, splits[split], target, classes=classes,
                                 background_keep=recipe.background_keep if split == "train" else 1.0,
                                 min_purity=recipe.min_purity if split == "train" else 0.0,
+                                motion_repeat=recipe.motion_repeat if split == "train" else 1,
                                 seed=recipe.train_seed)
     run = work / "run"
     if run.exists():

@@ -16,8 +16,8 @@ from model.preprocessing import BACKGROUND
 from model.taxonomy import MA52
 from pipeline.synthetic import demo_model
 from pipeline.synthetic.demo_model import (DEMO_PLAN, DEMO_PREPROCESSING, REBUILD_COMMAND, DemoModelMissing, DemoRecipe,
-                                           demo_checkpoint_path, demo_classes, evaluate_clips, simulate_split,
-                                           window_clips)
+                                           demo_checkpoint_path, demo_classes, demo_readout, evaluate_clips,
+                                           simulate_split, window_clips)
 from pipeline.synthetic.motions import ACTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +72,7 @@ def test_provenance_states_simulated_data_seeds_accuracy_and_command(ckpt):
     assert min(sim["train_windows_per_class"].values()) > 0
     assert sim["timings"]["train"]["cpu_s"] > 0
     assert prov["date"] and prov["code_version"]
+    assert prov["readout"] == demo_readout().to_dict()
 
 
 def test_cli_prints_the_provenance(capsys):

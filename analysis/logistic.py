@@ -340,8 +340,19 @@ def _profile_bound(fit: LogisticFit, L: np.ndarray, est: float, se: float, targe
         outer = est + sign * step
     else:
         return float("nan")
+    # Constrained Firth fits far from the estimate depend slightly on their starting point, so the sign
+    # seen during the search can flip when an end is fitted again from the estimate. Check the bracket
+    # as brentq will see it; if it no longer holds, report no profile bound (the caller then gives the
+    # Wald interval and says so in the "ci" column) instead of failing the whole analysis.
     warm["beta"] = fit.params
-    return float(optimize.brentq(f, min(inner, outer), max(inner, outer), xtol=1e-8, rtol=1e-10))
+    a, b = min(inner, outer), max(inner, outer)
+    fa = f(a)
+    warm["beta"] = fit.params
+    fb = f(b)
+    if not (np.isfinite(fa) and np.isfinite(fb)) or fa * fb > 0:
+        return float("nan")
+    warm["beta"] = fit.params
+    return float(optimize.brentq(f, a, b, xtol=1e-8, rtol=1e-10))
 
 
 def logistic_contrast(fit: LogisticFit, a: str, b: str, *, ci_level: float = 0.95, ci: str = "profile") -> dict[str, float | str]:

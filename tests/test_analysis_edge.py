@@ -231,3 +231,21 @@ def test_two_participants_per_group_and_labels_with_spaces():
     inten = res[res["part"] == "intensity"].set_index("contrast")
     assert inten["note"].str.startswith("not estimable: too few engagers").all()
     assert inten.loc["group one vs group two", "note"] == "not estimable: too few engagers (group one: 1, group two: 1 < 2)"
+
+
+def test_profile_interval_whose_bracket_flips_falls_back_to_wald():
+    """A real 6-participant cohort (the demo chain's read-out) whose constrained Firth fits near one
+    profile-bound bracket depend on their start: the bracket seen during the search no longer held
+    when brentq refitted it, and the whole analysis died with "f(a) and f(b) must have different
+    signs". Now that contrast gets the Wald interval and every other result is unchanged."""
+    from pathlib import Path
+
+    from analysis.cohort import load_cohort, validate_cohort
+
+    cfg = HurdleConfig(top_actions=0, covariates=("age",))
+    cohort = validate_cohort(load_cohort(Path(__file__).parent / "data" / "firth_profile_bracket.csv"), cfg)
+    res = hurdle_analysis(cohort, cfg)
+    prob = res[res["part"] == "probability"]
+    assert len(res) == 2 * 3 * cohort["action"].nunique()
+    finite = prob[np.isfinite(prob["ci_low"]) & np.isfinite(prob["ci_high"])]
+    assert (finite["ci_low"] <= finite["effect"]).all() and (finite["effect"] <= finite["ci_high"]).all()

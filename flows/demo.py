@@ -23,6 +23,7 @@ import pandas as pd
 from flows.cohort_analysis import direct_run_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
 from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
+from pipeline.synthetic.demo_model import demo_readout
 from pipeline.synthetic.recording import CohortConfig, write_cohort
 
 __all__ = ["DemoResult", "run_demo", "planted_check", "percent_time_error", "main", "DEMO_GROUPS"]
@@ -86,7 +87,10 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     config = CohortConfig(groups=dict(groups or DEMO_GROUPS), seconds=seconds, seed=seed)
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
+    readout = demo_readout()  # the per-class thresholds the demo model was calibrated for
     params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
+                                  readout={"rule": readout.rule, "threshold": readout.threshold,
+                                           "thresholds": readout.thresholds},
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)
     results = pd.read_parquet(out / "run" / "hurdle" / "results.parquet")

@@ -46,9 +46,10 @@ class ReadoutSettings(_Settings):
     rule: Literal["threshold", "top1", "per-class", "multi-label", "background"] = Field(
         "threshold", description="how a frame gets its label (docs/readout.md)")
     threshold: float = Field(0.5, ge=0, le=1, description="score a frame's top class needs (rule 'threshold')")
-    thresholds_file: Path | None = Field(None, description="JSON of per-class thresholds (rules 'per-class', 'multi-label')")
-    min_duration: float = Field(0.5, ge=0, description="segments shorter than this (seconds) are dropped")
-    merge_gap: float = Field(0.25, ge=0, description="gaps up to this (seconds) between two segments of one action are merged")
+    thresholds: dict[str, float] = Field({}, description="per-class thresholds by class name (rules 'per-class', 'multi-label')")
+    thresholds_file: Path | None = Field(None, description="JSON file of per-class thresholds (instead of 'thresholds')")
+    min_duration: float = Field(0.0, ge=0, description="segments shorter than this (seconds) are dropped")
+    merge_gap: float = Field(0.0, ge=0, description="gaps up to this (seconds) between two segments of one action are merged")
 
 
 class StatisticsSettings(_Settings):

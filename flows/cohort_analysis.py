@@ -28,7 +28,6 @@ Run folder (what :mod:`reports.run` reads)::
 # annotation objects (string annotations leave it "not fully defined" in a served run's process).
 import functools
 import logging
-import math
 import os
 import sys
 from dataclasses import replace
@@ -50,12 +49,12 @@ from prefect.settings import (
     temporary_settings,
 )
 
-from analysis.cohort import load_cohort, select_actions, validate_cohort
+from analysis.cohort import load_cohort, validate_cohort
 from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs as write_hurdle_outputs
 from flows.params import CohortAnalysisParams
-from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner, model_lock
+from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
 from pipeline.artifacts import atomic_write_text
@@ -162,9 +161,10 @@ def pose_task(job: VideoJob) -> ItemResult:
 @task(name="recognize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def recognize_task(video: str, keypoints: str, weights: str, out_dir: str, options: RecognizeOptions,
                    video_id: str) -> ItemResult:
-    with model_lock():  # one recognition at a time per process (flows.task_runners.model_lock)
-        return recognize_video(video, keypoints, checkpoint_for(Path(weights)), out_dir, options=options,
-                               video_id=video_id)
+    # Tasks in threads of one process share the cached checkpoint; pipeline.recognize prepares a shared
+    # model once, under its own lock, so concurrent calls are safe.
+    return recognize_video(video, keypoints, checkpoint_for(Path(weights)), out_dir, options=options,
+                           video_id=video_id)
 
 
 @task(name="read-out", cache_policy=NO_CACHE)

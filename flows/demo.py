@@ -55,13 +55,13 @@ def planted_check(effects: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
                       & (((results["group_a"] == e.group) & (results["group_b"] == e.reference))
                          | ((results["group_a"] == e.reference) & (results["group_b"] == e.group)))]  # fmt: skip
         if hit.empty:
-            rows.append({"planted": f"{e.action} / {e.group} vs {e.reference} / {e.part}", "planted_or": 2.718281828 ** e.log_or,
+            rows.append({"planted": f"{e.action} / {e.group} vs {e.reference} / {e.part}", "planted_or": float(np.exp(e.log_or)),
                          "estimated_or": float("nan"), "p_adj": float("nan"), "right_direction": False, "note": "not tested"})
             continue
         r = hit.iloc[0]
         oriented = r["effect"] if r["group_a"] == e.group else 1.0 / r["effect"]
         rows.append({"planted": f"{e.action} / {e.group} vs {e.reference} / {e.part}",
-                     "planted_or": 2.718281828 ** e.log_or, "estimated_or": oriented, "p_adj": r["p_adj"],
+                     "planted_or": float(np.exp(e.log_or)), "estimated_or": oriented, "p_adj": r["p_adj"],
                      "right_direction": bool(np.isfinite(oriented) and (oriented > 1) == (e.log_or > 0)),
                      "note": r["note"] if isinstance(r["note"], str) else ""})
     return pd.DataFrame(rows)

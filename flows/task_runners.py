@@ -25,28 +25,13 @@ folder on a shared file system: results are files, not task return values.
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from prefect.task_runners import ThreadPoolTaskRunner
 
-__all__ = ["RUNNERS", "RunnerKind", "make_task_runner", "load_slurm_config", "slurm_cluster_kwargs", "gpu_annotation",
-           "model_lock"]
-
-# Recognition tasks that run as threads of one process share that process's cached model, which
-# model.inference.prepare_for_inference moves and converts in place (device, channels_last): two threads
-# doing that while a third runs a forward pass gave NaN probabilities. Each recognition call already
-# batches across windows and uses every core (or the GPU), so one at a time per process loses nothing.
-# The lock lives here, not in the flow's module, because Prefect pickles a served flow's module by value
-# and a lock cannot be pickled.
-_MODEL_LOCK = threading.Lock()
-
-
-def model_lock() -> threading.Lock:
-    """The process-wide lock that serialises tasks sharing this process's model."""
-    return _MODEL_LOCK
+__all__ = ["RUNNERS", "RunnerKind", "make_task_runner", "load_slurm_config", "slurm_cluster_kwargs", "gpu_annotation"]
 
 RunnerKind = Literal["threads", "dask-local", "dask-address", "slurm"]
 RUNNERS: tuple[str, ...] = ("threads", "dask-local", "dask-address", "slurm")

@@ -120,7 +120,7 @@ def readout_config(params: CohortAnalysisParams) -> ReadoutConfig:
     s = params.readout
     thresholds = read_thresholds_file(s.thresholds_file) if s.thresholds_file else dict(s.thresholds)
     return ReadoutConfig(rule=s.rule, threshold=s.threshold, thresholds=thresholds,
-                         min_duration_s=s.min_duration, merge_gap_s=s.merge_gap)
+                         min_duration_s=s.min_duration, merge_gap_s=s.merge_gap, scores=s.scores)
 
 
 def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:

@@ -89,7 +89,7 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     write_cohort(config, cohort_dir, workers=workers)
     readout = demo_readout()  # the per-class thresholds the demo model was calibrated for
     params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
-                                  readout={"rule": readout.rule, "threshold": readout.threshold,
+                                  readout={"scores": readout.scores, "rule": readout.rule, "threshold": readout.threshold,
                                            "thresholds": readout.thresholds},
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)

@@ -43,6 +43,8 @@ class RecognitionSettings(_Settings):
 class ReadoutSettings(_Settings):
     """Read-out from window probabilities to percent time (``python -m pipeline.aggregate``)."""
 
+    scores: Literal["mean", "interpolate"] = Field(
+        "mean", description="per-frame scores: mean over covering windows, or interpolation between window centres")
     rule: Literal["threshold", "top1", "per-class", "multi-label", "background"] = Field(
         "threshold", description="how a frame gets its label (docs/readout.md)")
     threshold: float = Field(0.5, ge=0, le=1, description="score a frame's top class needs (rule 'threshold')")

@@ -67,6 +67,7 @@ from pipeline.cli import (
 )
 from pipeline.contracts import BOUTS, COHORT, EXCLUSIONS, SEGMENTS, WINDOWS, ContractError
 from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES
+from pipeline.frame_scores import SCORE_METHODS
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.readout import (
     ClassListMismatch,
@@ -344,6 +345,9 @@ def build_parser():
     p.add_argument("--windows", required=True, metavar="DIR", help="folder of windows/<video_id>.parquet files")
     p.add_argument("--manifest", required=True, metavar="FILE", help="cohort manifest (CSV or Parquet)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--scores", choices=SCORE_METHODS, default="mean",
+                   help="per-frame scores: mean over the covering windows, or interpolation between window centres "
+                        "(for models trained on windows labelled at their centre, e.g. the demo model; docs/readout.md)")
     p.add_argument("--rule", choices=RULES, default="threshold", help="frame labelling rule (docs/readout.md)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="TAU",
                    help="score threshold tau (threshold, multi-label; default for classes missing from --thresholds)")
@@ -364,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             thresholds = read_thresholds_file(args.thresholds) if args.thresholds else {}
             config = ReadoutConfig(rule=args.rule, threshold=args.threshold, thresholds=thresholds,
-                                   min_duration_s=args.min_duration, merge_gap_s=args.merge_gap)
+                                   min_duration_s=args.min_duration, merge_gap_s=args.merge_gap, scores=args.scores)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         manifest = read_manifest(args.manifest, check_videos=False)

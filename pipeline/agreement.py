@@ -21,6 +21,8 @@ participant's videos)::
     pred_pct[p, a] = 100 * valid frames inside final segments of a / valid frames   (= cohort percent_time)
     MAE[a]  = mean_p |pred_pct - true_pct|          in percentage points
     bias[a] = mean_p (pred_pct - true_pct)
+    engagement_disagree[a] = share of participants with (pred_pct > 0) != (true_pct > 0)
+                             (the outcome of the hurdle's first part, "any engagement", read wrongly)
 
 The truth is measured on the read-out's valid frames, so the error is that of the labelling, not of
 which frames had a usable pose.
@@ -112,7 +114,7 @@ def percent_time_agreement(
     Returns
     -------
     DataFrame with columns action_id, action, n_participants, mae_pp, bias_pp, max_abs_pp,
-    mean_true_pct, mean_pred_pct (one row per action of the class list, background excluded).
+    engagement_disagree, mean_true_pct, mean_pred_pct (one row per action of the class list, background excluded).
     """
     C = len(classes)
     cols = np.array([i for i, t in enumerate(classes.taxonomy_ids) if t is not None], dtype=np.int64)
@@ -154,6 +156,7 @@ def percent_time_agreement(
             "mae_pp": np.abs(err).mean(axis=0) if P else np.nan,
             "bias_pp": err.mean(axis=0) if P else np.nan,
             "max_abs_pp": np.abs(err).max(axis=0) if P else np.nan,
+            "engagement_disagree": ((p > 0) != (t > 0)).mean(axis=0) if P else np.nan,
             "mean_true_pct": t.mean(axis=0) if P else np.nan,
             "mean_pred_pct": p.mean(axis=0) if P else np.nan,
         })

@@ -1,9 +1,24 @@
 """Per-frame class scores from overlapping window probabilities (DESIGN.md section 3b, step 1).
 
-For frame ``f`` and class ``c``::
+For frame ``f`` and class ``c``, two methods (:data:`SCORE_METHODS`)::
 
-    score[f, c] = mean over classified windows w with start_w <= f < end_w of probs[w, c]
-    valid[f]    = at least one classified window covers f
+    "mean" (default, DESIGN.md 3b):
+        score[f, c] = mean over classified windows w with start_w <= f < end_w of probs[w, c]
+    "interpolate":
+        score[f, c] = linear interpolation of probs[w, c] between the centres of the classified windows,
+                      centre_w = (start_w + end_w - 1) / 2, held constant before the first / after the last
+    valid[f]    = at least one classified window covers f   (both methods)
+
+Which one fits depends on what a window's probability means. A model trained on trimmed clips says
+"this window shows the action somewhere"; the mean over the covering windows then spreads that over
+the window's span (a box filter as wide as the span, so boundaries are found to within about a hop
+and an event shorter than the span peaks below the window probability). A model trained on windows
+cut from untrimmed recordings and labelled by the class covering most of the span (the demo model,
+:mod:`pipeline.synthetic.demo_model`) says "the action covers the window's centre": interpolating
+between centres reads that back without the box filter, so boundaries fall between two window
+centres (sub-hop) and short events keep their full height. Both keep the rows of a softmax summing
+to 1 (a mean, or a convex combination of two windows), so the 0.5 threshold argument of
+:mod:`pipeline.frame_labels` holds for either.
 
 A window whose ``probs`` is null (too little valid pose) is not classified and contributes nothing;
 a frame no classified window covers is *not valid*: it has no usable pose of the participant and is
@@ -15,6 +30,8 @@ per elementary interval between consecutive boundaries (``np.add.at`` of +probs 
 frames of each interval. Cost O(W * C + F * C) for W windows, C classes and F frames, instead of
 O(F * W * C) for a frame-by-frame loop. Means are rounded to 12 decimals so that the float
 subtraction in the running sum cannot move a score that is exactly a threshold (e.g. 0.5) below it.
+Interpolation: windows sharing a centre are averaged, then one ``searchsorted`` over the sorted
+centres gives every frame its two neighbours and weight, O(W log W + F * C).
 """
 
 from __future__ import annotations
@@ -23,7 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameScores", "frame_scores"]
+__all__ = ["SCORE_METHODS", "FrameScores", "frame_scores"]
+
+SCORE_METHODS: tuple[str, ...] = ("mean", "interpolate")
 
 _DECIMALS = 12
 
@@ -58,8 +77,9 @@ def frame_scores(
     classified: np.ndarray | None = None,
     *,
     num_frames: int | None = None,
+    method: str = "mean",
 ) -> FrameScores:
-    """Spread window probabilities over frames (mean over covering classified windows).
+    """Spread window probabilities over frames (mean over covering windows, or interpolation between centres).
 
     Parameters
     ----------
@@ -71,11 +91,14 @@ def frame_scores(
         Which windows were classified (default: rows of ``probs`` without NaN).
     num_frames : int, optional
         Frames in the video (default: the largest ``end_frame``). Spans are clipped to it.
+    method : one of :data:`SCORE_METHODS` (module docstring); ``valid`` and ``coverage`` do not depend on it.
 
     Returns
     -------
     FrameScores with ``scores`` [F, C], ``valid`` [F], ``coverage`` [F].
     """
+    if method not in SCORE_METHODS:
+        raise ValueError(f"unknown frame-score method {method!r}; choose one of {', '.join(SCORE_METHODS)}")
     start = np.asarray(start_frame, dtype=np.int64).ravel()
     end = np.asarray(end_frame, dtype=np.int64).ravel()
     probs = np.asarray(probs, dtype=np.float64)
@@ -109,8 +132,25 @@ def frame_scores(
         mean = np.where(cover[:, None] > 0, sums / np.maximum(cover, 1)[:, None], 0.0)
     mean = np.round(mean, _DECIMALS)
     lengths = np.diff(bounds)
-    return FrameScores(
-        scores=np.repeat(mean, lengths, axis=0),
-        valid=np.repeat(cover > 0, lengths),
-        coverage=np.repeat(cover, lengths),
-    )
+    valid = np.repeat(cover > 0, lengths)
+    if method == "interpolate" and s.size:
+        scores = _interpolate_centres((s + e - 1) / 2.0, p, F)
+        scores[~valid] = 0.0
+    else:
+        scores = np.repeat(mean, lengths, axis=0)
+    return FrameScores(scores=scores, valid=valid, coverage=np.repeat(cover, lengths))
+
+
+def _interpolate_centres(centre: np.ndarray, probs: np.ndarray, num_frames: int) -> np.ndarray:
+    """[F, C] scores: probs [W, C] placed at ``centre`` [W] (frames), linear in between, constant outside."""
+    c, inverse = np.unique(centre, return_inverse=True)
+    p = np.zeros((c.size, probs.shape[1]))
+    np.add.at(p, inverse, probs)
+    p /= np.bincount(inverse, minlength=c.size)[:, None]
+    f = np.arange(num_frames, dtype=np.float64)
+    hi = np.clip(np.searchsorted(c, f, side="right"), 1, max(c.size - 1, 1))
+    lo = hi - 1
+    if c.size == 1:
+        return np.repeat(p, num_frames, axis=0)
+    w = np.clip((f - c[lo]) / (c[hi] - c[lo]), 0.0, 1.0)[:, None]
+    return np.round(p[lo] * (1.0 - w) + p[hi] * w, _DECIMALS)

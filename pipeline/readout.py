@@ -3,6 +3,7 @@
 Steps (DESIGN.md section 3b; docs/readout.md has worked examples):
 
 1. per-frame scores, the mean over covering classified windows   (:mod:`pipeline.frame_scores`)
+   or, for models trained on windows labelled at their centre, interpolation between window centres
 2. frame labels by a selectable rule                              (:mod:`pipeline.frame_labels`)
 3. segments: merge gaps <= merge_gap, then drop runs < min_duration (:mod:`pipeline.segments`)
 4. per participant, pooled over its videos by frames::
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 
 from model.preprocessing import ClassList
 from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES, SINGLE_LABEL_RULES, label_frames
-from pipeline.frame_scores import frame_scores
+from pipeline.frame_scores import SCORE_METHODS, frame_scores
 from pipeline.manifest import Manifest
 from pipeline.segments import duration_frames, label_segments
 
@@ -65,6 +66,10 @@ class ReadoutConfig:
 
     Attributes
     ----------
+    scores : one of ``pipeline.frame_scores.SCORE_METHODS``; default ``"mean"`` (the mean over the
+        covering windows, DESIGN.md 3b). ``"interpolate"`` reads each window's probability at its centre
+        and interpolates between centres: the matched read-out for a model trained on windows labelled
+        by the class covering most of their span (the demo model); see :mod:`pipeline.frame_scores`.
     rule : one of ``pipeline.frame_labels.RULES``; default ``"threshold"``.
     threshold : float
         tau for ``threshold`` and ``multi-label``, and the default for classes missing from
@@ -85,8 +90,11 @@ class ReadoutConfig:
     thresholds: dict[str, float] = field(default_factory=dict)
     min_duration_s: float = 0.0
     merge_gap_s: float = 0.0
+    scores: str = "mean"
 
     def __post_init__(self) -> None:
+        if self.scores not in SCORE_METHODS:
+            raise ValueError(f"unknown frame-score method {self.scores!r}; choose one of {', '.join(SCORE_METHODS)}")
         if self.rule not in RULES:
             raise ValueError(f"unknown read-out rule {self.rule!r}; choose one of {', '.join(RULES)}")
         for name, t in [("threshold", self.threshold), *self.thresholds.items()]:
@@ -112,13 +120,15 @@ class ReadoutConfig:
             "multi-label": f"tau={self.threshold:g}" + (f", {len(self.thresholds)} per-class" if self.thresholds else ""),
             "background": "",
         }[self.rule]
+        scores = "" if self.scores == "mean" else f"{self.scores} window scores, "
         return (
-            f"rule {self.rule}{' (' + thr + ')' if thr else ''}, min duration {self.min_duration_s:g} s, "
+            f"{scores}rule {self.rule}{' (' + thr + ')' if thr else ''}, min duration {self.min_duration_s:g} s, "
             f"merge gap {self.merge_gap_s:g} s (merge first, then drop)"
         )
 
     def to_dict(self) -> dict:
         return {
+            "scores": self.scores,
             "rule": self.rule,
             "threshold": float(self.threshold),
             "thresholds": {k: float(v) for k, v in sorted(self.thresholds.items())},
@@ -126,6 +136,17 @@ class ReadoutConfig:
             "merge_gap_s": float(self.merge_gap_s),
             "order": "merge then drop",
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ReadoutConfig":
+        """Inverse of :meth:`to_dict` (``order`` is fixed; ``scores`` defaults to "mean" for older records)."""
+        keys = ("scores", "rule", "threshold", "thresholds", "min_duration_s", "merge_gap_s")
+        unknown = sorted(set(d) - set(keys) - {"order"})
+        if unknown:
+            raise ValueError(f"unknown read-out setting(s): {', '.join(unknown)}")
+        if d.get("order", "merge then drop") != "merge then drop":
+            raise ValueError(f"read-out order {d['order']!r} is not supported (only 'merge then drop')")
+        return cls(**{k: (dict(d[k]) if k == "thresholds" else d[k]) for k in keys if k in d})
 
 
 def read_thresholds_file(path: str | os.PathLike) -> dict[str, float]:
@@ -289,7 +310,8 @@ def read_out_video(
         raise ReadoutError(f"{video_id}: {windows.probs.shape[1]} class probabilities, class list has {C}")
     if config.rule == "background" and classes.background_index is None:
         raise ReadoutError("rule 'background' needs a model with a background class; this class list has none")
-    fs = frame_scores(windows.start_frame, windows.end_frame, windows.probs, windows.classified, num_frames=num_frames)
+    fs = frame_scores(windows.start_frame, windows.end_frame, windows.probs, windows.classified, num_frames=num_frames,
+                      method=config.scores)
     active = label_frames(
         fs.scores, fs.valid, rule=config.rule, thresholds=class_thresholds(classes, config),
         background_index=classes.background_index,

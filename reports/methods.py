@@ -253,9 +253,15 @@ def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
         sec.text.append("The read-out's rule and parameters are not recorded (readout/cohort.parquet has no "
                         "sidecar config).")  # fmt: skip
     else:
-        sec.text.append("Per-frame class scores are the mean of the probabilities of the classified windows "
-                        "covering the frame; frames no classified window covers have no usable pose and count "
-                        "in no denominator.")  # fmt: skip
+        if find_value(cfg, ("scores",)) == "interpolate":
+            sec.text.append("Per-frame class scores were interpolated linearly between the centres of the "
+                            "classified windows (each window's probabilities read at its centre frame, as for a "
+                            "model trained on windows labelled by the class covering most of their span); frames "
+                            "no classified window covers have no usable pose and count in no denominator.")  # fmt: skip
+        else:
+            sec.text.append("Per-frame class scores are the mean of the probabilities of the classified windows "
+                            "covering the frame; frames no classified window covers have no usable pose and count "
+                            "in no denominator.")  # fmt: skip
         rule = find_value(cfg, ("rule", "labelling", "label_rule"))
         thr = find_value(cfg, ("threshold", "tau"))
         per_class = find_value(cfg, ("thresholds", "per_class_thresholds"))

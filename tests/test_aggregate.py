@@ -15,26 +15,9 @@ from pipeline.aggregate import main
 from pipeline.artifacts import read_artifact, read_sidecar, write_artifact
 from pipeline.contracts import BOUTS, CONTRACTS, COHORT, EXCLUSIONS, SEGMENTS, conform
 
+from windows_fixtures import CLASSES, FPS, write_windows  # noqa: E402  (tests/ helper)
+
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = ClassList.from_actions(["nodding", "shaking legs", "touching nose"])
-FPS = 10.0
-
-
-def write_windows(wdir, video_id, starts, ends, probs, *, classes=CLASSES, fps=FPS, model_id="m1", sidecar=True,
-                  frame_count=None):
-    starts, ends = np.asarray(starts), np.asarray(ends)
-    df = pd.DataFrame({
-        "video_id": video_id, "window": np.arange(len(starts)), "start_frame": starts, "end_frame": ends,
-        "start_s": starts / fps, "end_s": ends / fps, "valid_fraction": [0.0 if p is None else 1.0 for p in probs],
-        "probs": [None if p is None else np.asarray(p, np.float32) for p in probs],
-        "model_id": model_id, "config_id": "c1",
-    })
-    extra = {"video": {"fps": fps, "frame_count": int(frame_count or ends.max())}, "classes": classes.to_dict(),
-             "model": {"sha256": model_id}} if sidecar else {}
-    path = write_artifact(df, Path(wdir) / f"{video_id}.parquet", contract="windows", stage="recognize", extra=extra)
-    if not sidecar:
-        (path.parent / (path.name + ".json")).unlink()
-    return path
 
 
 @pytest.fixture
@@ -106,7 +89,7 @@ def test_end_to_end_tables_failures_and_sidecars(cohort, capsys):
     assert det["t_start"].tolist() == [0.0, 1.0, 0.5]
 
     side = read_sidecar(out / "cohort.parquet")
-    assert side["readout"] == {"rule": "threshold", "threshold": 0.5, "thresholds": {}, "min_duration_s": 0.0,
+    assert side["readout"] == {"scores": "mean", "rule": "threshold", "threshold": 0.5, "thresholds": {}, "min_duration_s": 0.0,
                                "merge_gap_s": 0.0, "order": "merge then drop"}
     assert side["classes"] == CLASSES.to_dict() and side["model_id"] == "m1"
     assert side["excluded_participants"] == 2 and "rule threshold (tau=0.5)" in side["readout_text"]
@@ -229,6 +212,8 @@ def test_ground_truth_agreement(cohort, capsys):
     # touching nose: 010 true 1 of 10 frames = 10 %, predicted 0 -> MAE 5, bias -5.
     assert ag.loc["touching nose", "mae_pp"] == pytest.approx(5.0) and ag.loc["touching nose", "bias_pp"] == pytest.approx(-5.0)
     assert (ag["n_participants"] == 2).all()
+    # any engagement read wrongly: touching nose for 010 (true 10 %, read 0), of 2 participants
+    assert ag["engagement_disagree"].to_dict() == {"nodding": 0.0, "shaking legs": 0.0, "touching nose": 0.5}
 
 
 def test_ground_truth_missing_a_video_is_bad_input(cohort, capsys):

@@ -14,6 +14,7 @@ import torch
 from model.checkpoint import load_checkpoint
 from model.preprocessing import BACKGROUND
 from model.taxonomy import MA52
+from pipeline.readout import ReadoutConfig
 from pipeline.synthetic import demo_model
 from pipeline.synthetic.demo_model import (DEMO_PLAN, DEMO_PREPROCESSING, REBUILD_COMMAND, DemoModelMissing, DemoRecipe,
                                            demo_checkpoint_path, demo_classes, demo_readout, evaluate_clips,
@@ -72,7 +73,13 @@ def test_provenance_states_simulated_data_seeds_accuracy_and_command(ckpt):
     assert min(sim["train_windows_per_class"].values()) > 0
     assert sim["timings"]["train"]["cpu_s"] > 0
     assert prov["date"] and prov["code_version"]
-    assert prov["readout"] == demo_readout().to_dict()
+    # the read-out is calibrated on a third seed, for every simulated action, and lowers the error there
+    readout, cal = demo_readout(), prov["readout_calibration"]
+    assert prov["readout"] == readout.to_dict()
+    assert cal["seed"] not in (recipe["train_seed"], recipe["test_seed"]) and cal["seed"] == recipe["calibration_seed"]
+    assert readout.rule == "per-class" and readout.scores == "interpolate" and set(readout.thresholds) == set(ACTIONS)
+    assert cal["worst_mae_pp"]["after"] <= cal["worst_mae_pp"]["before"]
+    assert cal["engagement_disagree"]["after"] <= cal["engagement_disagree"]["before"]
 
 
 def test_cli_prints_the_provenance(capsys):
@@ -96,3 +103,23 @@ def test_recognises_windows_of_an_unseen_recording(ckpt, tmp_path):
     assert res["clean_windows"] >= 5
     assert res["top1_clean"] >= 0.85
     assert res["top1_all"] >= 0.75
+
+
+@pytest.mark.slow
+def test_recalibration_rewrites_the_readout_and_keeps_the_weights(ckpt, tmp_path):
+    """--recalibrate's function on a copy of the shipped checkpoint, with a two-recording calibration split."""
+    path = tmp_path / "demo.pt"
+    path.write_bytes(demo_checkpoint_path().read_bytes())
+    recipe = DemoRecipe(calibration_seed=4242, calibration_recordings=2, seconds=20.0)
+    out, calibration = demo_model.recalibrate_demo_model(path, tmp_path / "work", recipe=recipe)
+    assert out == path
+    again = load_checkpoint(path)
+    for name, tensor in ckpt.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+    prov = again.provenance
+    assert prov["readout_calibration"]["seed"] == 4242 and prov["readout_calibration"]["participants"] == 2
+    assert prov["simulated"]["recipe"]["calibration_seed"] == 4242
+    assert prov["trained_on"] == "simulated" and prov["simulated"]["test"] == ckpt.provenance["simulated"]["test"]
+    assert demo_readout(path) == calibration.config and set(calibration.config.thresholds) == set(ACTIONS)
+    assert demo_readout() == ReadoutConfig.from_dict(ckpt.provenance["readout"])  # the shipped file is untouched
+

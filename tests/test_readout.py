@@ -91,6 +91,86 @@ def test_frame_scores_of_no_classified_window_are_all_invalid():
     assert not fs.valid.any() and fs.scores.shape == (12, 3)
 
 
+def naive_interpolated_scores(start, end, probs, classified, num_frames):
+    """Definition of method "interpolate", frame by frame: the two classified window centres around f."""
+    keep = [w for w in range(len(start)) if classified[w] and min(end[w], num_frames) > start[w]]
+    centres = {}
+    for w in keep:
+        centres.setdefault((start[w] + min(end[w], num_frames) - 1) / 2, []).append(probs[w])
+    c = sorted(centres)
+    p = [np.mean(centres[x], axis=0) for x in c]
+    _, valid = naive_frame_scores(start, np.minimum(end, num_frames), probs, classified, num_frames)
+    scores = np.zeros((num_frames, probs.shape[1]))
+    for f in range(num_frames):
+        if not valid[f]:
+            continue
+        if f <= c[0]:
+            scores[f] = p[0]
+        elif f >= c[-1]:
+            scores[f] = p[-1]
+        else:
+            k = next(i for i in range(len(c) - 1) if c[i] <= f <= c[i + 1])
+            w = (f - c[k]) / (c[k + 1] - c[k])
+            scores[f] = (1 - w) * p[k] + w * p[k + 1]
+    return scores, valid
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_interpolated_frame_scores_match_the_frame_by_frame_definition(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 150
+    starts = np.sort(rng.integers(0, n - 5, 30))
+    ends = np.minimum(starts + rng.integers(1, 40, 30), n + 10)
+    starts[3] = starts[4]; ends[3] = ends[4]  # noqa: E702  two windows sharing a centre are averaged
+    probs = rng.dirichlet(np.ones(5), 30)
+    classified = rng.random(30) > 0.2
+    classified[[3, 4]] = True
+    fs = frame_scores(starts, ends, probs, classified, num_frames=n, method="interpolate")
+    ref_scores, ref_valid = naive_interpolated_scores(starts, ends, probs, classified, n)
+    np.testing.assert_array_equal(fs.valid, ref_valid)
+    np.testing.assert_allclose(fs.scores, ref_scores, atol=1e-11)
+    np.testing.assert_allclose(fs.scores[fs.valid].sum(axis=1), 1.0)  # convex combinations of softmax rows
+    mean = frame_scores(starts, ends, probs, classified, num_frames=n)
+    np.testing.assert_array_equal(mean.coverage, fs.coverage)
+
+
+def test_interpolation_finds_a_short_event_that_the_window_mean_flattens():
+    """Windows of span 48, hop 8 over an event of frames [100, 130) (1 s at 30 fps), each window's
+    probability = 1 when its centre lies inside the event (what a model trained on centre-labelled
+    windows should output). Interpolation between centres keeps the event's full height and puts both
+    boundaries within 2 frames; the mean over the 6 covering windows peaks at 4/6, so a class threshold
+    of 0.7 loses the event altogether, and at 0.5 it is spread by 4-6 frames at each end."""
+    starts = np.arange(0, 240 - 48 + 1, 8)
+    ends = starts + 48
+    centre = (starts + ends - 1) / 2
+    on = (centre >= 100) & (centre < 130)
+    probs = np.stack([on, ~on], axis=1).astype(float)
+    interp = frame_scores(starts, ends, probs, num_frames=240, method="interpolate")
+    mean = frame_scores(starts, ends, probs, num_frames=240)
+    above = np.flatnonzero(interp.scores[:, 0] >= 0.5)
+    assert abs(above[0] - 100) <= 2 and abs(above[-1] + 1 - 130) <= 2
+    assert interp.scores[:, 0].max() == 1.0 and (interp.scores[:, 0] >= 0.7).sum() >= 20
+    assert mean.scores[:, 0].max() == pytest.approx(4 / 6) and not (mean.scores[:, 0] >= 0.7).any()
+    spread = np.flatnonzero(mean.scores[:, 0] >= 0.5)
+    assert 100 - spread[0] >= 4 and spread[-1] + 1 - 130 >= 4
+
+
+def test_readout_config_round_trips_through_its_dict():
+    cfg = ReadoutConfig(rule="per-class", thresholds={"nodding": 0.7, "shaking legs": 0.35}, min_duration_s=0.2,
+                        merge_gap_s=0.1, scores="interpolate")
+    assert ReadoutConfig.from_dict(cfg.to_dict()) == cfg
+    assert ReadoutConfig.from_dict({"rule": "threshold"}).scores == "mean"  # records from before the option
+    with pytest.raises(ValueError, match="unknown read-out setting"):
+        ReadoutConfig.from_dict({**cfg.to_dict(), "smoothing": 3})
+
+
+def test_unknown_frame_score_method_is_refused():
+    with pytest.raises(ValueError, match="frame-score method"):
+        frame_scores([0], [8], np.ones((1, 2)) / 2, method="median")
+    with pytest.raises(ValueError, match="frame-score method"):
+        ReadoutConfig(scores="median")
+
+
 # ------------------------------------------------------------------ rules
 def test_rules_on_hand_made_scores():
     s = np.array([[0.45, 0.35, 0.20, 0.0], [0.6, 0.2, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]])

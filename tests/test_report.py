@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.artifacts import read_artifact
+from pipeline.readout import ReadoutConfig
 from reports.build import build_report, main, page_name
 from reports.run import load_run, uncovered
 from reports.summaries import bouts_from_segments, effects_table, participant_actions, percentile_of
@@ -288,6 +289,19 @@ def test_methods_state_each_readout_rule(run_dir: Path, rule: str, extra: dict, 
     text = " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
     assert phrase in text
     assert "gaps of up to 1.5 s" in text and "no minimum duration was applied" in text
+
+
+@pytest.mark.parametrize("scores, phrase", [
+    ("mean", "mean of the probabilities of the classified windows covering the frame"),
+    ("interpolate", "interpolated linearly between the centres of the classified windows"),
+])  # fmt: skip
+def test_methods_state_how_frame_scores_were_made(run_dir: Path, scores: str, phrase: str) -> None:
+    from reports.methods import methods_sections
+
+    run = load_run(run_dir)
+    run.cohort_meta["config"] = {**ReadoutConfig(scores=scores).to_dict()}
+    text = " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
+    assert phrase in text
 
 
 def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Path, monkeypatch) -> None:

@@ -7,6 +7,7 @@ lets the whole chain (pose -> recognition -> read-out -> statistics) run on simu
 (about 10 minutes of CPU on 2 cores, see docs/simulator.md) with::
 
     python -m pipeline.synthetic.demo_model --rebuild [--work DIR] [--workers 2]
+    python -m pipeline.synthetic.demo_model --recalibrate   # only the read-out thresholds (no training)
     python -m pipeline.synthetic.demo_model                 # print the shipped checkpoint's provenance
 
 Why shipped, not built on first use: tests, ``make demo`` and the flow need it on every fresh checkout
@@ -33,6 +34,13 @@ a prepared folder (:mod:`model.clips` format, :func:`model.clips.encode_prepared
 from recordings rather than rendered as trimmed clips (``python -m pipeline.prepare_clips``), because
 one posed recording yields a clip per hop, with the boundary windows included, for a sixth of the
 pose work.
+
+Read-out calibration: the model's per-class thresholds are chosen on recordings of a third seed
+(:attr:`DemoRecipe.calibration_seed`) with :func:`pipeline.readout_calibration.calibrate_thresholds`
+(percent-time error plus "any engagement" disagreement), for interpolated window scores
+(:mod:`pipeline.frame_scores`: the matched read-out for windows labelled at their centre), and stored
+in the checkpoint's provenance (``readout``); :func:`demo_readout` reads them from there, so the
+checkpoint and its read-out cannot drift apart. ``--recalibrate`` redoes only this step.
 
 Test data: recordings from a seed never used in training, cut the same way. ``top1_clean`` is the
 Top-1 accuracy on windows whose span is at least :attr:`DemoRecipe.clean_purity` one class (the
@@ -76,14 +84,17 @@ from pipeline.keypoints import read_keypoints
 from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.readout import ReadoutConfig
+from pipeline.readout_calibration import Calibration, calibrate_thresholds
+from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
+from pipeline.manifest import read_manifest
 from pipeline.synthetic.motions import ACTIONS, PROGRAMS
 from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
 from pipeline.video import iter_frames, probe
 
 __all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "CHECKPOINT_FILE", "REBUILD_COMMAND", "DemoRecipe",
-           "DemoModelMissing", "DEMO_READOUT_THRESHOLDS", "demo_readout", "demo_checkpoint_path", "demo_classes",
+           "DemoModelMissing", "demo_readout", "calibrate_demo_readout", "demo_checkpoint_path", "demo_classes",
            "demo_provenance", "simulate_split", "window_clips",
-           "evaluate_clips", "build_demo_model", "main"]
+           "evaluate_clips", "with_calibrated_readout", "build_demo_model", "recalibrate_demo_model", "main"]
 
 CHECKPOINT_FILE = "demo_model.pt"
 REBUILD_COMMAND = "python -m pipeline.synthetic.demo_model --rebuild"
@@ -100,19 +111,18 @@ MODEL_OVERRIDES: dict[str, Any] = {
 """Applied to ``MicroDualNetConfig.tiny`` (module docstring: why the pose modality)."""
 
 
-DEMO_READOUT_THRESHOLDS: dict[str, float] = {
-    "shrugging": 0.6, "nodding": 0.7, "shaking head": 0.3, "stretching arms": 0.6, "arms akimbo": 0.6,
-    "crossing arms": 0.7, "scratching or touching hindbrain": 0.6, "covering face": 0.6, "patting legs": 0.6,
-}
-"""Per-class read-out thresholds for the demo model (others 0.5), chosen on the test recordings (seed
-:attr:`DemoRecipe.test_seed`) by lowering each action's percent-time MAE in turn over 0.3-0.7 (rule
-``per-class``, :mod:`pipeline.frame_labels`). There: worst action MAE 3.77 -> 2.77 pp, mean 0.79 ->
-0.59 pp, average mAP 0.63 -> 0.65. Also stored in the checkpoint's provenance (``readout``)."""
+def demo_readout(path: str | os.PathLike | None = None) -> ReadoutConfig:
+    """The read-out the demo checkpoint was calibrated for, from its provenance (``readout``).
 
-
-def demo_readout() -> ReadoutConfig:
-    """The read-out the demo model was calibrated for (:data:`DEMO_READOUT_THRESHOLDS`)."""
-    return ReadoutConfig(rule="per-class", threshold=0.5, thresholds=dict(DEMO_READOUT_THRESHOLDS))
+    ``path``: a demo checkpoint (default: the shipped one). Per-class thresholds for interpolated
+    window scores, chosen on the recipe's calibration recordings (module docstring).
+    """
+    ckpt = load_checkpoint(path or demo_checkpoint_path())
+    readout = ckpt.provenance.get("readout")
+    if not isinstance(readout, dict):
+        raise ValueError(f"{ckpt.path}: provenance has no 'readout' (not a demo checkpoint? rebuild it with "
+                         f"{REBUILD_COMMAND})")
+    return ReadoutConfig.from_dict(readout)
 
 
 class DemoModelMissing(FileNotFoundError):
@@ -139,8 +149,9 @@ class DemoRecipe:
 
     Attributes
     ----------
-    train_seed, test_seed : master seeds of the training and test recordings (never equal)
-    train_recordings, test_recordings : number of recordings of each split
+    train_seed, test_seed, calibration_seed : master seeds of the training, test and read-out
+        calibration recordings (all different)
+    train_recordings, test_recordings, calibration_recordings : number of recordings of each split
     seconds : length of each recording
     size : (width, height) of the recordings (the cohort simulator's default)
     p_engaged, mean_share : every action's engagement probability and mean share of time, so that
@@ -150,13 +161,18 @@ class DemoRecipe:
         half one action, half another has no right answer)
     motion_repeat : training windows of motion-defined actions are listed this many times
     clean_purity : a test window is "clean" when one class covers at least this share of its span
+    readout_scores : per-frame scores the read-out is calibrated for (:mod:`pipeline.frame_scores`)
+    engagement_weight : :func:`pipeline.readout_calibration.calibrate_thresholds`'s weight of the
+        "any engagement" disagreement (pp per unit share)
     train : the :class:`model.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
     """
 
     train_seed: int = 1001
     test_seed: int = 2002
+    calibration_seed: int = 3003
     train_recordings: int = 30
     test_recordings: int = 10
+    calibration_recordings: int = 30
     seconds: float = 40.0
     size: tuple[int, int] = (360, 432)
     p_engaged: float = 0.4
@@ -165,6 +181,8 @@ class DemoRecipe:
     min_purity: float = 0.6
     motion_repeat: int = 1
     clean_purity: float = 0.9
+    readout_scores: str = "interpolate"
+    engagement_weight: float = 5.0
     train: dict[str, Any] = field(default_factory=lambda: {
         "preset": "tiny", "model_overrides": dict(MODEL_OVERRIDES), "num_frames": DEMO_PLAN.clip_len,
         "frame_stride": DEMO_PLAN.stride, "epochs": 60, "batch_size": 16, "lr": 0.02, "lr_reference_batch": 16,
@@ -172,9 +190,12 @@ class DemoRecipe:
     })
 
     def cohort(self, split: str) -> CohortConfig:
-        """The simulator configuration of one split ("train" or "test")."""
-        n = self.train_recordings if split == "train" else self.test_recordings
-        seed = self.train_seed if split == "train" else self.test_seed
+        """The simulator configuration of one split ("train", "test" or "calibration")."""
+        splits = {"train": (self.train_recordings, self.train_seed), "test": (self.test_recordings, self.test_seed),
+                  "calibration": (self.calibration_recordings, self.calibration_seed)}
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
+        n, seed = splits[split]
         rates = tuple(ActionRates(a, p_engaged=self.p_engaged, mean_share=self.mean_share) for a in ACTIONS)
         return CohortConfig(groups={split: n}, seconds=self.seconds, size=self.size, rates=rates, seed=seed)
 
@@ -303,6 +324,50 @@ def evaluate_clips(checkpoint: Checkpoint, prepared: Path, *, clean_purity: floa
             "top1_clean_per_class": per_class}
 
 
+def calibrate_demo_readout(checkpoint: str | os.PathLike, recipe: DemoRecipe, work: str | os.PathLike, *,
+                           workers: int = 1) -> Calibration:
+    """Per-class read-out thresholds of a demo checkpoint, chosen on the recipe's calibration split.
+
+    Renders and poses the calibration recordings (skipped when up to date), recognises them with
+    ``checkpoint`` (the recognition stage, as at inference), then
+    :func:`pipeline.readout_calibration.calibrate_thresholds` with ``recipe.readout_scores`` and
+    ``recipe.engagement_weight``.
+    """
+    split = simulate_split(recipe, "calibration", Path(work), workers=workers)
+    manifest = read_manifest(split / "manifest.csv")
+    rec = split / "recognize"
+    jobs = [RecognizeJob(item_id=vid, source=str(split / video), out_dir=str(rec),
+                         keypoints=str(keypoints_path(split / "pose", vid)))
+            for vid, video in zip(manifest.videos["video_id"], manifest.videos["video"])]
+    results, _ = recognize_videos(jobs, checkpoint, RecognizeOptions(batch_size=64, workers=1))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"recognition failed on {len(failed)} calibration recording(s), e.g. "
+                           f"{failed[0].item_id}: {failed[0].error}")
+    return calibrate_thresholds(manifest, rec / "windows", read_frame_truth(split / "truth" / "frames"),
+                                base=ReadoutConfig(scores=recipe.readout_scores),
+                                engagement_weight=recipe.engagement_weight)
+
+
+def with_calibrated_readout(provenance: dict[str, Any], calibration: Calibration, recipe: DemoRecipe) -> dict[str, Any]:
+    """The provenance with ``readout`` (the calibrated read-out) and ``readout_calibration`` (how, and its error)."""
+    t = calibration.table
+    return {
+        **provenance,
+        "readout": calibration.config.to_dict(),
+        "readout_calibration": {
+            "seed": recipe.calibration_seed, "recordings": recipe.calibration_recordings, "seconds": recipe.seconds,
+            "engagement_weight": recipe.engagement_weight, "participants": calibration.participants,
+            "method": "pipeline.readout_calibration.calibrate_thresholds",
+            "worst_mae_pp": {"before": round(float(t["mae_pp_before"].max()), 3), "after": round(float(t["mae_pp"].max()), 3)},
+            "mean_mae_pp": {"before": round(float(t["mae_pp_before"].mean()), 3), "after": round(float(t["mae_pp"].mean()), 3)},
+            "engagement_disagree": {"before": round(float(t["disagree_before"].mean()), 4),
+                                    "after": round(float(t["disagree"].mean()), 4)},
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+
+
 def _cpu_seconds() -> float:
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -325,7 +390,7 @@ def demo_provenance(recipe: DemoRecipe, test: dict[str, Any], train_windows_per_
                         "python": platform.python_version()},
         },
         "metrics": {"top1_clean": test["top1_clean"], "top1_all": test["top1_all"]},
-        "readout": demo_readout().to_dict(),
+        "readout": None,  # filled in by the calibration step (with_calibrated_readout)
         "command": REBUILD_COMMAND,
         "note": "trained on simulated data only (a seated mannequin drawn by pipeline.synthetic); "
                 "not a model of real participants",
@@ -374,9 +439,35 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
     train_counts = np.bincount(PreparedClips(prepared["train"]).labels, minlength=len(classes))
     provenance = demo_provenance(recipe, test, {n: int(k) for n, k in zip(classes.names, train_counts)}, timings)
     out_path = Path(out_path)
+    save_checkpoint(work / "uncalibrated.pt", trained.model, classes=trained.classes, preprocessing=DEMO_PREPROCESSING,
+                    plan=DEMO_PLAN, provenance=provenance)
+    calibration = timed("calibrate_readout", calibrate_demo_readout, work / "uncalibrated.pt", recipe, work,
+                        workers=workers)
+    provenance = with_calibrated_readout(provenance, calibration, recipe)
+    provenance["simulated"]["timings"] = timings
     save_checkpoint(out_path, trained.model, classes=trained.classes, preprocessing=DEMO_PREPROCESSING,
                     plan=DEMO_PLAN, provenance=provenance)
     return out_path, provenance
+
+
+def recalibrate_demo_model(path: str | os.PathLike, work: str | os.PathLike, *, workers: int = 1,
+                           recipe: DemoRecipe | None = None) -> tuple[Path, Calibration]:
+    """Redo only the read-out calibration of a demo checkpoint (weights untouched) and rewrite it in place.
+
+    The calibration split comes from ``recipe``, by default the checkpoint's own (its provenance) with
+    the current defaults for fields it does not record.
+    """
+    ckpt = load_checkpoint(path)
+    if recipe is None:
+        recorded = dict((ckpt.provenance.get("simulated") or {}).get("recipe") or {})
+        known = set(DemoRecipe.__dataclass_fields__)
+        recipe = DemoRecipe(**{k: (tuple(v) if k == "size" else v) for k, v in recorded.items() if k in known})
+    calibration = calibrate_demo_readout(ckpt.path, recipe, work, workers=workers)
+    provenance = with_calibrated_readout(ckpt.provenance, calibration, recipe)
+    provenance["simulated"] = {**provenance["simulated"], "recipe": recipe.to_dict()}
+    save_checkpoint(ckpt.path, ckpt.model, classes=ckpt.classes, preprocessing=ckpt.preprocessing, plan=ckpt.plan,
+                    provenance=provenance)
+    return Path(ckpt.path), calibration
 
 
 # --------------------------------------------------------------------------------------------------
@@ -385,10 +476,16 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, or rebuild it.",
+    p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, rebuild it, or recalibrate "
+                    "its read-out.",
                     prog="python -m pipeline.synthetic.demo_model")
-    p.add_argument("--rebuild", action="store_true", help="simulate, pose, train and evaluate, then write the checkpoint")
-    p.add_argument("--out", help=f"checkpoint to write with --rebuild (default: the shipped {CHECKPOINT_FILE})")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--rebuild", action="store_true",
+                      help="simulate, pose, train, evaluate and calibrate the read-out, then write the checkpoint")
+    what.add_argument("--recalibrate", action="store_true",
+                      help="redo only the read-out calibration of the checkpoint (weights untouched) and rewrite it")
+    p.add_argument("--out", help=f"checkpoint to write (--rebuild) or rewrite (--recalibrate) (default: the shipped "
+                                 f"{CHECKPOINT_FILE})")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "microaction-demo-model"),
                    help="working folder for --rebuild (recordings, keypoints, prepared windows, training run); "
                         "a rerun resumes what is up to date")
@@ -403,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.synthetic.demo_model"):
-        if not args.rebuild:
+        if not (args.rebuild or args.recalibrate):
             ckpt = load_checkpoint(demo_checkpoint_path())
             print(json.dumps({"path": str(ckpt.path), "classes": list(ckpt.classes.names),
                               "plan": ckpt.plan.to_dict(), "provenance": ckpt.provenance}, indent=1))
@@ -412,6 +509,13 @@ def main(argv: list[str] | None = None) -> int:
             raise BadInput("--workers and --threads must be >= 1")
         torch.set_num_threads(args.threads)
         out = Path(args.out) if args.out else Path(__file__).resolve().with_name(CHECKPOINT_FILE)
+        if args.recalibrate:
+            if not out.is_file():
+                raise BadInput(f"--recalibrate: no checkpoint {out} (build one with {REBUILD_COMMAND})")
+            path, calibration = recalibrate_demo_model(out, Path(args.work), workers=args.workers)
+            print(f"read-out calibration: {calibration.summary()}", file=sys.stderr)
+            report_written(path)
+            return EXIT_OK
 
         def show(row):
             print(f"epoch {row['epoch']}: loss {row['train_loss']:.3f} train top-1 {row['train_top1']:.3f} "
@@ -423,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{sim['test']['clean_windows']} clean windows, {sim['test']['top1_all']:.4f} on all "
               f"{sim['test']['windows']}", file=sys.stderr)
         print(f"timings: {json.dumps(sim['timings'])}", file=sys.stderr)
+        cal = prov["readout_calibration"]
+        print(f"read-out calibration (seed {cal['seed']}): worst MAE {cal['worst_mae_pp']['before']} -> "
+              f"{cal['worst_mae_pp']['after']} pp, engagement disagreement {cal['engagement_disagree']['before']} -> "
+              f"{cal['engagement_disagree']['after']}", file=sys.stderr)
         report_written(path)
     return EXIT_OK
 

@@ -87,10 +87,11 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     config = CohortConfig(groups=dict(groups or DEMO_GROUPS), seconds=seconds, seed=seed)
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
-    readout = demo_readout()  # the per-class thresholds the demo model was calibrated for
+    readout = demo_readout()  # the read-out the demo model was calibrated for (stored in its checkpoint)
     params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
                                   readout={"scores": readout.scores, "rule": readout.rule, "threshold": readout.threshold,
-                                           "thresholds": readout.thresholds},
+                                           "thresholds": readout.thresholds, "min_duration": readout.min_duration_s,
+                                           "merge_gap": readout.merge_gap_s},
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)
     results = pd.read_parquet(out / "run" / "hurdle" / "results.parquet")

@@ -441,7 +441,9 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         t_wait = time.perf_counter()
         for batch in loader:
             wait += time.perf_counter() - t_wait
-            frames = normalize_frames(batch["frames"].to(device, non_blocking=True), preprocessing)
+            # the pose modality reads keypoints only: skip moving and normalising pixels it never uses
+            frames = (normalize_frames(batch["frames"].to(device, non_blocking=True), preprocessing)
+                      if core.uses_rgb else None)
             keypoints = batch["keypoints"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):

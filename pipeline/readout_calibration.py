@@ -16,7 +16,9 @@ so that the read-out agrees with the truth on what the statistics use:
 participant in twenty as engaged when they are not (or the reverse) costs as much as 0.25 pp of
 MAE. With weight 0 only the percent-time error counts.
 
-Search: coordinate descent. All thresholds start at ``base.threshold``; each action in turn takes the
+Search: coordinate descent, once per candidate minimum segment duration (``min_durations``; the
+total cost over all actions picks one, since a minimum duration drops brief spurious detections
+that would otherwise make a participant "engaged"). All thresholds start at ``base.threshold``; each action in turn takes the
 grid value of least cost (ties: the value nearest the start, so a flat cost leaves the threshold
 where it was), with the other actions' thresholds fixed; ``rounds`` passes, because thresholds
 interact under the ``per-class`` rule (a frame takes the highest-scoring class among those passing,
@@ -31,8 +33,8 @@ CLI::
     python -m pipeline.readout_calibration --windows run/recognize --manifest cal/manifest.csv \\
         --gt-frames cal/truth/frames --out cal/readout_calibration [--scores interpolate]
 
-writes ``thresholds.json`` (for ``python -m pipeline.aggregate --rule per-class --thresholds``) and
-``calibration.csv`` (per action: threshold, MAE, bias and engagement disagreement before and after).
+writes ``thresholds.json`` (for ``python -m pipeline.aggregate --rule per-class --thresholds``),
+``readout.json`` (the whole chosen read-out, minimum duration included) and ``calibration.csv`` (per action: threshold, MAE, bias and engagement disagreement before and after).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from model.preprocessing import ClassList
@@ -79,7 +80,7 @@ class Calibration:
 
     def summary(self) -> str:
         t = self.table
-        return (f"{self.participants} participants, {len(t)} actions: worst MAE {t['mae_pp_before'].max():.2f} -> "
+        return (f"min duration {self.config.min_duration_s:g} s; {self.participants} participants, {len(t)} actions: worst MAE {t['mae_pp_before'].max():.2f} -> "
                 f"{t['mae_pp'].max():.2f} pp, mean {t['mae_pp_before'].mean():.2f} -> {t['mae_pp'].mean():.2f} pp, "
                 f"engagement disagreement {t['disagree_before'].mean():.3f} -> {t['disagree'].mean():.3f}")
 
@@ -114,6 +115,7 @@ def calibrate_thresholds(
     grid: tuple[float, ...] = DEFAULT_GRID,
     engagement_weight: float = 5.0,
     rounds: int = 2,
+    min_durations: tuple[float, ...] | None = None,
     show_progress: bool = False,
 ) -> Calibration:
     """Choose one threshold per action (module docstring) on windows with per-frame truth.
@@ -125,6 +127,8 @@ def calibrate_thresholds(
     truth : per-frame truth (:func:`pipeline.agreement.read_frame_truth`)
     base : read-out to start from: its ``scores``, ``threshold`` (start value), ``min_duration_s`` and
         ``merge_gap_s`` are kept; default: interpolated scores, 0.5, no minimum, no merging
+    min_durations : candidate minimum segment durations in seconds, each searched in full; the one
+        of least total cost is kept (default: ``base.min_duration_s`` only)
     grid : candidate thresholds, each in (0, 1]
     engagement_weight : pp of cost per unit share of engagement disagreement (>= 0)
     rounds : passes over the actions (>= 1)
@@ -145,24 +149,39 @@ def calibrate_thresholds(
     except ReadoutError as exc:
         raise BadInput(str(exc)) from None
     actions = [n for n, t in zip(classes.names, classes.taxonomy_ids) if t is not None]
-    thr = {a: float(base.threshold) for a in actions}
-
-    def config(th: dict[str, float]) -> ReadoutConfig:
-        return replace(base, rule="per-class", thresholds=dict(th))
+    durations = tuple(min_durations) if min_durations else (base.min_duration_s,)
+    if any(not (d >= 0) for d in durations):
+        raise BadInput(f"minimum durations must be >= 0 s, got {list(durations)}")
 
     def cost(table: pd.DataFrame) -> pd.Series:
         return table["mae_pp"] + engagement_weight * table["engagement_disagree"]
 
-    start = _measure(loaded, classes, manifest, truth, config(thr)).set_index("action")
-    steps = [(r, a) for r in range(rounds) for a in actions]
-    for _, a in (progress(steps, desc="calibrate thresholds", unit="action") if show_progress else steps):
-        best = None
-        for g in sorted(grid, key=lambda g: (abs(g - thr[a]), g)):
-            c = float(cost(_measure(loaded, classes, manifest, truth, config({**thr, a: g})).set_index("action"))[a])
-            if best is None or c < best[0] - 1e-9:
-                best = (c, g)
-        thr[a] = float(best[1])
-    final = _measure(loaded, classes, manifest, truth, config(thr)).set_index("action")
+    uniform = {a: float(base.threshold) for a in actions}
+    start = _measure(loaded, classes, manifest, truth,
+                     replace(base, rule="per-class", thresholds=uniform)).set_index("action")
+    best_total = None
+    for duration in durations:
+        b = replace(base, min_duration_s=float(duration))
+        thr = {a: float(b.threshold) for a in actions}
+
+        def config(th: dict[str, float], b=b) -> ReadoutConfig:
+            return replace(b, rule="per-class", thresholds=dict(th))
+
+        steps = [(r, a) for r in range(rounds) for a in actions]
+        desc = f"calibrate thresholds (min duration {duration:g} s)"
+        for _, a in (progress(steps, desc=desc, unit="action") if show_progress else steps):
+            best = None
+            for g in sorted(grid, key=lambda g: (abs(g - thr[a]), g)):
+                c = float(cost(_measure(loaded, classes, manifest, truth, config({**thr, a: g})).set_index("action"))[a])
+                if best is None or c < best[0] - 1e-9:
+                    best = (c, g)
+            thr[a] = float(best[1])
+        result = _measure(loaded, classes, manifest, truth, config(thr)).set_index("action")
+        total = float(cost(result).sum())
+        if best_total is None or total < best_total[0] - 1e-9:
+            best_total = (total, config(thr), result)
+    _, chosen, final = best_total
+    thr = dict(chosen.thresholds)
     table = pd.DataFrame({
         "action": actions,
         "threshold": [thr[a] for a in actions],
@@ -173,7 +192,7 @@ def calibrate_thresholds(
         "disagree_before": start.loc[actions, "engagement_disagree"].to_numpy(),
         "disagree": final.loc[actions, "engagement_disagree"].to_numpy(),
     })
-    return Calibration(config=config(thr), table=table, participants=int(final["n_participants"].iloc[0]))
+    return Calibration(config=chosen, table=table, participants=int(final["n_participants"].iloc[0]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +227,9 @@ def build_parser():
                    help="candidate thresholds")
     p.add_argument("--engagement-weight", type=float, default=5.0, metavar="PP",
                    help="cost in percentage points of a unit share of participants whose 'any engagement' is read wrongly")
-    p.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="as pipeline.aggregate (kept fixed)")
+    p.add_argument("--min-duration", default="0", metavar="S[,S...]",
+                   help="minimum segment duration(s) in seconds, as pipeline.aggregate; several: each is searched "
+                        "and the one of least total cost kept")
     p.add_argument("--merge-gap", type=float, default=0.0, metavar="S", help="as pipeline.aggregate (kept fixed)")
     p.add_argument("--rounds", type=int, default=2, help="passes over the actions")
     return p
@@ -221,23 +242,28 @@ def main(argv: list[str] | None = None) -> int:
         out = check_output_dir(args.out)
         grid = _grid(args.grid)
         try:
-            base = ReadoutConfig(scores=args.scores, threshold=args.start, min_duration_s=args.min_duration,
-                                 merge_gap_s=args.merge_gap)
+            durations = tuple(float(x) for x in args.min_duration.split(",") if x.strip())
+        except ValueError:
+            raise BadInput(f"--min-duration must be comma-separated seconds, got {args.min_duration!r}") from None
+        try:
+            base = ReadoutConfig(scores=args.scores, threshold=args.start, merge_gap_s=args.merge_gap)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         manifest = read_manifest(args.manifest, check_videos=False)
         truth = read_frame_truth(args.gt_frames)
         cal = calibrate_thresholds(manifest, windows_dir_of(args.windows), truth, base=base, grid=grid,
-                                   engagement_weight=args.engagement_weight, rounds=args.rounds, show_progress=True)
+                                   engagement_weight=args.engagement_weight, rounds=args.rounds,
+                                   min_durations=durations, show_progress=True)
         out.mkdir(parents=True, exist_ok=True)
         written = [
             atomic_write_text(out / "thresholds.json", json.dumps(cal.config.thresholds, indent=1) + "\n"),
+            atomic_write_text(out / "readout.json", json.dumps(cal.config.to_dict(), indent=1) + "\n"),
             atomic_write_text(out / "calibration.csv", cal.table.to_csv(index=False, float_format="%.4f")),
         ]
     for path in written:
         report_written(path)
     print(f"readout_calibration: {cal.summary()}; read out with --scores {args.scores} --rule per-class "
-          f"--thresholds {written[0]}", file=sys.stderr)
+          f"--thresholds {written[0]} --min-duration {cal.config.min_duration_s:g}", file=sys.stderr)
     return EXIT_OK
 
 

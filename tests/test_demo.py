@@ -11,6 +11,8 @@ import pytest
 
 from flows.cohort_analysis import direct_run_settings
 from flows.demo import percent_time_error, planted_check, run_demo
+from pipeline.artifacts import read_sidecar
+from pipeline.synthetic.demo_model import demo_readout
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +24,8 @@ def test_demo_runs_the_whole_chain_and_compares_with_the_planted_truth(tmp_path,
     truth = pd.read_parquet(tmp_path / "cohort" / "truth" / "percent_time.parquet")
     cohort = pd.read_parquet(tmp_path / "run" / "readout" / "cohort.parquet")
     assert set(cohort["participant_id"]) == set(truth["participant_id"]) and len(set(truth["participant_id"])) == 6
+    # the run read out with the demo checkpoint's own calibrated read-out, minimum duration included
+    assert read_sidecar(tmp_path / "run" / "readout" / "cohort.parquet")["readout"] == demo_readout().to_dict()
     # one agreement row per simulated action, errors in percentage points
     assert set(result.agreement["action"]) == set(truth["action"])
     assert (result.agreement["mae_pp"] >= 0).all() and (result.agreement["mae_pp"] <= 100).all()

@@ -11,18 +11,16 @@ the hurdle analysis (:func:`analysis.hurdle.hurdle_analysis`, BH per hurdle part
 actions x 3 contrasts). Measured and asserted (numbers printed; run with ``-s`` to see them):
 
 - per action, MAE of percent time vs truth <= :data:`MAX_MAE_PP` percentage points (the goal, 2;
-  measured worst 1.84, mean 0.90);
-- detection average mAP over tIoU 0.1-0.9 >= :data:`MIN_AVERAGE_MAP`. **Below the goal of 0.6**:
-  measured 0.582 (0.79 at tIoU 0.1, 0.08 at 0.9: boundaries are found to within about a hop, 0.27 s,
-  which the strictest thresholds do not forgive on 1-3 s events), so the assertion guards the
-  measured level, not the goal;
+  measured worst 1.72, turning head, which the demo model rarely recognises; mean 0.68);
+- detection average mAP over tIoU 0.1-0.9 >= :data:`MIN_AVERAGE_MAP` (the goal, 0.6; measured 0.709:
+  0.89 at tIoU 0.1, 0.16 at 0.9);
 - every planted effect (planted group vs the reference group, each part) estimated in the planted
-  direction, and found at p_adj < 0.05 for all but at most :data:`MAX_MISSED_EFFECTS`. **Below the
-  goal of all five**: measured 4 of 5; the miss is shaking legs (probability, ASD vs TDC: log OR +1.70
-  for the planted +3.5, p_adj 0.16), which the demo model under-reads (bias -0.7 pp), so some engaged
-  participants read as not engaged;
-- null actions: at most :data:`MAX_NULL_DISCOVERIES` discoveries (BH at 5 %; measured 0 of 60 tests).
+  direction and found at p_adj < 0.05 (measured: all five; the weakest, shaking legs, p_adj 0.017);
+- null actions: at most :data:`MAX_NULL_DISCOVERIES` discoveries, or 5 % of all discoveries if more
+  (BH at 5 %; measured 1 of 60 tests).
 
+The read-out is the demo checkpoint's own (interpolated window scores, per-class thresholds and a
+0.2 s minimum duration chosen on its calibration recordings, never on this cohort).
 The test is seeded end to end (simulator, pose on CPU, model in eval mode), so the numbers repeat.
 """
 
@@ -53,11 +51,11 @@ from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
 
 pytestmark = pytest.mark.slow
 
-GROUPS = {"ASD": 18, "PSY": 18, "TDC": 18}
+GROUPS = {"ASD": 24, "PSY": 24, "TDC": 24}
 SECONDS = 30.0
 WORKERS = 2
-READOUT = demo_readout()  # per-class thresholds chosen on the demo model's test recordings, not on this cohort
-PLANTED = {  # strong enough to be found with 18 per group after BH over 45 tests per part
+READOUT = demo_readout()  # calibrated on the demo model's calibration recordings (seed 3003), not on this cohort
+PLANTED = {  # strong enough to be found with 24 per group after BH over 45 tests per part
     "shaking legs": ActionRates("shaking legs", p_engaged=0.15, mean_share=0.06, prob_effects={"ASD": 3.5}),
     "nodding": ActionRates("nodding", p_engaged=0.85, mean_share=0.06, prob_effects={"ASD": -3.5}),
     "crossing arms": ActionRates("crossing arms", p_engaged=0.15, mean_share=0.06, prob_effects={"PSY": 3.5}),
@@ -66,10 +64,8 @@ PLANTED = {  # strong enough to be found with 18 per group after BH over 45 test
 }
 RATES = tuple(PLANTED.get(a, ActionRates(a, p_engaged=0.4, mean_share=0.05)) for a in ACTIONS)
 
-MAX_MAE_PP = 2.0  # the goal; measured 1.84
-GOAL_AVERAGE_MAP = 0.6
-MIN_AVERAGE_MAP = 0.55  # below the goal: measured 0.582 (module docstring)
-MAX_MISSED_EFFECTS = 1  # the goal is 0; measured 1 (shaking legs, module docstring)
+MAX_MAE_PP = 2.0  # the goal; measured 1.72
+MIN_AVERAGE_MAP = 0.6  # the goal; measured 0.709
 MAX_NULL_DISCOVERIES = 1
 
 
@@ -145,8 +141,6 @@ def test_detection_average_map(e2e):
     print("\ndetection mAP per tIoU: " + " ".join(f"{t:.1f}:{m:.3f}" for t, m in zip(d["tiou_thresholds"], d["map_per_tiou"]))
           + f"  average {d['average_map']:.3f} ({d['n_ground_truth']} true events, {d['n_predictions']} detections)")
     assert not d["classes_without_ground_truth"] or sum(d["classes_without_ground_truth"].values()) <= 2
-    if d["average_map"] < GOAL_AVERAGE_MAP:
-        print(f"  below the goal of {GOAL_AVERAGE_MAP} (asserted: >= {MIN_AVERAGE_MAP})")
     assert d["average_map"] >= MIN_AVERAGE_MAP
 
 
@@ -173,10 +167,8 @@ def test_planted_effects_found_in_their_direction(e2e):
             wrong_way.append(f"{eff.action} {eff.part} {eff.group}: estimate {est:+.2f}")
         elif not row["p_adj"] < 0.05:
             misses.append(f"{eff.action} {eff.part} {eff.group}: estimate {est:+.2f}, p_adj {row['p_adj']:.3g}")
-    if misses:
-        print(f"  not significant (goal: none; asserted: at most {MAX_MISSED_EFFECTS}): {misses}")
     assert not wrong_way, wrong_way
-    assert len(misses) <= MAX_MISSED_EFFECTS, misses
+    assert not misses, misses
 
 
 def test_null_actions_no_more_false_discoveries_than_the_fdr_allows(e2e):

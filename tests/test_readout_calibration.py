@@ -12,6 +12,7 @@ import pytest
 
 from model.preprocessing import ClassList
 from pipeline.agreement import read_frame_truth
+from pipeline.cli import BadInput
 from pipeline.aggregate import main as aggregate_main
 from pipeline.manifest import read_manifest
 from pipeline.readout import ReadoutConfig
@@ -23,13 +24,15 @@ FPS, FRAMES, SPAN, HOP = 30.0, 300, 48, 8
 EVENTS = {"nodding": (100, 160), "shaking legs": (32, 72), "touching nose": (200, 240)}
 
 
-def centre_probs(centre: np.ndarray, engaged_nose: bool) -> np.ndarray:
+def centre_probs(centre: np.ndarray, engaged_nose: bool, blip: bool = False) -> np.ndarray:
     """Window probabilities [W, 4] read at the window centres:
 
     - nodding: 1 inside its event and 0.6 for centres up to 16 frames outside it (spills over: over-read
       at tau 0.5, exact from tau 0.65);
     - shaking legs: exactly 1 inside its event (any tau reads it exactly);
     - touching nose (engaged participants only): 0.45 inside its event (never read at tau 0.5);
+    - with ``blip`` (participants without touching nose): touching nose at 1 in the one window centred
+      at frame 263.5 (a spurious detection about 0.1 s long that no threshold of the grid removes);
     - the rest of the mass on background.
     """
     p = np.zeros((centre.size, 4))
@@ -38,6 +41,8 @@ def centre_probs(centre: np.ndarray, engaged_nose: bool) -> np.ndarray:
     p[(centre >= a) & (centre < b), 0] = 1.0
     a, b = EVENTS["shaking legs"]
     p[(centre >= a) & (centre < b), 1] = 1.0
+    if blip:
+        p[centre == 263.5, 2] = 1.0
     if engaged_nose:
         a, b = EVENTS["touching nose"]
         p[(centre >= a) & (centre < b), 2] = 0.45
@@ -45,9 +50,9 @@ def centre_probs(centre: np.ndarray, engaged_nose: bool) -> np.ndarray:
     return p
 
 
-@pytest.fixture
-def recordings(tmp_path):
-    """Six one-video participants; touching nose in three of them."""
+def make_recordings(tmp_path, *, blips: bool = False):
+    """Six one-video participants; touching nose in three of them (with ``blips``: a spurious 0.1 s of
+    it in the other three)."""
     starts = np.arange(0, FRAMES - SPAN + 1, HOP)
     ends = starts + SPAN
     centre = (starts + ends - 1) / 2
@@ -55,8 +60,8 @@ def recordings(tmp_path):
     for i in range(6):
         vid = f"p{i}"
         engaged = i % 2 == 0
-        write_windows(tmp_path / "windows", vid, starts, ends, centre_probs(centre, engaged), classes=CLASSES, fps=FPS,
-                      frame_count=FRAMES)
+        write_windows(tmp_path / "windows", vid, starts, ends, centre_probs(centre, engaged, blips and not engaged),
+                      classes=CLASSES, fps=FPS, frame_count=FRAMES)
         lines.append(f"{vid},G{i % 2},videos/{vid}.mp4")
         rows += [(vid, 0, "")]
         for action, (a, b) in EVENTS.items():
@@ -65,6 +70,11 @@ def recordings(tmp_path):
     (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
     pd.DataFrame(rows, columns=["video_id", "frame", "action"]).to_csv(tmp_path / "truth.csv", index=False)
     return tmp_path
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    return make_recordings(tmp_path)
 
 
 def test_thresholds_move_towards_the_truth(recordings):
@@ -82,6 +92,22 @@ def test_thresholds_move_towards_the_truth(recordings):
     # exact at every threshold: the cost is flat, the start value is kept
     assert t.loc["shaking legs", "threshold"] == 0.5 and t.loc["shaking legs", "mae_pp"] < 1.5
     assert (t["mae_pp"] <= t["mae_pp_before"] + 1e-9).all()
+
+
+def test_a_minimum_duration_is_chosen_when_brief_detections_misread_engagement(tmp_path):
+    rec = make_recordings(tmp_path, blips=True)
+    manifest = read_manifest(rec / "manifest.csv", check_videos=False)
+    truth = read_frame_truth(rec / "truth.csv")
+    base = ReadoutConfig(scores="interpolate")
+    fixed = calibrate_thresholds(manifest, rec / "windows", truth, base=base).table.set_index("action")
+    # no threshold of the grid removes a blip at 1.0: three of six participants read as engaged
+    assert fixed.loc["touching nose", "disagree"] == 0.5
+    cal = calibrate_thresholds(manifest, rec / "windows", truth, base=base, min_durations=(0.0, 0.5, 2.0))
+    t = cal.table.set_index("action")
+    assert cal.config.min_duration_s == 0.5  # drops the 0.1 s blips; 2 s would drop the 1.3 s events too
+    assert t.loc["touching nose", "disagree"] == 0.0 and t.loc["touching nose", "mae_pp"] < 1.5
+    with pytest.raises(BadInput, match="minimum durations"):
+        calibrate_thresholds(manifest, rec / "windows", truth, base=base, min_durations=(0.0, -1.0))
 
 
 def test_cli_thresholds_reproduce_their_error_through_the_read_out(recordings, capsys):

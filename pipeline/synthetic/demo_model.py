@@ -4,7 +4,9 @@ Nothing can be downloaded here and no MA-52 training set or weights exist on a f
 project ships one small checkpoint that recognises the simulator's actions (plus ``background``) and
 lets the whole chain (pose -> recognition -> read-out -> statistics) run on simulated cohorts.
 :func:`demo_checkpoint_path` is what the cohort flow uses when the user gives no weights. Rebuild it
-(about 10 minutes of CPU on 2 cores, see docs/simulator.md) with::
+(about 22 minutes on 2 cores, summed from the measured steps: 7.6 of them training, most of the rest
+rendering and posing the 150 recordings;
+see docs/simulator.md) with::
 
     python -m pipeline.synthetic.demo_model --rebuild [--work DIR] [--workers 2]
     python -m pipeline.synthetic.demo_model --recalibrate   # only the read-out thresholds (no training)
@@ -134,7 +136,7 @@ def demo_checkpoint_path() -> Path:
     path = Path(__file__).resolve().with_name(CHECKPOINT_FILE)
     if not path.is_file():
         raise DemoModelMissing(f"demo model checkpoint {path} not found; rebuild it with: {REBUILD_COMMAND} "
-                               "(about 10 minutes of CPU)")
+                               "(about 22 minutes on 2 cores)")
     return path
 
 

@@ -82,7 +82,8 @@ from pipeline.readout import (
     window_arrays,
 )
 
-__all__ = ["WindowsFile", "read_windows_file", "AggregateResult", "aggregate", "write_outputs", "main"]
+__all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate", "write_outputs",
+           "main"]
 
 log = logging.getLogger(__name__)
 STAGE = "aggregate"
@@ -178,14 +179,17 @@ class AggregateResult:
     segments: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False) -> AggregateResult:
-    """Read out every video of the manifest and pool the cohort (no writing, no printing).
+def read_cohort_windows(manifest: Manifest, windows_dir: Path, *, show_progress: bool = False
+                        ) -> tuple[dict[str, WindowsFile], dict[str, str], ClassList | None, str]:
+    """Every video's windows file: (files, failures, class list, model id).
+
+    ``failures`` maps a video id to why its file could not be read (an item failure); ``classes`` is
+    None when no file could be read, ``model_id`` "" when none records one.
 
     Raises
     ------
     BadInput
-        Windows files disagree on the class list or the model, or their probabilities do not match
-        the class list, or per-class thresholds name classes the model does not have.
+        Windows files disagree on the class list or the model (one cohort, one model).
     """
     files: dict[str, WindowsFile] = {}
     failures: dict[str, str] = {}
@@ -217,6 +221,19 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
                 f"{wf.path}: model_id {wf.model_id!r} differs from {model_id!r} in {first_model.path}; "
                 f"a cohort must be read out from one model"
             )
+    return files, failures, classes, model_id or ""
+
+
+def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False) -> AggregateResult:
+    """Read out every video of the manifest and pool the cohort (no writing, no printing).
+
+    Raises
+    ------
+    BadInput
+        Windows files disagree on the class list or the model, or their probabilities do not match
+        the class list, or per-class thresholds name classes the model does not have.
+    """
+    files, failures, classes, model_id = read_cohort_windows(manifest, windows_dir, show_progress=show_progress)
     if classes is not None and config.rule == "background" and classes.background_index is None:
         raise BadInput("--rule background needs a model with a background class; the windows' class list has none")
     if classes is not None:
@@ -246,7 +263,7 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
             if row.scope == "video" and row.video_id not in failures:
                 failures[row.video_id] = f"{files[row.video_id].path}: {row.reason}"
     return AggregateResult(
-        manifest=manifest, config=config, classes=classes, model_id=model_id or "",
+        manifest=manifest, config=config, classes=classes, model_id=model_id,
         readouts=readouts, failures=failures, hashes={v: f.sha256 for v, f in files.items()},
         tables=tables, segments=segments,
     )

@@ -31,6 +31,7 @@ which frames had a usable pose.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from model.taxonomy import MA52
 from pipeline.cli import BadInput
 from pipeline.manifest import Manifest
 
-__all__ = ["read_frame_truth", "percent_time_agreement"]
+__all__ = ["read_frame_truth", "FrameTruth", "index_frame_truth", "percent_time_agreement"]
 
 
 def _read_one(path: Path) -> pd.DataFrame:
@@ -99,14 +100,42 @@ def _class_columns(actions: pd.Series, classes: ClassList, source: str) -> np.nd
     return actions.map(lambda a: -1 if a is None or a is np.nan or (isinstance(a, float) and np.isnan(a)) else lookup[a]).to_numpy(dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class FrameTruth:
+    """Per-frame truth indexed for one class list: video_id -> its distinct (frame, class column) pairs
+    [n, 2] (rows with no action, or an MA-52 action the class list lacks, left out)."""
+
+    classes: ClassList
+    pairs: dict[str, np.ndarray]
+    source: str = "ground truth"
+
+
+def index_frame_truth(truth: pd.DataFrame, classes: ClassList, *, source: str = "ground truth") -> FrameTruth:
+    """Index :func:`read_frame_truth`'s table once, for comparing many read-outs with it (calibration).
+
+    Raises BadInput naming the row of an action that is not an MA-52 name or index.
+    """
+    truth = truth.reset_index(drop=True)
+    col = _class_columns(truth["action"], classes, source)
+    frames = truth["frame"].to_numpy(dtype=np.int64)
+    pairs = {}
+    for vid, idx in truth.groupby("video_id", sort=False).indices.items():
+        f, c = frames[idx], col[idx]
+        keep = c >= 0
+        pairs[vid] = (np.unique(np.stack([f[keep], c[keep]], axis=1), axis=0) if keep.any()
+                      else np.zeros((0, 2), np.int64))
+    return FrameTruth(classes, pairs, source)
+
+
 def percent_time_agreement(
-    truth: pd.DataFrame, manifest: Manifest, readouts: dict, classes: ClassList, *, source: str = "ground truth"
+    truth: pd.DataFrame | FrameTruth, manifest: Manifest, readouts: dict, classes: ClassList, *,
+    source: str = "ground truth",
 ) -> pd.DataFrame:
     """Per action: MAE / bias / max |error| of percent time across participants, in percentage points.
 
     Parameters
     ----------
-    truth : from :func:`read_frame_truth`
+    truth : from :func:`read_frame_truth`, or that table indexed by :func:`index_frame_truth` for ``classes``
     manifest : the cohort manifest (which videos belong to which participant)
     readouts : video_id -> :class:`pipeline.readout.VideoReadout` (videos without valid frames are skipped)
     classes : the model's class list
@@ -116,12 +145,13 @@ def percent_time_agreement(
     DataFrame with columns action_id, action, n_participants, mae_pp, bias_pp, max_abs_pp,
     engagement_disagree, mean_true_pct, mean_pred_pct (one row per action of the class list, background excluded).
     """
+    if not isinstance(truth, FrameTruth):
+        truth = index_frame_truth(truth, classes, source=source)
+    elif truth.classes != classes:
+        raise ValueError("the indexed truth was built for another class list")
+    source = truth.source
     C = len(classes)
     cols = np.array([i for i, t in enumerate(classes.taxonomy_ids) if t is not None], dtype=np.int64)
-    truth = truth.reset_index(drop=True)
-    col = _class_columns(truth["action"], classes, source)
-    by_video = {v: idx for v, idx in truth.groupby("video_id", sort=False).indices.items()}
-    frames = truth["frame"].to_numpy(dtype=np.int64)
 
     true_rows, pred_rows = [], []
     for pid, vids in manifest.videos.groupby("participant_id", sort=False):
@@ -130,15 +160,11 @@ def percent_time_agreement(
             r = readouts.get(vid)
             if r is None or r.valid_frames == 0:
                 continue
-            if vid not in by_video:
+            if vid not in truth.pairs:
                 raise BadInput(f"{source}: no rows for video {vid!r} (participant {pid!r})")
-            idx = by_video[vid]
-            f, c = frames[idx], col[idx]
-            keep = (c >= 0) & (f < r.valid.size)
-            f, c = f[keep], c[keep]
-            keep = r.valid[f]
-            pairs = np.unique(np.stack([f[keep], c[keep]], axis=1), axis=0) if keep.any() else np.zeros((0, 2), np.int64)
-            t_counts += np.bincount(pairs[:, 1], minlength=C)
+            f, c = truth.pairs[vid].T
+            inside = f < r.valid.size
+            t_counts += np.bincount(c[inside][r.valid[f[inside]]], minlength=C)
             p_counts += r.frames_in_segments(C)
             valid_tot += r.valid_frames
         if valid_tot:

@@ -18,9 +18,9 @@ MAE. With weight 0 only the percent-time error counts.
 
 Search: coordinate descent, once per candidate minimum segment duration (``min_durations``; the
 total cost over all actions picks one, since a minimum duration drops brief spurious detections
-that would otherwise make a participant "engaged"). All thresholds start at ``base.threshold``; each action in turn takes the
-grid value of least cost (ties: the value nearest the start, so a flat cost leaves the threshold
-where it was), with the other actions' thresholds fixed; ``rounds`` passes, because thresholds
+that would otherwise make a participant "engaged"). All thresholds start at ``base.threshold``;
+each action in turn takes the grid value of least cost (ties: the value nearest the start, so a flat
+cost leaves the threshold where it was), with the other actions' thresholds fixed; ``rounds`` passes, because thresholds
 interact under the ``per-class`` rule (a frame takes the highest-scoring class among those passing,
 so lowering one action's threshold can take frames from another). Every evaluation re-runs the real
 read-out (:func:`pipeline.readout.read_out_video`) on window probabilities loaded once.
@@ -34,7 +34,8 @@ CLI::
         --gt-frames cal/truth/frames --out cal/readout_calibration [--scores interpolate]
 
 writes ``thresholds.json`` (for ``python -m pipeline.aggregate --rule per-class --thresholds``),
-``readout.json`` (the whole chosen read-out, minimum duration included) and ``calibration.csv`` (per action: threshold, MAE, bias and engagement disagreement before and after).
+``readout.json`` (the whole chosen read-out, minimum duration included) and ``calibration.csv`` (per
+action: threshold, MAE, bias and engagement disagreement before and after).
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ from pathlib import Path
 import pandas as pd
 
 from model.preprocessing import ClassList
-from pipeline.agreement import percent_time_agreement, read_frame_truth
-from pipeline.aggregate import read_windows_file, windows_dir_of
+from pipeline.agreement import FrameTruth, index_frame_truth, percent_time_agreement, read_frame_truth
+from pipeline.aggregate import read_cohort_windows, windows_dir_of
 from pipeline.artifacts import atomic_write_text
-from pipeline.cli import EXIT_OK, BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
+from pipeline.cli import (EXIT_OK, BadInput, check_output_dir, handle_errors, make_parser, progress, report_written,
+                          setup_logging)
 from pipeline.frame_scores import SCORE_METHODS
 from pipeline.manifest import Manifest, read_manifest
-from pipeline.readout import ReadoutConfig, ReadoutError, WindowArrays, read_out_video, window_arrays
+from pipeline.readout import ClassListMismatch, ReadoutConfig, ReadoutError, WindowArrays, read_out_video, window_arrays
 
 __all__ = ["DEFAULT_GRID", "Calibration", "calibrate_thresholds", "main"]
 
@@ -80,26 +82,29 @@ class Calibration:
 
     def summary(self) -> str:
         t = self.table
-        return (f"min duration {self.config.min_duration_s:g} s; {self.participants} participants, {len(t)} actions: worst MAE {t['mae_pp_before'].max():.2f} -> "
-                f"{t['mae_pp'].max():.2f} pp, mean {t['mae_pp_before'].mean():.2f} -> {t['mae_pp'].mean():.2f} pp, "
+        return (f"min duration {self.config.min_duration_s:g} s; {self.participants} participants, {len(t)} actions: "
+                f"worst MAE {t['mae_pp_before'].max():.2f} -> {t['mae_pp'].max():.2f} pp, "
+                f"mean {t['mae_pp_before'].mean():.2f} -> {t['mae_pp'].mean():.2f} pp, "
                 f"engagement disagreement {t['disagree_before'].mean():.3f} -> {t['disagree'].mean():.3f}")
 
 
 def _load(manifest: Manifest, windows_dir: Path) -> tuple[dict[str, tuple[WindowArrays, float, int | None]], ClassList]:
-    loaded, classes = {}, None
-    for vid in manifest.videos["video_id"]:
-        wf = read_windows_file(windows_dir / f"{vid}.parquet", vid)
-        if classes is None:
-            classes = wf.classes
-        elif wf.classes != classes:
-            raise BadInput(f"{wf.path}: class list differs from the other windows files (windows from another model)")
-        loaded[vid] = (window_arrays(wf.table, len(classes), source=str(wf.path)), wf.fps, wf.frame_count)
+    """Window arrays, fps and frame count of every video (one model); any unreadable video is BadInput."""
+    files, failures, classes, _ = read_cohort_windows(manifest, windows_dir)
+    if failures:
+        raise BadInput(next(iter(failures.values())))
     if classes is None:
         raise BadInput("the manifest lists no videos")
+    loaded = {}
+    for vid, wf in files.items():
+        try:
+            loaded[vid] = (window_arrays(wf.table, len(classes), source=str(wf.path)), wf.fps, wf.frame_count)
+        except (ClassListMismatch, ReadoutError) as exc:
+            raise BadInput(str(exc)) from None
     return loaded, classes
 
 
-def _measure(loaded, classes: ClassList, manifest: Manifest, truth: pd.DataFrame, config: ReadoutConfig) -> pd.DataFrame:
+def _measure(loaded, classes: ClassList, manifest: Manifest, truth: FrameTruth, config: ReadoutConfig) -> pd.DataFrame:
     """The agreement table (mae_pp, bias_pp, engagement_disagree, ...) of the read-out ``config``."""
     readouts = {vid: read_out_video(a, video_id=vid, fps=fps, classes=classes, config=config, num_frames=n)
                 for vid, (a, fps, n) in loaded.items()}
@@ -143,11 +148,8 @@ def calibrate_thresholds(
         raise BadInput(f"threshold grid must be non-empty values in (0, 1], got {list(grid)}")
     if not engagement_weight >= 0 or rounds < 1:
         raise BadInput(f"engagement_weight must be >= 0 and rounds >= 1, got {engagement_weight}, {rounds}")
-    windows_dir = Path(windows_dir)
-    try:
-        loaded, classes = _load(manifest, windows_dir)
-    except ReadoutError as exc:
-        raise BadInput(str(exc)) from None
+    loaded, classes = _load(manifest, Path(windows_dir))
+    truth = index_frame_truth(truth, classes)  # once: the truth is the same for every read-out compared
     actions = [n for n, t in zip(classes.names, classes.taxonomy_ids) if t is not None]
     durations = tuple(min_durations) if min_durations else (base.min_duration_s,)
     if any(not (d >= 0) for d in durations):
@@ -161,18 +163,18 @@ def calibrate_thresholds(
                      replace(base, rule="per-class", thresholds=uniform)).set_index("action")
     best_total = None
     for duration in durations:
-        b = replace(base, min_duration_s=float(duration))
-        thr = {a: float(b.threshold) for a in actions}
+        thr = dict(uniform)
 
-        def config(th: dict[str, float], b=b) -> ReadoutConfig:
-            return replace(b, rule="per-class", thresholds=dict(th))
+        def config(th: dict[str, float], duration=duration) -> ReadoutConfig:
+            return replace(base, rule="per-class", thresholds=dict(th), min_duration_s=float(duration))
 
         steps = [(r, a) for r in range(rounds) for a in actions]
         desc = f"calibrate thresholds (min duration {duration:g} s)"
         for _, a in (progress(steps, desc=desc, unit="action") if show_progress else steps):
             best = None
             for g in sorted(grid, key=lambda g: (abs(g - thr[a]), g)):
-                c = float(cost(_measure(loaded, classes, manifest, truth, config({**thr, a: g})).set_index("action"))[a])
+                table = _measure(loaded, classes, manifest, truth, config({**thr, a: g})).set_index("action")
+                c = float(cost(table)[a])
                 if best is None or c < best[0] - 1e-9:
                     best = (c, g)
             thr[a] = float(best[1])
@@ -226,7 +228,8 @@ def build_parser():
     p.add_argument("--grid", default=",".join(f"{g:g}" for g in DEFAULT_GRID), metavar="T1,T2,...",
                    help="candidate thresholds")
     p.add_argument("--engagement-weight", type=float, default=5.0, metavar="PP",
-                   help="cost in percentage points of a unit share of participants whose 'any engagement' is read wrongly")
+                   help="cost in percentage points of a unit share of participants whose 'any engagement' is "
+                        "read wrongly")
     p.add_argument("--min-duration", default="0", metavar="S[,S...]",
                    help="minimum segment duration(s) in seconds, as pipeline.aggregate; several: each is searched "
                         "and the one of least total cost kept")

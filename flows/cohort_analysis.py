@@ -123,6 +123,13 @@ def readout_config(params: CohortAnalysisParams) -> ReadoutConfig:
                          min_duration_s=s.min_duration, merge_gap_s=s.merge_gap, scores=s.scores)
 
 
+def readout_settings(config: ReadoutConfig) -> dict:
+    """The flow's ``readout`` parameters for a read-out (the inverse of :func:`readout_config`)."""
+    return {"scores": config.scores, "rule": config.rule, "threshold": config.threshold,
+            "thresholds": dict(config.thresholds), "min_duration": config.min_duration_s,
+            "merge_gap": config.merge_gap_s}
+
+
 def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
     s = params.statistics
     return HurdleConfig(groups=tuple(s.groups), top_actions=s.top_actions,

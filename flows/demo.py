@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flows.cohort_analysis import direct_run_settings, run_cohort_analysis
+from flows.cohort_analysis import direct_run_settings, readout_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
 from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
 from pipeline.synthetic.demo_model import demo_readout
@@ -87,11 +87,9 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     config = CohortConfig(groups=dict(groups or DEMO_GROUPS), seconds=seconds, seed=seed)
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
-    readout = demo_readout()  # the read-out the demo model was calibrated for (stored in its checkpoint)
     params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
-                                  readout={"scores": readout.scores, "rule": readout.rule, "threshold": readout.threshold,
-                                           "thresholds": readout.thresholds, "min_duration": readout.min_duration_s,
-                                           "merge_gap": readout.merge_gap_s},
+                                  # the read-out the demo model was calibrated for (stored in its checkpoint)
+                                  readout=readout_settings(demo_readout()),
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)
     results = pd.read_parquet(out / "run" / "hurdle" / "results.parquet")

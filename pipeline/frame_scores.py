@@ -147,10 +147,10 @@ def _interpolate_centres(centre: np.ndarray, probs: np.ndarray, num_frames: int)
     p = np.zeros((c.size, probs.shape[1]))
     np.add.at(p, inverse, probs)
     p /= np.bincount(inverse, minlength=c.size)[:, None]
-    f = np.arange(num_frames, dtype=np.float64)
-    hi = np.clip(np.searchsorted(c, f, side="right"), 1, max(c.size - 1, 1))
-    lo = hi - 1
     if c.size == 1:
         return np.repeat(p, num_frames, axis=0)
+    f = np.arange(num_frames, dtype=np.float64)
+    hi = np.clip(np.searchsorted(c, f, side="right"), 1, c.size - 1)
+    lo = hi - 1
     w = np.clip((f - c[lo]) / (c[hi] - c[lo]), 0.0, 1.0)[:, None]
     return np.round(p[lo] * (1.0 - w) + p[hi] * w, _DECIMALS)

@@ -5,8 +5,7 @@ project ships one small checkpoint that recognises the simulator's actions (plus
 lets the whole chain (pose -> recognition -> read-out -> statistics) run on simulated cohorts.
 :func:`demo_checkpoint_path` is what the cohort flow uses when the user gives no weights. Rebuild it
 (about 22 minutes on 2 cores, summed from the measured steps: 7.6 of them training, most of the rest
-rendering and posing the 150 recordings;
-see docs/simulator.md) with::
+rendering and posing the 150 recordings; see docs/simulator.md) with::
 
     python -m pipeline.synthetic.demo_model --rebuild [--work DIR] [--workers 2]
     python -m pipeline.synthetic.demo_model --recalibrate   # only the read-out thresholds (no training)
@@ -83,12 +82,12 @@ from pipeline.agreement import read_frame_truth
 from pipeline.artifacts import atomic_write_bytes, atomic_write_text
 from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_written, setup_logging
 from pipeline.keypoints import read_keypoints
+from pipeline.manifest import read_manifest
 from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.readout import ReadoutConfig
 from pipeline.readout_calibration import Calibration, calibrate_thresholds
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
-from pipeline.manifest import read_manifest
 from pipeline.synthetic.motions import ACTIONS, PROGRAMS
 from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
 from pipeline.video import iter_frames, probe
@@ -372,8 +371,10 @@ def with_calibrated_readout(provenance: dict[str, Any], calibration: Calibration
             "engagement_weight": recipe.engagement_weight, "participants": calibration.participants,
             "min_durations_tried": list(recipe.min_durations),
             "method": "pipeline.readout_calibration.calibrate_thresholds",
-            "worst_mae_pp": {"before": round(float(t["mae_pp_before"].max()), 3), "after": round(float(t["mae_pp"].max()), 3)},
-            "mean_mae_pp": {"before": round(float(t["mae_pp_before"].mean()), 3), "after": round(float(t["mae_pp"].mean()), 3)},
+            "worst_mae_pp": {"before": round(float(t["mae_pp_before"].max()), 3),
+                             "after": round(float(t["mae_pp"].max()), 3)},
+            "mean_mae_pp": {"before": round(float(t["mae_pp_before"].mean()), 3),
+                            "after": round(float(t["mae_pp"].mean()), 3)},
             "engagement_disagree": {"before": round(float(t["disagree_before"].mean()), 4),
                                     "after": round(float(t["disagree"].mean()), 4)},
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -457,8 +458,7 @@ def build_demo_model(out_path: str | os.PathLike, work: str | os.PathLike, *, re
                     plan=DEMO_PLAN, provenance=provenance)
     calibration = timed("calibrate_readout", calibrate_demo_readout, work / "uncalibrated.pt", recipe, work,
                         workers=workers)
-    provenance = with_calibrated_readout(provenance, calibration, recipe)
-    provenance["simulated"]["timings"] = timings
+    provenance = with_calibrated_readout(provenance, calibration, recipe)  # "timings" is the dict filled above
     save_checkpoint(out_path, trained.model, classes=trained.classes, preprocessing=DEMO_PREPROCESSING,
                     plan=DEMO_PLAN, provenance=provenance)
     return out_path, provenance
@@ -490,8 +490,8 @@ def recalibrate_demo_model(path: str | os.PathLike, work: str | os.PathLike, *, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, rebuild it, or recalibrate "
-                    "its read-out.",
+    p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, rebuild it, or "
+                    "recalibrate its read-out.",
                     prog="python -m pipeline.synthetic.demo_model")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--rebuild", action="store_true",
@@ -501,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help=f"checkpoint to write (--rebuild) or rewrite (--recalibrate) (default: the shipped "
                                  f"{CHECKPOINT_FILE})")
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "microaction-demo-model"),
-                   help="working folder for --rebuild (recordings, keypoints, prepared windows, training run); "
-                        "a rerun resumes what is up to date")
+                   help="working folder for --rebuild and --recalibrate (recordings, keypoints, prepared windows, "
+                        "training run); a rerun resumes what is up to date")
     p.add_argument("--workers", type=int, default=2, help="processes for rendering and pose")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads for training (1: the model is small; on a busy machine more threads "

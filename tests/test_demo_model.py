@@ -7,7 +7,6 @@ import json
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

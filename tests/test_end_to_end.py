@@ -27,9 +27,7 @@ The test is seeded end to end (simulator, pose on CPU, model in eval mode), so t
 from __future__ import annotations
 
 import math
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,7 +41,6 @@ from pipeline.aggregate import aggregate, write_outputs
 from pipeline.detection_eval import evaluate_detections
 from pipeline.manifest import read_manifest
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
-from pipeline.readout import ReadoutConfig
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
 from pipeline.synthetic.demo_model import demo_checkpoint_path, demo_readout
 from pipeline.synthetic.motions import ACTIONS

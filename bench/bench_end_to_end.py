@@ -4,14 +4,14 @@ One participant's recording of ``--seconds`` (default 180: a 3-minute conversati
 simulator's default size goes through every stage by its Python entry point, as
 tests/test_end_to_end.py runs them, with the shipped demo checkpoint:
 
-- render: drawing + MP4 encoding (:func:`pipeline.synthetic.recording.write_participant`); also the
-  bare drawing alone (:func:`pipeline.synthetic.recording.render_participant`, the same frames, no encoding)
+- render: drawing + MP4 encoding (:func:`simulator.recording.write_participant`); also the
+  bare drawing alone (:func:`simulator.recording.render_participant`, the same frames, no encoding)
   for rendering frames/s with and without the encoder;
 - pose: MediaPipe on the frames the checkpoint's window plan samples (``--frames sampled``), and, side
   by side, on every frame (``--frames all``, what a plan-agnostic pose run would cost);
 - recognition: :func:`pipeline.recognize.recognize_videos` (decode, crop, model, write);
 - read-out: :func:`pipeline.aggregate.aggregate` + :func:`~pipeline.aggregate.write_outputs` with
-  :func:`pipeline.synthetic.demo_model.demo_readout`.
+  :func:`recipes.demo_model.demo_readout`.
 
 Printed: per stage wall and CPU seconds (this process and its children), share of the total, and
 times real time; then the ratios measured in this run. Single process, torch on ``--threads``
@@ -45,8 +45,8 @@ from pipeline.aggregate import aggregate, write_outputs  # noqa: E402
 from pipeline.manifest import read_manifest  # noqa: E402
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose  # noqa: E402
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos  # noqa: E402
-from pipeline.synthetic.demo_model import demo_checkpoint_path, demo_readout  # noqa: E402
-from pipeline.synthetic.recording import CohortConfig, cohort_specs, render_participant, write_cohort  # noqa: E402
+from recipes.demo_model import demo_checkpoint_path, demo_readout  # noqa: E402
+from simulator.recording import CohortConfig, cohort_specs, render_participant, write_cohort  # noqa: E402
 
 
 def cpu_seconds() -> float:

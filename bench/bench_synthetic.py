@@ -6,7 +6,7 @@ For each frame size, on the same 10-second participant recording (idle + planted
 - ``encode``: encode the N frames of the recording, pre-rendered and held in memory: the cost of
   encoding this content alone;
 - ``render``: controls -> skeleton -> drawing -> lighting/noise, without encoding;
-- ``full``: what ``python -m pipeline.synthetic cohort`` does per participant (render + encode).
+- ``full``: what ``python -m simulator cohort`` does per participant (render + encode).
 
 Each variant runs ``--repeats`` times, alternating, and the fastest run counts (other processes on a
 shared machine then slow all variants alike). Ratios: ``full / blank`` and ``full / encode`` throughput
@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from pipeline.synthetic.recording import CohortConfig, cohort_specs, render_participant  # noqa: E402
-from pipeline.synthetic.render import write_mp4  # noqa: E402
+from simulator.recording import CohortConfig, cohort_specs, render_participant  # noqa: E402
+from simulator.render import write_mp4  # noqa: E402
 
 
 def _timed(fn) -> float:

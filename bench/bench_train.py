@@ -3,11 +3,11 @@
 Prints, measured side by side in one run:
 
 1. **Training loop / bare step** (goal >= 0.9 once clips are prepared): clips/s of
-   :func:`model.train.train` over a prepared folder (DataLoader workers decoding JPEG, crop, flip,
+   :func:`recipes.train.train` over a prepared folder (DataLoader workers decoding JPEG, crop, flip,
    uint8 transfer, normalisation on the device, loss, backward, clipping, SGD, schedule) against
    forward + backward + SGD step on the same model with tensors already on the device. Rounds
    alternate (bare, loop, bare, loop, ...) and the best round of each counts.
-2. **Data preparation**: ``pipeline.prepare_clips`` clips/s and frames/s against decoding alone
+2. **Data preparation**: ``recipes.prepare_clips`` clips/s and frames/s against decoding alone
    (``pipeline.video.iter_frames``) of the same videos.
 
     python bench/bench_train.py                                   # tiny preset, CPU, synthetic clips
@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from model.clips import MANIFEST, PREPARED_FORMAT, ClipDataset, collate_clips, encode_prepared_clip, normalize_frames  # noqa: E402
 from model.preprocessing import ClassList, Preprocessing  # noqa: E402
-from model.train import TrainConfig, build_model, train  # noqa: E402
+from recipes.train import TrainConfig, build_model, train  # noqa: E402
 
 
 def synthetic_prepared(root: Path, n: int, *, frames: int, short: int, crop: int, classes: int) -> Path:
@@ -63,7 +63,7 @@ def bare_step_rate(cfg: TrainConfig, prepared: Path, device: torch.device, steps
     model = build_model(cfg, 5)
     model.to(device).train()
     if cfg.channels_last:
-        from model.train import _channels_last
+        from recipes.train import _channels_last
 
         _channels_last(model)
     ds = ClipDataset(prepared, cfg.num_frames or model.cfg.num_frames, train=True)
@@ -102,7 +102,7 @@ def loop_rate(cfg: TrainConfig, prepared: Path, out: Path) -> tuple[float, float
 
 def prepare_rate(videos: list[Path], out: Path, short: int) -> tuple[float, float, float]:
     """(prepare clips/s, prepare frames/s, decode-only frames/s) over ``videos``."""
-    from pipeline.prepare_clips import ClipItem, PrepareConfig, prepare_clips
+    from recipes.prepare_clips import ClipItem, PrepareConfig, prepare_clips
     from pipeline.video import iter_frames
 
     t0 = time.perf_counter()

@@ -83,7 +83,7 @@ def resolve_weights(weights: Path | None) -> Path:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"params.weights: checkpoint not found: {weights}")
         return Path(weights)
-    from pipeline.synthetic.demo_model import demo_checkpoint_path  # the demo model ships with the simulator
+    from recipes.demo_model import demo_checkpoint_path  # the demo model ships with the simulator
 
     return demo_checkpoint_path()
 

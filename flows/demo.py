@@ -1,6 +1,6 @@
 """The built-in demo: ``make demo`` / ``python -m flows.demo [--out DIR]``: the whole chain on simulated video.
 
-1. The kinematic simulator (:mod:`pipeline.synthetic`) renders a small cohort: seated participants in
+1. The kinematic simulator (:mod:`simulator`) renders a small cohort: seated participants in
    three groups (ASD, PSY, TDC) doing MA-52 micro-actions, with planted group effects and per-frame truth.
 2. The Prefect flow ``cohort-analysis`` runs on it as a user's cohort would run: MediaPipe pose on the
    frames the model samples, recognition with the built-in demo Micro-DualNet (trained on simulated
@@ -23,8 +23,8 @@ import pandas as pd
 from flows.cohort_analysis import direct_run_settings, readout_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
 from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from pipeline.synthetic.demo_model import demo_readout
-from pipeline.synthetic.recording import CohortConfig, write_cohort
+from recipes.demo_model import demo_readout
+from simulator.recording import CohortConfig, write_cohort
 
 __all__ = ["DemoResult", "run_demo", "planted_check", "percent_time_error", "main", "DEMO_GROUPS"]
 

@@ -1,7 +1,7 @@
 """Prepared clip folders and the training / evaluation datasets over them (torch + numpy only).
 
-A *prepared folder* is written once by ``python -m pipeline.prepare_clips`` (which decodes the videos
-and reads the keypoints) and then read every epoch by :mod:`model.train` and :mod:`model.evaluate`,
+A *prepared folder* is written once by ``python -m recipes.prepare_clips`` (which decodes the videos
+and reads the keypoints) and then read every epoch by :mod:`recipes.train` and :mod:`recipes.evaluate`,
 so training never decodes full-size MP4s::
 
     PREPARED/
@@ -136,7 +136,7 @@ class PreparedClips:
         self.root = Path(root)
         path = self.root / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: prepare the clips first (python -m pipeline.prepare_clips)")
+            raise FileNotFoundError(f"{path} not found: prepare the clips first (python -m recipes.prepare_clips)")
         try:
             manifest = json.loads(path.read_text())
         except ValueError as exc:

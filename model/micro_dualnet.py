@@ -19,7 +19,7 @@
 
 The MAC loss (:mod:`model.losses`) uses ``x_st``, ``x_ts`` and ``entity_conf`` from the output.
 Ablations (:class:`model.config.MicroDualNetConfig`, every row of the paper's Tables I-IV in
-:data:`model.config.PAPER_ROWS`): ``paths`` ("dual", "st", "ts"), ``fusion`` ("routing", "average",
+:data:`recipes.paper_rows.PAPER_ROWS`): ``paths`` ("dual", "st", "ts"), ``fusion`` ("routing", "average",
 "concat"), ``use_mac``, ``mac_granularity``, ``mac_confidence_weighting``, ``modality`` ("rgb_pose",
 "rgb", "pose"), ``entity_source`` ("keypoints", "fixed_regions", "center_crop", "global"),
 ``aggregation`` ("dual_path", "avg_pool", "max_pool", "lstm", "temporal_transformer", "none").

@@ -14,7 +14,7 @@ Which one fits depends on what a window's probability means. A model trained on 
 the window's span (a box filter as wide as the span, so boundaries are found to within about a hop
 and an event shorter than the span peaks below the window probability). A model trained on windows
 cut from untrimmed recordings and labelled by the class covering most of the span (the demo model,
-:mod:`pipeline.synthetic.demo_model`) says "the action covers the window's centre": interpolating
+:mod:`recipes.demo_model`) says "the action covers the window's centre": interpolating
 between centres reads that back without the box filter, so boundaries fall between two window
 centres (sub-hop) and short events keep their full height. Both keep the rows of a softmax summing
 to 1 (a mean, or a convex combination of two windows), so the 0.5 threshold argument of

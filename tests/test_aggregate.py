@@ -250,7 +250,7 @@ def test_python_dash_m_help_and_run(cohort):
 def test_simulator_ground_truth_read_back_exactly(tmp_path, capsys):
     """Windows built from the simulator's own frame truth (one frame each, one-hot) give its percent times
     exactly, and --gt-frames on its truth/frames folder gives zero error."""
-    from pipeline.synthetic.recording import CohortConfig, frame_truth, percent_time, sample_participant
+    from simulator.recording import CohortConfig, frame_truth, percent_time, sample_participant
 
     config = CohortConfig(groups={"ASD": 1, "TDC": 1}, seconds=20.0, fps=FPS, seed=3)
     classes = ClassList.from_actions(sorted({r.action for r in config.rates}, key=MA52.actions.index))

@@ -12,7 +12,7 @@ import pytest
 from flows.cohort_analysis import direct_run_settings
 from flows.demo import percent_time_error, planted_check, run_demo
 from pipeline.artifacts import read_sidecar
-from pipeline.synthetic.demo_model import demo_readout
+from recipes.demo_model import demo_readout
 
 pytestmark = pytest.mark.slow
 

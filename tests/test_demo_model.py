@@ -14,11 +14,11 @@ from model.checkpoint import load_checkpoint
 from model.preprocessing import BACKGROUND
 from model.taxonomy import MA52
 from pipeline.readout import ReadoutConfig
-from pipeline.synthetic import demo_model
-from pipeline.synthetic.demo_model import (DEMO_PLAN, DEMO_PREPROCESSING, REBUILD_COMMAND, DemoModelMissing, DemoRecipe,
+from recipes import demo_model
+from recipes.demo_model import (DEMO_PLAN, DEMO_PREPROCESSING, REBUILD_COMMAND, DemoModelMissing, DemoRecipe,
                                            demo_checkpoint_path, demo_classes, demo_readout, evaluate_clips,
                                            simulate_split, window_clips)
-from pipeline.synthetic.motions import ACTIONS
+from simulator.motions import ACTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def ckpt():
 
 def test_shipped_file_is_small_and_package_data():
     path = demo_checkpoint_path()
-    assert path.parent == REPO / "pipeline" / "synthetic"
+    assert path.parent == REPO / "recipes"
     assert path.stat().st_size <= 5 * 1024 * 1024
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert any(path.name.endswith(p.lstrip("*")) for pats in package_data.values() for p in pats if p.startswith("*."))

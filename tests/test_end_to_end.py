@@ -42,9 +42,9 @@ from pipeline.detection_eval import evaluate_detections
 from pipeline.manifest import read_manifest
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
-from pipeline.synthetic.demo_model import demo_checkpoint_path, demo_readout
-from pipeline.synthetic.motions import ACTIONS
-from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
+from recipes.demo_model import demo_checkpoint_path, demo_readout
+from simulator.motions import ACTIONS
+from simulator.recording import ActionRates, CohortConfig, write_cohort
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""model.evaluate: outputs agree with a direct computation; MA-52 submission file; bad input."""
+"""recipes.evaluate: outputs agree with a direct computation; MA-52 submission file; bad input."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from clip_fixtures import write_synthetic_prepared
 from model.checkpoint import save_checkpoint
 from model.clips import ClipDataset, PreparedClips
 from model.config import MicroDualNetConfig
-from model.evaluate import evaluate, main, predict_clips
+from recipes.evaluate import evaluate, main, predict_clips
 from model.metrics import classification_metrics
 from model.micro_dualnet import MicroDualNet
 from model.preprocessing import ClassList
@@ -117,7 +117,7 @@ def test_bad_inputs_exit_2(setup, tmp_path, capsys):
 @pytest.mark.parametrize("row", ["II.tsm", "IV.avg"])
 def test_ablations_without_routing_evaluate(setup, tmp_path, row):
     """The plain TSM baseline and pooled aggregation have no routing: metrics still come out, no routing files."""
-    from model.config import paper_row_config
+    from recipes.paper_rows import paper_row_config
 
     root, prep, _ = setup
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 Slow: a real ``prefect server start`` on a free localhost port, ``python -m flows.serve`` in a second
 process, runs started with the real ``prefect deployment run ... --watch``. Inputs: a small simulated
-cohort (pipeline.synthetic: real MP4s that MediaPipe poses) and a small Micro-DualNet checkpoint.
+cohort (simulator: real MP4s that MediaPipe poses) and a small Micro-DualNet checkpoint.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def cohort(tmp_path_factory):
     from model.micro_dualnet import micro_dualnet_tiny
     from model.preprocessing import ClassList, Preprocessing
     from model.windows import WindowPlan
-    from pipeline.synthetic.__main__ import main as simulate
+    from simulator.__main__ import main as simulate
 
     root = tmp_path_factory.mktemp("cohort")
     assert simulate(["-q", "cohort", "--out", str(root / "sim"), "--groups", "ASD=2,TDC=2", "--seconds", "6",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("model", "pipeline", "analysis", "reports", "flows")  # bottom first
+LAYERS = ("model", "pipeline", "analysis", "reports", "simulator", "recipes", "flows")  # bottom first
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -1,4 +1,4 @@
-"""Every MA-52 row of the paper's Tables I-IV as a config (model.config.PAPER_ROWS): each builds at toy
+"""Every MA-52 row of the paper's Tables I-IV as a config (recipes.paper_rows.PAPER_ROWS): each builds at toy
 size, runs forward and backward, and has the structural property that defines the row. Also: routing
 starts at exactly 0.5/0.5, MAC granularity, the MAC confidence rule, and the entity definition that a
 checkpoint carries across keypoint formats."""
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.config import PAPER_ROWS, MicroDualNetConfig, paper_row_config
+from model.config import MicroDualNetConfig
+from recipes.paper_rows import PAPER_ROWS, paper_row_config
 from model.entities import EntityDefinition, KeypointFormatError, entity_boxes
 from model.entity_module import center_crop_boxes, fixed_region_boxes
 from model.losses import mac_loss

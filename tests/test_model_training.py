@@ -1,6 +1,6 @@
 """The tiny model can fit a small fixed batch on CPU (a smoke test of the whole training graph).
 
-The trainer itself (model.train: data, schedule, resume, DDP) is tested in tests/test_train.py.
+The trainer itself (recipes.train: data, schedule, resume, DDP) is tested in tests/test_train.py.
 """
 
 from __future__ import annotations

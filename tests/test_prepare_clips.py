@@ -1,4 +1,4 @@
-"""pipeline.prepare_clips on the real MA-52 sample clips, and the model.clips datasets over the result."""
+"""recipes.prepare_clips on the real MA-52 sample clips, and the model.clips datasets over the result."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from model.clips import ClipDataset, PreparedClips, segment_frame_indices
 from model.taxonomy import KEYPOINT_NAMES
 from model.transforms import hflip_clip
-from pipeline.prepare_clips import main
+from recipes.prepare_clips import main
 
 LW, RW = KEYPOINT_NAMES.index("LWrist"), KEYPOINT_NAMES.index("RWrist")
 SHORT = 96  # small stored frames keep the test fast; 1080x1296 -> 96x115

@@ -16,7 +16,7 @@ from pipeline.cli import BadInput
 from pipeline.aggregate import main as aggregate_main
 from pipeline.manifest import read_manifest
 from pipeline.readout import ReadoutConfig
-from pipeline.readout_calibration import calibrate_thresholds, main
+from recipes.readout_calibration import calibrate_thresholds, main
 from windows_fixtures import write_windows
 
 CLASSES = ClassList.from_actions(["nodding", "shaking legs", "touching nose"], background=True)

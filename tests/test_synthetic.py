@@ -17,15 +17,15 @@ from scipy import special
 from model.preprocessing import BACKGROUND, ClassList
 from model.taxonomy import MA52
 from pipeline.artifacts import read_artifact
-from pipeline.prepare_clips import find_clip_inputs, parse_classes, read_clip_list
-from pipeline.synthetic.__main__ import main
-from pipeline.synthetic.appearance import LookRanges, sample_look
-from pipeline.synthetic.camera import Camera
-from pipeline.synthetic.clips import ClipConfig, write_clips
-from pipeline.synthetic.motions import ACTIONS, PROGRAMS, idle_controls
-from pipeline.synthetic.recording import CohortConfig, cohort_specs, sample_participant, write_cohort
-from pipeline.synthetic.render import Renderer
-from pipeline.synthetic.skeleton import arm_ik, skeleton_at
+from recipes.prepare_clips import find_clip_inputs, parse_classes, read_clip_list
+from simulator.__main__ import main
+from simulator.appearance import LookRanges, sample_look
+from simulator.camera import Camera
+from simulator.clips import ClipConfig, write_clips
+from simulator.motions import ACTIONS, PROGRAMS, idle_controls
+from simulator.recording import CohortConfig, cohort_specs, sample_participant, write_cohort
+from simulator.render import Renderer
+from simulator.skeleton import arm_ik, skeleton_at
 
 FPS = 30.0
 

@@ -19,11 +19,11 @@ import pytest
 
 from model.taxonomy import BODY25_JOINTS
 from pipeline.pose_mediapipe import MediaPipeConfig, MediaPipePose, blazepose_to_body25
-from pipeline.synthetic.appearance import LookRanges, sample_look
-from pipeline.synthetic.camera import Camera
-from pipeline.synthetic.motions import PROGRAMS, idle_controls
-from pipeline.synthetic.render import Renderer
-from pipeline.synthetic.skeleton import skeleton_at
+from simulator.appearance import LookRanges, sample_look
+from simulator.camera import Camera
+from simulator.motions import PROGRAMS, idle_controls
+from simulator.render import Renderer
+from simulator.skeleton import skeleton_at
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +190,7 @@ def test_position_defined_action_moves_the_right_joints(name):
 
 def test_rendered_recording_through_the_pose_cli(tmp_path):
     from pipeline.pose import main as pose_main
-    from pipeline.synthetic.recording import CohortConfig, write_cohort
+    from simulator.recording import CohortConfig, write_cohort
 
     config = CohortConfig(groups={"ASD": 1}, seconds=4.0, size=SIZE, seed=3)
     write_cohort(config, tmp_path / "sim")

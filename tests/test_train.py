@@ -1,4 +1,4 @@
-"""model.train: learning a small synthetic task, exact resume, DDP (2 CPU processes) = 1 process."""
+"""recipes.train: learning a small synthetic task, exact resume, DDP (2 CPU processes) = 1 process."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch
 from clip_fixtures import SYNTHETIC_CLASSES, write_synthetic_prepared
 from model.checkpoint import load_checkpoint, load_training_state
 from model.clips import ClipDataset
-from model.evaluate import predict_clips
-from model.train import LOG_COLUMNS, GlobalBatchSampler, TrainConfig, build_model, lr_at, main, train
+from recipes.evaluate import predict_clips
+from recipes.train import LOG_COLUMNS, GlobalBatchSampler, TrainConfig, build_model, lr_at, main, train
 
 REPO = Path(__file__).resolve().parents[1]
 NO_DROPOUT = {"dropout": 0.0, "routing_dropout": 0.0, "classifier_dropout": 0.0}
@@ -77,7 +77,7 @@ def test_tiny_learns_a_synthetic_task(synthetic, tmp_path):
 def test_pose_modality_trains_on_keypoints_without_touching_pixels(synthetic, tmp_path, monkeypatch):
     """The synthetic classes move differently (right, down, still) and the keypoints follow the square,
     so keypoints alone tell them apart; the training step must not normalise pixels the model ignores."""
-    import model.train as train_module
+    import recipes.train as train_module
 
     def no_pixels(*args, **kwargs):
         raise AssertionError("the pose modality's training step normalised pixels")
@@ -128,7 +128,7 @@ def test_ddp_two_cpu_processes_equal_one(synthetic, tmp_path):
     train(cfg, synthetic, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "model.train",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "recipes.train",
          "--config", str(cfg_file), "--preset", "tiny", "--train", str(synthetic), "--out", str(tmp_path / "two"), "-q"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -172,7 +172,7 @@ def test_synthetic_loader_shapes_and_seeded_randomness(synthetic):
 
 
 def test_class_subset_with_background_trains_and_evaluates(tmp_path):
-    from model.evaluate import evaluate
+    from recipes.evaluate import evaluate
     from model.preprocessing import ClassList
 
     classes = ClassList.from_actions(["nodding", "shaking head"], background=True)

@@ -26,11 +26,11 @@ so lowering one action's threshold can take frames from another). Every evaluati
 read-out (:func:`pipeline.readout.read_out_video`) on window probabilities loaded once.
 
 Choose thresholds on recordings that are not the ones you report on (the demo model's are chosen
-on a calibration split of their own seed, :mod:`pipeline.synthetic.demo_model`).
+on a calibration split of their own seed, :mod:`recipes.demo_model`).
 
 CLI::
 
-    python -m pipeline.readout_calibration --windows run/recognize --manifest cal/manifest.csv \\
+    python -m recipes.readout_calibration --windows run/recognize --manifest cal/manifest.csv \\
         --gt-frames cal/truth/frames --out cal/readout_calibration [--scores interpolate]
 
 writes ``thresholds.json`` (for ``python -m pipeline.aggregate --rule per-class --thresholds``),
@@ -215,7 +215,7 @@ def build_parser():
         "'any engagement' disagreement, coordinate descent). Writes thresholds.json for "
         "'python -m pipeline.aggregate --rule per-class --thresholds' and calibration.csv. "
         "Exit status: 0 ok, 2 bad input.",
-        prog="python -m pipeline.readout_calibration",
+        prog="python -m recipes.readout_calibration",
     )
     p.add_argument("--windows", required=True, metavar="DIR", help="recognition output (windows/<video_id>.parquet)")
     p.add_argument("--manifest", required=True, metavar="FILE", help="manifest of the calibration recordings")
@@ -241,7 +241,7 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.readout_calibration"):
+    with handle_errors("recipes.readout_calibration"):
         out = check_output_dir(args.out)
         grid = _grid(args.grid)
         try:

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m pipeline.prepare_clips --list train_list_videos.txt --data-root MA52/train \\
+    python -m recipes.prepare_clips --list train_list_videos.txt --data-root MA52/train \\
         --openpose MA52/pose/train --out prepared/train
 
 Input
@@ -365,7 +365,7 @@ def prepare_clips(items: list[ClipItem], out_dir: str | os.PathLike, classes: Cl
 
 def build_parser():
     p = make_parser("Decode labelled clips once and store frames (short side resized) + keypoints + labels "
-                    "for python -m model.train / model.evaluate.", prog="python -m pipeline.prepare_clips")
+                    "for python -m recipes.train / recipes.evaluate.", prog="python -m recipes.prepare_clips")
     p.add_argument("--list", required=True, metavar="FILE", help="'<video> <label>' lines (MA-52) or a video,label CSV")
     p.add_argument("--data-root", required=True, metavar="DIR", help="folder the list's video paths are relative to")
     src = p.add_mutually_exclusive_group()

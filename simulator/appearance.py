@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline.synthetic.camera import Camera
-from pipeline.synthetic.skeleton import Body
+from simulator.camera import Camera
+from simulator.skeleton import Body
 
 __all__ = ["Look", "LookRanges", "sample_look", "body_for_age", "SKIN_TONES"]
 

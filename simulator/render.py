@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.synthetic.appearance import Look
-from pipeline.synthetic.skeleton import SIDES
+from simulator.appearance import Look
+from simulator.skeleton import SIDES
 
 __all__ = ["Renderer", "write_mp4", "FOURCC"]
 
@@ -43,7 +43,7 @@ def _shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
 
 
 class Renderer:
-    """Renders frames of one participant (one :class:`~pipeline.synthetic.appearance.Look`).
+    """Renders frames of one participant (one :class:`~simulator.appearance.Look`).
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ class Renderer:
 
     # ---------------------------------------------------------------- person
     def draw_person(self, img: np.ndarray, joints: dict[str, np.ndarray]) -> None:
-        """Draw the person given :func:`~pipeline.synthetic.skeleton.skeleton_at` joints onto ``img``."""
+        """Draw the person given :func:`~simulator.skeleton.skeleton_at` joints onto ``img``."""
         look, cam = self.look, self.cam
         k = look.body.scale
         names = [n for n, v in joints.items() if v.shape == (3,)]

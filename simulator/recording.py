@@ -47,10 +47,10 @@ from scipy import special
 
 from model.taxonomy import MA52
 from pipeline.artifacts import atomic_write_text, is_up_to_date, write_artifact
-from pipeline.synthetic.appearance import LookRanges, sample_look
-from pipeline.synthetic.motions import DURATION_S, PROGRAMS, idle_controls
-from pipeline.synthetic.render import Renderer, write_mp4
-from pipeline.synthetic.skeleton import skeleton_at
+from simulator.appearance import LookRanges, sample_look
+from simulator.motions import DURATION_S, PROGRAMS, idle_controls
+from simulator.render import Renderer, write_mp4
+from simulator.skeleton import skeleton_at
 
 __all__ = ["ActionRates", "CohortConfig", "Event", "ParticipantSpec", "DEFAULT_RATES", "sample_participant",
            "participant_controls", "render_participant", "frame_truth", "detections", "percent_time",
@@ -113,7 +113,7 @@ class CohortConfig:
     seconds : recording length N
     fps : frame rate
     size : (width, height) of the videos
-    rates : per-action rates and planted effects (actions from :data:`pipeline.synthetic.motions.PROGRAMS`)
+    rates : per-action rates and planted effects (actions from :data:`simulator.motions.PROGRAMS`)
     precision : Beta precision ``phi`` of the share of time among engagers
     duration_s : event durations (uniform, seconds)
     min_gap_s : shortest pause between two events

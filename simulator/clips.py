@@ -5,7 +5,7 @@ its class over all its frames (MA-52 clips are trimmed to the action); a ``backg
 behaviour only. Durations are uniform in ``duration_s`` (1-3 s). Clip ``j`` of class ``c`` uses the
 random stream ``(seed, c, j)``, so clips from different seeds never share a look or a motion.
 
-Outputs in ``OUT`` (what ``python -m pipeline.prepare_clips --list OUT/clips.txt --data-root OUT``
+Outputs in ``OUT`` (what ``python -m recipes.prepare_clips --list OUT/clips.txt --data-root OUT``
 reads; pass ``--classes "$(cat OUT/classes.txt)"``):
 
 - ``clips/<class-slug>-<jjjj>.mp4``
@@ -32,10 +32,10 @@ import pandas as pd
 from model.preprocessing import BACKGROUND, ClassList
 from model.taxonomy import MA52
 from pipeline.artifacts import atomic_write_text, read_sidecar, atomic_write_bytes, config_hash
-from pipeline.synthetic.appearance import LookRanges, sample_look
-from pipeline.synthetic.motions import ACTIONS, DURATION_S, PROGRAMS, idle_controls
-from pipeline.synthetic.render import Renderer, write_mp4
-from pipeline.synthetic.skeleton import skeleton_at
+from simulator.appearance import LookRanges, sample_look
+from simulator.motions import ACTIONS, DURATION_S, PROGRAMS, idle_controls
+from simulator.render import Renderer, write_mp4
+from simulator.skeleton import skeleton_at
 
 __all__ = ["ClipConfig", "class_list", "clip_frames", "write_clips", "slug"]
 

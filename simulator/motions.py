@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.taxonomy import MA52
-from pipeline.synthetic.skeleton import SIDES, new_controls
+from simulator.skeleton import SIDES, new_controls
 
 __all__ = ["ActionProgram", "PROGRAMS", "ACTIONS", "idle_controls", "MOTION_RAMP_S", "POSITION_RAMP_S",
            "DURATION_S", "smoothstep_envelope"]

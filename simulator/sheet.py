@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 
 from model.taxonomy import MA52
-from pipeline.synthetic.appearance import sample_look
-from pipeline.synthetic.motions import PROGRAMS, idle_controls
-from pipeline.synthetic.recording import CohortConfig, cohort_specs, render_participant
-from pipeline.synthetic.render import Renderer
-from pipeline.synthetic.skeleton import skeleton_at
+from simulator.appearance import sample_look
+from simulator.motions import PROGRAMS, idle_controls
+from simulator.recording import CohortConfig, cohort_specs, render_participant
+from simulator.render import Renderer
+from simulator.skeleton import skeleton_at
 
 __all__ = ["action_sheet", "recording_sheet"]
 

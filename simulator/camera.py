@@ -1,6 +1,6 @@
 """Pinhole camera looking at the seated person: person-frame points (metres) -> pixels.
 
-A point ``p`` (person frame, :mod:`pipeline.synthetic.skeleton`) is turned by the person's yaw
+A point ``p`` (person frame, :mod:`simulator.skeleton`) is turned by the person's yaw
 relative to the camera, moved so that the body centre ``c`` is at the origin, tilted by the camera's
 downward pitch, and projected::
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.synthetic.skeleton import rot_x, rot_y
+from simulator.skeleton import rot_x, rot_y
 
 __all__ = ["Camera", "PERSON_EXTENT", "PERSON_SPAN", "BODY_CENTRE"]
 

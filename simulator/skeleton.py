@@ -2,10 +2,10 @@
 
 Coordinates are metres in the *person frame*: origin at the mid-hip, ``x`` towards the image right
 when the person faces the camera (so the person's own **left** side is ``+x``), ``y`` down, ``z``
-towards the camera. :mod:`pipeline.synthetic.camera` projects these points to pixels.
+towards the camera. :mod:`simulator.camera` projects these points to pixels.
 
 The person is driven by *controls*, one value (or vector) per frame, written by the idle behaviour
-and the motion programs (:mod:`pipeline.synthetic.motions`):
+and the motion programs (:mod:`simulator.motions`):
 
 ==================  ======  ====================================================================
 control             shape   meaning
@@ -64,7 +64,7 @@ CONTROL_NAMES: tuple[str, ...] = (
 class Body:
     """Body proportions (metres). ``scale`` multiplies everything; ``head`` is the head radius.
 
-    Defaults are an adult of average build; :func:`pipeline.synthetic.appearance.sample_look` draws
+    Defaults are an adult of average build; :func:`simulator.appearance.sample_look` draws
     children (relatively larger heads, shorter limbs) to adults.
     """
 

@@ -1,12 +1,12 @@
-"""``python -m pipeline.synthetic``: simulated cohorts, training clips, a contact sheet, the action list.
+"""``python -m simulator``: simulated cohorts, training clips, a contact sheet, the action list.
 
 ::
 
-    python -m pipeline.synthetic cohort --out sim/ --groups ASD=10,PSY=10,TDC=10 --seconds 120 --seed 1
-    python -m pipeline.synthetic clips --out clips/train --per-class 40 --seed 1
-    python -m pipeline.synthetic clips --out clips/test --per-class 10 --seed 2      # unseen seeds
-    python -m pipeline.synthetic sheet --out sheet.png
-    python -m pipeline.synthetic actions
+    python -m simulator cohort --out sim/ --groups ASD=10,PSY=10,TDC=10 --seconds 120 --seed 1
+    python -m simulator clips --out clips/train --per-class 40 --seed 1
+    python -m simulator clips --out clips/test --per-class 10 --seed 2      # unseen seeds
+    python -m simulator sheet --out sheet.png
+    python -m simulator actions
 
 Exit codes: 0 done, 2 bad arguments (nothing written). Every file written is printed as ``wrote <path>``.
 """
@@ -22,12 +22,12 @@ import cv2
 from model.taxonomy import MA52
 from pipeline.artifacts import atomic_write_bytes
 from pipeline.cli import EXIT_OK, BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
-from pipeline.synthetic.clips import ClipConfig, write_clips
-from pipeline.synthetic.motions import ACTIONS, PROGRAMS
-from pipeline.synthetic.recording import CohortConfig, cohort_specs, write_cohort
-from pipeline.synthetic.sheet import action_sheet, recording_sheet
+from simulator.clips import ClipConfig, write_clips
+from simulator.motions import ACTIONS, PROGRAMS
+from simulator.recording import CohortConfig, cohort_specs, write_cohort
+from simulator.sheet import action_sheet, recording_sheet
 
-PROG = "python -m pipeline.synthetic"
+PROG = "python -m simulator"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -139,7 +139,7 @@ def _cohort_config(args) -> CohortConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.synthetic"):
+    with handle_errors("simulator"):
         if args.command == "actions":
             for name, prog in PROGRAMS.items():
                 i = MA52.index(name)

@@ -1,11 +1,11 @@
-"""Train Micro-DualNet on a prepared clip folder: ``python -m model.train`` and :func:`train`.
+"""Train Micro-DualNet on a prepared clip folder: ``python -m recipes.train`` and :func:`train`.
 
 ::
 
-    python -m model.train --train prepared/train --val prepared/val --out runs/ma52 \\
+    python -m recipes.train --train prepared/train --val prepared/val --out runs/ma52 \\
         --preset ma52 --backbone-weights weights/tsm_r101_k400.pth
-    torchrun --nproc-per-node 4 -m model.train ...          # DDP, one process per GPU
-    python -m model.train ... --resume                       # continue runs/ma52 where it stopped
+    torchrun --nproc-per-node 4 -m recipes.train ...          # DDP, one process per GPU
+    python -m recipes.train ... --resume                       # continue runs/ma52 where it stopped
 
 Recipe (paper IV-B; every value a :class:`TrainConfig` field): SGD momentum 0.9, weight decay 5e-4,
 batch 12, 120 epochs, lr 0.01 with 10 linear warm-up epochs from 0.001 then cosine decay to
@@ -55,7 +55,7 @@ from model.checkpoint import (CheckpointError, load_checkpoint, load_training_st
                               save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
 from model.config import MicroDualNetConfig
-from model.evaluate import predict_clips, write_file_atomic
+from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
 from model.micro_dualnet import MicroDualNet
 from model.weights import BackboneWeights, load_backbone_weights
@@ -525,8 +525,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m model.train", description=(
-        "Train Micro-DualNet on a prepared clip folder (python -m pipeline.prepare_clips). Paper IV-B recipe by "
+    p = argparse.ArgumentParser(prog="python -m recipes.train", description=(
+        "Train Micro-DualNet on a prepared clip folder (python -m recipes.prepare_clips). Paper IV-B recipe by "
         "default. Exit status: 0 done, 2 bad input."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train", required=True, metavar="DIR", help="prepared training folder")
     p.add_argument("--val", metavar="DIR", help="prepared validation folder (best.pt by its F1_mean)")
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
 
         best = train(cfg, args.train, out, val_dir=args.val, resume=args.resume, on_epoch=report)
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
-        print(f"model.train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"recipes.train: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if rank == 0:
         for name in (LATEST, BEST, STATE, LOG_CSV, LOG_PNG):

@@ -7,9 +7,9 @@ lets the whole chain (pose -> recognition -> read-out -> statistics) run on simu
 (about 22 minutes on 2 cores, summed from the measured steps: 7.6 of them training, most of the rest
 rendering and posing the 150 recordings; see docs/simulator.md) with::
 
-    python -m pipeline.synthetic.demo_model --rebuild [--work DIR] [--workers 2]
-    python -m pipeline.synthetic.demo_model --recalibrate   # only the read-out thresholds (no training)
-    python -m pipeline.synthetic.demo_model                 # print the shipped checkpoint's provenance
+    python -m recipes.demo_model --rebuild [--work DIR] [--workers 2]
+    python -m recipes.demo_model --recalibrate   # only the read-out thresholds (no training)
+    python -m recipes.demo_model                 # print the shipped checkpoint's provenance
 
 Why shipped, not built on first use: tests, ``make demo`` and the flow need it on every fresh checkout
 and CI machine; building it takes minutes of CPU and MediaPipe, and the file is small (see below).
@@ -22,7 +22,7 @@ about 3.5 M parameters (layer4's 1024 -> 2048 projection alone is 2.1 M), 7 MB i
 budget for a file in the repository; the pose model has about 0.1 M.
 
 Training data (recipe :class:`DemoRecipe`): untrimmed simulated recordings
-(:func:`pipeline.synthetic.recording.write_cohort`, every action engaged often, no group effects),
+(:func:`simulator.recording.write_cohort`, every action engaged often, no group effects),
 posed with the real pose stage (MediaPipe, ``--frames sampled`` with :data:`DEMO_PLAN`, exactly as at
 inference), then cut into the windows :data:`DEMO_PLAN` lays on them. Each window is one training clip
 of ``T`` frames (the frames the window samples, with their keypoints), labelled with the class that
@@ -32,12 +32,12 @@ frames) are left out, and background windows are subsampled. Training on the win
 will see, partial overlaps at event boundaries included, is what makes the read-out's per-frame
 scores (the mean over covering windows) change class where the truth does. The clips are written as
 a prepared folder (:mod:`model.clips` format, :func:`model.clips.encode_prepared_clip`); they are cut
-from recordings rather than rendered as trimmed clips (``python -m pipeline.prepare_clips``), because
+from recordings rather than rendered as trimmed clips (``python -m recipes.prepare_clips``), because
 one posed recording yields a clip per hop, with the boundary windows included, for a sixth of the
 pose work.
 
 Read-out calibration: the model's per-class thresholds are chosen on recordings of a third seed
-(:attr:`DemoRecipe.calibration_seed`) with :func:`pipeline.readout_calibration.calibrate_thresholds`
+(:attr:`DemoRecipe.calibration_seed`) with :func:`recipes.readout_calibration.calibrate_thresholds`
 (percent-time error plus "any engagement" disagreement), for interpolated window scores
 (:mod:`pipeline.frame_scores`: the matched read-out for windows labelled at their centre), and stored
 in the checkpoint's provenance (``readout``); :func:`demo_readout` reads them from there, so the
@@ -73,10 +73,10 @@ import torch
 
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.clips import MANIFEST, PREPARED_FORMAT, ClipDataset, PreparedClips, encode_prepared_clip
-from model.evaluate import predict_clips
+from recipes.evaluate import predict_clips
 from model.preprocessing import ClassList, Preprocessing
 from model.taxonomy import MA52
-from model.train import TrainConfig, train
+from recipes.train import TrainConfig, train
 from model.windows import WindowPlan
 from pipeline.agreement import read_frame_truth
 from pipeline.artifacts import atomic_write_bytes, atomic_write_text
@@ -86,10 +86,10 @@ from pipeline.manifest import read_manifest
 from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.readout import ReadoutConfig
-from pipeline.readout_calibration import Calibration, calibrate_thresholds
+from recipes.readout_calibration import Calibration, calibrate_thresholds
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
-from pipeline.synthetic.motions import ACTIONS, PROGRAMS
-from pipeline.synthetic.recording import ActionRates, CohortConfig, write_cohort
+from simulator.motions import ACTIONS, PROGRAMS
+from simulator.recording import ActionRates, CohortConfig, write_cohort
 from pipeline.video import iter_frames, probe
 
 __all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "CHECKPOINT_FILE", "REBUILD_COMMAND", "DemoRecipe",
@@ -98,7 +98,7 @@ __all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "CHECKPOINT_FIL
            "evaluate_clips", "with_calibrated_readout", "build_demo_model", "recalibrate_demo_model", "main"]
 
 CHECKPOINT_FILE = "demo_model.pt"
-REBUILD_COMMAND = "python -m pipeline.synthetic.demo_model --rebuild"
+REBUILD_COMMAND = "python -m recipes.demo_model --rebuild"
 
 DEMO_PLAN = WindowPlan(clip_len=6, stride=8, hop_s=8 / 30)
 """T = 6 frames, stride 8 (span 48 frames = 1.6 s at 30 fps), hop 8 frames (module docstring)."""
@@ -163,10 +163,10 @@ class DemoRecipe:
     motion_repeat : training windows of motion-defined actions are listed this many times
     clean_purity : a test window is "clean" when one class covers at least this share of its span
     readout_scores : per-frame scores the read-out is calibrated for (:mod:`pipeline.frame_scores`)
-    engagement_weight : :func:`pipeline.readout_calibration.calibrate_thresholds`'s weight of the
+    engagement_weight : :func:`recipes.readout_calibration.calibrate_thresholds`'s weight of the
         "any engagement" disagreement (pp per unit share)
     min_durations : candidate minimum segment durations (s) for the calibration (the cheapest is kept)
-    train : the :class:`model.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
+    train : the :class:`recipes.train.TrainConfig` fields (preset ``tiny`` + :data:`MODEL_OVERRIDES`)
     """
 
     train_seed: int = 1001
@@ -299,7 +299,7 @@ def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: Window
     motion = {index[a] for a in ACTIONS if PROGRAMS[a].kind == "motion"}
     repeats = [{**r, "id": f"{r['id']}-r{k}"} for k in range(1, motion_repeat) for r in records if r["label"] in motion]
     manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),
-                "storage": "jpeg", "settings": {"source": "pipeline.synthetic.demo_model windows",
+                "storage": "jpeg", "settings": {"source": "recipes.demo_model windows",
                                                 "plan": plan.to_dict(), "motion_repeat": motion_repeat},
                 "clips": records + repeats}
     atomic_write_text(out / "windows.csv", "id,video_id,start_frame,end_frame,label,purity\n" + "".join(rows))
@@ -341,7 +341,7 @@ def calibrate_demo_readout(checkpoint: str | os.PathLike, recipe: DemoRecipe, wo
 
     Renders and poses the calibration recordings (skipped when up to date), recognises them with
     ``checkpoint`` (the recognition stage, as at inference), then
-    :func:`pipeline.readout_calibration.calibrate_thresholds` with ``recipe.readout_scores`` and
+    :func:`recipes.readout_calibration.calibrate_thresholds` with ``recipe.readout_scores`` and
     ``recipe.engagement_weight``.
     """
     split = simulate_split(recipe, "calibration", Path(work), workers=workers)
@@ -370,7 +370,7 @@ def with_calibrated_readout(provenance: dict[str, Any], calibration: Calibration
             "seed": recipe.calibration_seed, "recordings": recipe.calibration_recordings, "seconds": recipe.seconds,
             "engagement_weight": recipe.engagement_weight, "participants": calibration.participants,
             "min_durations_tried": list(recipe.min_durations),
-            "method": "pipeline.readout_calibration.calibrate_thresholds",
+            "method": "recipes.readout_calibration.calibrate_thresholds",
             "worst_mae_pp": {"before": round(float(t["mae_pp_before"].max()), 3),
                              "after": round(float(t["mae_pp"].max()), 3)},
             "mean_mae_pp": {"before": round(float(t["mae_pp_before"].mean()), 3),
@@ -392,7 +392,7 @@ def demo_provenance(recipe: DemoRecipe, test: dict[str, Any], train_windows_per_
     """The checkpoint's provenance: simulated data, recipe (seeds, counts), test accuracy, timings, command."""
     return {
         "trained_on": "simulated",
-        "training_data": (f"simulated recordings (pipeline.synthetic, seed {recipe.train_seed}, "
+        "training_data": (f"simulated recordings (simulator, seed {recipe.train_seed}, "
                           f"{recipe.train_recordings} x {recipe.seconds:g} s), cut into window clips"),
         "simulated": {
             "recipe": recipe.to_dict(),
@@ -407,7 +407,7 @@ def demo_provenance(recipe: DemoRecipe, test: dict[str, Any], train_windows_per_
                     "top1_all": test["top1_all"]},
         "readout": None,  # filled in by the calibration step (with_calibrated_readout)
         "command": REBUILD_COMMAND,
-        "note": "trained on simulated data only (a seated mannequin drawn by pipeline.synthetic); "
+        "note": "trained on simulated data only (a seated mannequin drawn by the simulator); "
                 "not a model of real participants",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -492,7 +492,7 @@ def recalibrate_demo_model(path: str | os.PathLike, work: str | os.PathLike, *, 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("The demo Micro-DualNet trained on simulated recordings: show its provenance, rebuild it, or "
                     "recalibrate its read-out.",
-                    prog="python -m pipeline.synthetic.demo_model")
+                    prog="python -m recipes.demo_model")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--rebuild", action="store_true",
                       help="simulate, pose, train, evaluate and calibrate the read-out, then write the checkpoint")
@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.synthetic.demo_model"):
+    with handle_errors("recipes.demo_model"):
         if not (args.rebuild or args.recalibrate):
             ckpt = load_checkpoint(demo_checkpoint_path())
             print(json.dumps({"path": str(ckpt.path), "classes": list(ckpt.classes.names),

@@ -1,10 +1,10 @@
-"""Evaluate a checkpoint on a prepared clip folder: ``python -m model.evaluate``.
+"""Evaluate a checkpoint on a prepared clip folder: ``python -m recipes.evaluate``.
 
 ::
 
-    python -m model.evaluate --weights runs/ma52/best.pt --prepared prepared/val --out eval/val
-    python -m model.evaluate --weights runs/ma52/best.pt --prepared prepared/test --out eval/test --submission
-    python -m model.evaluate ... --views 2x3          # multi-view testing: 2 clips x 3 crops
+    python -m recipes.evaluate --weights runs/ma52/best.pt --prepared prepared/val --out eval/val
+    python -m recipes.evaluate --weights runs/ma52/best.pt --prepared prepared/test --out eval/test --submission
+    python -m recipes.evaluate ... --views 2x3          # multi-view testing: 2 clips x 3 crops
 
 Writes into ``--out``:
 
@@ -49,6 +49,7 @@ from model.metrics import class_to_body, classification_metrics, top_k_predictio
 from model.micro_dualnet import MicroDualNet
 from model.preprocessing import ClassList, Preprocessing
 from model.taxonomy import MA52
+from pipeline.artifacts import atomic_write_bytes
 
 __all__ = ["Predictions", "predict_clips", "evaluate", "write_submission", "main"]
 
@@ -114,19 +115,8 @@ def predict_clips(model: MicroDualNet, dataset: ClipDataset, *, batch_size: int 
 
 
 def write_file_atomic(path: Path, data: bytes | str) -> Path:
-    """Write via a temporary file in the same folder and a rename (model/ cannot use pipeline.artifacts).
-
-    A plain ``open`` (not mkstemp), so the file gets the umask's permissions like any new file.
-    """
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """Atomic write of a result file (text as UTF-8): :func:`pipeline.artifacts.atomic_write_bytes`."""
+    return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _csv_text(header: list[str], rows: list[list]) -> str:
@@ -310,12 +300,12 @@ def _parse_views(text: str | None) -> tuple[int, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=(
+    p = argparse.ArgumentParser(prog="python -m recipes.evaluate", description=(
         "Evaluate a Micro-DualNet checkpoint on a prepared clip folder (metrics, per-class table, confusion, "
         "class-wise accuracy, t-SNE, routing preference; --submission: MA-52 prediction.csv). "
         "Exit status: 0 done, 2 bad input."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint from python -m model.train")
-    p.add_argument("--prepared", required=True, metavar="DIR", help="prepared folder (python -m pipeline.prepare_clips)")
+    p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint from python -m recipes.train")
+    p.add_argument("--prepared", required=True, metavar="DIR", help="prepared folder (python -m recipes.prepare_clips)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--views", metavar="CxS", help="multi-view testing: C temporal clips x S (1 or 3) crops")
     p.add_argument("--batch-size", type=int, default=12)
@@ -332,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                            batch_size=args.batch_size, device=args.device, workers=args.workers,
                            submission=args.submission, amp=not args.no_amp)
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
-        print(f"model.evaluate: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"recipes.evaluate: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     for w in written:
         print(f"wrote {w}")

@@ -66,8 +66,6 @@ from pipeline.cli import (
     setup_logging,
 )
 from pipeline.contracts import BOUTS, COHORT, EXCLUSIONS, SEGMENTS, WINDOWS, ContractError
-from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES
-from pipeline.frame_scores import SCORE_METHODS
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.readout import (
     ClassListMismatch,
@@ -78,12 +76,13 @@ from pipeline.readout import (
     cohort_tables,
     detections_table,
     read_out_video,
-    read_thresholds_file,
     window_arrays,
 )
+from pipeline.run_folder import RunFolder
+from pipeline.settings import SettingsError, add_arguments, from_args
 
-__all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate", "write_outputs",
-           "main"]
+__all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate",
+           "checkpoint_readout", "write_outputs", "main"]
 
 log = logging.getLogger(__name__)
 STAGE = "aggregate"
@@ -177,6 +176,8 @@ class AggregateResult:
     hashes: dict[str, str]
     tables: CohortTables | None
     segments: dict[str, pd.DataFrame] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    """Where each read-out setting came from ("default", "checkpoint", "user"); empty: not recorded."""
 
 
 def read_cohort_windows(manifest: Manifest, windows_dir: Path, *, show_progress: bool = False
@@ -224,8 +225,31 @@ def read_cohort_windows(manifest: Manifest, windows_dir: Path, *, show_progress:
     return files, failures, classes, model_id or ""
 
 
-def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False) -> AggregateResult:
+def checkpoint_readout(manifest: Manifest, windows_dir: Path) -> tuple[dict | None, str]:
+    """The read-out the windows' checkpoint was calibrated for, as settings fields, and its name.
+
+    Read from the first windows sidecar that records ``model.readout`` (the recognition stage copies
+    the checkpoint's ``provenance["readout"]`` there); ``(None, "checkpoint")`` when none does. The
+    fields are :class:`ReadoutConfig`'s, so a user's flag overrides exactly one of them.
+    """
+    for vid in manifest.videos["video_id"]:
+        meta = read_sidecar(windows_dir / f"{vid}.parquet")
+        model = meta.get("model") if isinstance(meta, dict) and isinstance(meta.get("model"), dict) else {}
+        if isinstance(model.get("readout"), dict):
+            try:
+                return ReadoutConfig.from_dict(model["readout"]).settings_dict(), "checkpoint"
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"{sidecar_path(windows_dir / f'{vid}.parquet')}: the checkpoint's read-out "
+                               f"(model.readout) is not valid: {exc}") from None
+    return None, "checkpoint"
+
+
+def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False,
+              sources: dict[str, str] | None = None) -> AggregateResult:
     """Read out every video of the manifest and pool the cohort (no writing, no printing).
+
+    ``config`` with a ``thresholds_file`` is read first (:meth:`ReadoutConfig.resolved`); ``sources``
+    (field -> "default" / "checkpoint" / "user") is recorded in the sidecars beside the settings.
 
     Raises
     ------
@@ -233,13 +257,18 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
         Windows files disagree on the class list or the model, or their probabilities do not match
         the class list, or per-class thresholds name classes the model does not have.
     """
+    try:
+        config = config.resolved()
+    except SettingsError as exc:
+        raise BadInput(str(exc)) from None
     files, failures, classes, model_id = read_cohort_windows(manifest, windows_dir, show_progress=show_progress)
     if classes is not None and config.rule == "background" and classes.background_index is None:
         raise BadInput("--rule background needs a model with a background class; the windows' class list has none")
     if classes is not None:
-        unknown = sorted(set(config.thresholds) - set(classes.names))
-        if unknown:
-            raise BadInput(f"--thresholds names class(es) the model does not have: {', '.join(map(repr, unknown))}")
+        try:
+            config.check_classes(classes)
+        except SettingsError as exc:
+            raise BadInput(str(exc)) from None
 
     readouts: dict[str, VideoReadout] = {}
     segments: dict[str, pd.DataFrame] = {}
@@ -265,7 +294,7 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
     return AggregateResult(
         manifest=manifest, config=config, classes=classes, model_id=model_id,
         readouts=readouts, failures=failures, hashes={v: f.sha256 for v, f in files.items()},
-        tables=tables, segments=segments,
+        tables=tables, segments=segments, sources=dict(sources or {}),
     )
 
 
@@ -290,7 +319,8 @@ def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataF
     out_dir = Path(out_dir)
     cfg = result.config.to_dict()
     classes_dict = result.classes.to_dict() if result.classes is not None else None
-    facts = {"readout": cfg, "readout_text": result.config.describe(), "classes": classes_dict,
+    facts = {"readout": cfg, "readout_sources": result.sources, "readout_text": result.config.describe(),
+             "classes": classes_dict,
              "model_id": result.model_id, "manifest": str(result.manifest.path)}
     written: list[Path] = []
 
@@ -359,39 +389,48 @@ def build_parser():
         "bouts.parquet, exclusions.parquet. Exit status: 0 ok, 1 some videos failed, 2 bad input.",
         prog="python -m pipeline.aggregate",
     )
-    p.add_argument("--windows", required=True, metavar="DIR", help="folder of windows/<video_id>.parquet files")
-    p.add_argument("--manifest", required=True, metavar="FILE", help="cohort manifest (CSV or Parquet)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--scores", choices=SCORE_METHODS, default="mean",
-                   help="per-frame scores: mean over the covering windows, or interpolation between window centres "
-                        "(for models trained on windows labelled at their centre, e.g. the demo model; docs/readout.md)")
-    p.add_argument("--rule", choices=RULES, default="threshold", help="frame labelling rule (docs/readout.md)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="TAU",
-                   help="score threshold tau (threshold, multi-label; default for classes missing from --thresholds)")
-    p.add_argument("--thresholds", metavar="JSON", help="per-class thresholds, a JSON object class name -> threshold")
-    p.add_argument("--min-duration", type=float, default=0.0, metavar="S", help="drop segments shorter than S seconds (after merging)")
-    p.add_argument("--merge-gap", type=float, default=0.0, metavar="S",
-                   help="merge gaps of no micro-action up to S seconds between segments of one action (before dropping)")
+    p.add_argument("--windows", metavar="DIR", help="folder of windows/<video_id>.parquet files")
+    p.add_argument("--manifest", metavar="FILE", help="cohort manifest (CSV or Parquet)")
+    p.add_argument("--out", metavar="DIR", help="output folder")
+    p.add_argument("--run", metavar="RUN", type=Path,
+                   help="a cohort run folder (pipeline.run_folder layout): --windows, --manifest and --out default "
+                        "to RUN/recognize/windows, RUN/manifest.csv and RUN/readout")
+    g = p.add_argument_group("read-out (defaults: the read-out the checkpoint was calibrated for, if it has one, "
+                             "else the values below)")
+    add_arguments(g, ReadoutConfig)
     p.add_argument("--gt-frames", metavar="PATH",
                    help="per-frame ground truth, a CSV/Parquet file or a folder of them (video_id,frame,action) -> agreement.csv")
     return p
+
+
+def paths_from_args(args) -> tuple[str, str, str]:
+    """(windows, manifest, out) from the explicit flags, or from ``--run`` (:class:`RunFolder`)."""
+    run = RunFolder(args.run) if args.run else None
+    windows = args.windows or (run and str(run.windows))
+    manifest = args.manifest or (run and str(run.manifest))
+    out = args.out or (run and str(run.readout))
+    missing = [flag for flag, v in (("--windows", windows), ("--manifest", manifest), ("--out", out)) if not v]
+    if missing:
+        raise BadInput(f"{', '.join(missing)} required (or --run RUN for a cohort run folder)")
+    return windows, manifest, out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.aggregate"):
-        out_dir = check_output_dir(args.out)
+        windows_arg, manifest_arg, out_arg = paths_from_args(args)
+        out_dir = check_output_dir(out_arg)
+        manifest = read_manifest(manifest_arg, check_videos=False)
+        windows_dir = windows_dir_of(windows_arg)
+        base, base_name = checkpoint_readout(manifest, windows_dir)
         try:
-            thresholds = read_thresholds_file(args.thresholds) if args.thresholds else {}
-            config = ReadoutConfig(rule=args.rule, threshold=args.threshold, thresholds=thresholds,
-                                   min_duration_s=args.min_duration, merge_gap_s=args.merge_gap, scores=args.scores)
-        except ValueError as exc:
+            resolved = from_args(ReadoutConfig, args, base=base, base_name=base_name, stage="readout")
+            config = resolved.settings.resolved()
+        except (SettingsError, ValueError) as exc:
             raise BadInput(str(exc)) from None
-        manifest = read_manifest(args.manifest, check_videos=False)
-        windows_dir = windows_dir_of(args.windows)
         gt = read_frame_truth(args.gt_frames) if args.gt_frames else None
-        result = aggregate(manifest, windows_dir, config, show_progress=True)
+        result = aggregate(manifest, windows_dir, config, show_progress=True, sources=resolved.sources)
         agreement = None
         if gt is not None and result.classes is not None:  # bad truth: exit 2 before anything is written
             agreement = percent_time_agreement(gt, manifest, result.readouts, result.classes)

@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from model.preprocessing import ClassList
 from pipeline.frame_labels import DEFAULT_THRESHOLD, RULES, SINGLE_LABEL_RULES, label_frames
 from pipeline.frame_scores import SCORE_METHODS, frame_scores
 from pipeline.manifest import Manifest
 from pipeline.segments import duration_frames, label_segments
+from pipeline.settings import SettingsError
 
 __all__ = [
     "ReadoutConfig",
@@ -60,9 +63,17 @@ class ClassListMismatch(ReadoutError):
     """Window probabilities do not match the model's class list (windows from another model)."""
 
 
+Tau = Annotated[float, Field(gt=0, le=1)]
+
+
 @dataclass(frozen=True)
 class ReadoutConfig:
-    """The read-out rule and its parameters (stored in every output's sidecar).
+    """The read-out's settings: the one source of truth for the CLI, the flow and the sidecars.
+
+    Each field's annotation holds its bounds and help (:mod:`pipeline.settings` derives
+    ``python -m pipeline.aggregate``'s flags and the flow's ``readout`` parameters from them); the
+    sidecar of every read-out output records :meth:`to_dict` under ``readout`` and the report's Methods
+    read it by these field names.
 
     Attributes
     ----------
@@ -76,6 +87,10 @@ class ReadoutConfig:
         ``thresholds`` (0.5: the lowest tau at which at most one class can pass; pipeline.frame_labels).
     thresholds : dict of class name -> float
         Per-class thresholds (``per-class`` and ``multi-label`` rules).
+    thresholds_file : path or None
+        JSON file of per-class thresholds, read by :meth:`resolved`: its values replace ``thresholds``
+        (so a user's file replaces a checkpoint's calibrated thresholds). The sidecar keeps the file's
+        name and the values read from it.
     min_duration_s : float
         Segments shorter than this are dropped (after merging). Default 0: windows are averaged over
         about span/hop = 4 overlapping windows, so labels change only at window boundaries (every hop,
@@ -85,27 +100,58 @@ class ReadoutConfig:
         dropping). Default 0.
     """
 
-    rule: str = "threshold"
-    threshold: float = DEFAULT_THRESHOLD
-    thresholds: dict[str, float] = field(default_factory=dict)
-    min_duration_s: float = 0.0
-    merge_gap_s: float = 0.0
-    scores: str = "mean"
+    scores: Annotated[Literal[SCORE_METHODS], Field(description=(
+        "per-frame scores: mean over the covering windows, or interpolation between window centres (for "
+        "models trained on windows labelled at their centre, e.g. the demo model; docs/readout.md)"))] = "mean"
+    rule: Annotated[Literal[RULES], Field(description="frame labelling rule (docs/readout.md)")] = "threshold"
+    threshold: Annotated[float, Field(gt=0, le=1, description=(
+        "score threshold tau (rules threshold, multi-label; the default for classes without their own)"),
+        json_schema_extra={"metavar": "TAU"})] = DEFAULT_THRESHOLD
+    thresholds: Annotated[dict[str, Tau], Field(description=(
+        "per-class thresholds, CLASS=TAU[,CLASS=TAU...] (rules per-class, multi-label)"),
+        json_schema_extra={"flag": "--class-threshold", "metavar": "CLASS=TAU"})] = field(default_factory=dict)
+    thresholds_file: Annotated[Path | None, Field(description=(
+        "JSON file of per-class thresholds, an object class name -> threshold (instead of --class-threshold)"),
+        json_schema_extra={"flag": "--thresholds", "metavar": "JSON"})] = None
+    min_duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False, description=(
+        "drop segments shorter than S seconds (after merging)"),
+        json_schema_extra={"flag": "--min-duration", "metavar": "S"})] = 0.0
+    merge_gap_s: Annotated[float, Field(ge=0, allow_inf_nan=False, description=(
+        "merge gaps of no micro-action up to S seconds between segments of one action (before dropping)"),
+        json_schema_extra={"flag": "--merge-gap", "metavar": "S"})] = 0.0
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_METHODS:
-            raise ValueError(f"unknown frame-score method {self.scores!r}; choose one of {', '.join(SCORE_METHODS)}")
+            raise ValueError(f"scores: unknown frame-score method {self.scores!r}; choose one of {', '.join(SCORE_METHODS)}")
         if self.rule not in RULES:
-            raise ValueError(f"unknown read-out rule {self.rule!r}; choose one of {', '.join(RULES)}")
-        for name, t in [("threshold", self.threshold), *self.thresholds.items()]:
-            if not (isinstance(t, (int, float)) and 0.0 < float(t) <= 1.0):
-                raise ValueError(f"threshold for {name!r} must be in (0, 1], got {t!r}")
-        if self.rule == "per-class" and not self.thresholds:
-            raise ValueError("rule 'per-class' needs per-class thresholds (a JSON file of class name -> threshold)")
+            raise ValueError(f"rule: unknown read-out rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        for name, t in [("threshold", self.threshold), *((f"thresholds[{k!r}]", v) for k, v in self.thresholds.items())]:
+            if isinstance(t, bool) or not (isinstance(t, (int, float)) and 0.0 < float(t) <= 1.0):
+                raise ValueError(f"{name}: must be in (0, 1], got {t!r}")
+        if self.rule == "per-class" and not self.thresholds and self.thresholds_file is None:
+            raise ValueError("thresholds: rule 'per-class' needs per-class thresholds (a JSON file of class name -> threshold)")
         if not (self.min_duration_s >= 0 and np.isfinite(self.min_duration_s)):
-            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+            raise ValueError(f"min_duration_s: must be >= 0, got {self.min_duration_s}")
         if not (self.merge_gap_s >= 0 and np.isfinite(self.merge_gap_s)):
-            raise ValueError(f"merge_gap_s must be >= 0, got {self.merge_gap_s}")
+            raise ValueError(f"merge_gap_s: must be >= 0, got {self.merge_gap_s}")
+
+    def resolved(self) -> "ReadoutConfig":
+        """The settings with ``thresholds_file`` read into ``thresholds`` (the file's name is kept).
+
+        Raises FileNotFoundError / ValueError naming the file (``readout.thresholds_file``)."""
+        if self.thresholds_file is None:
+            return self
+        try:
+            return replace(self, thresholds=read_thresholds_file(self.thresholds_file))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"readout.thresholds_file: {exc}") from None
+
+    def check_classes(self, classes: ClassList) -> None:
+        """A per-class threshold for a class the model does not have is an error (``readout.thresholds``)."""
+        unknown = sorted(set(self.resolved().thresholds) - set(classes.names))
+        if unknown:
+            raise SettingsError(f"readout.thresholds: class(es) not in the model's class list: "
+                                f"{', '.join(map(repr, unknown))} (the model has {', '.join(classes.names)})")
 
     @property
     def single_label(self) -> bool:
@@ -127,11 +173,13 @@ class ReadoutConfig:
         )
 
     def to_dict(self) -> dict:
+        """The sidecar record (field names as keys; ``order`` states the fixed merge-then-drop order)."""
         return {
             "scores": self.scores,
             "rule": self.rule,
             "threshold": float(self.threshold),
             "thresholds": {k: float(v) for k, v in sorted(self.thresholds.items())},
+            "thresholds_file": None if self.thresholds_file is None else str(self.thresholds_file),
             "min_duration_s": float(self.min_duration_s),
             "merge_gap_s": float(self.merge_gap_s),
             "order": "merge then drop",
@@ -139,14 +187,23 @@ class ReadoutConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReadoutConfig":
-        """Inverse of :meth:`to_dict` (``order`` is fixed; ``scores`` defaults to "mean" for older records)."""
-        keys = ("scores", "rule", "threshold", "thresholds", "min_duration_s", "merge_gap_s")
+        """Inverse of :meth:`to_dict` (``order`` is fixed; older records lack ``scores`` and
+        ``thresholds_file``). A record that has both inline values and the file they were read from
+        keeps the values."""
+        keys = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(keys) - {"order"})
         if unknown:
             raise ValueError(f"unknown read-out setting(s): {', '.join(unknown)}")
         if d.get("order", "merge then drop") != "merge then drop":
             raise ValueError(f"read-out order {d['order']!r} is not supported (only 'merge then drop')")
-        return cls(**{k: (dict(d[k]) if k == "thresholds" else d[k]) for k in keys if k in d})
+        values = {k: (dict(d[k]) if k == "thresholds" else d[k]) for k in keys if k in d}
+        if values.get("thresholds_file") is not None:
+            values["thresholds_file"] = Path(values["thresholds_file"])
+        return cls(**values)
+
+    def settings_dict(self) -> dict:
+        """Field values as the settings object takes them (the inverse of ``ReadoutConfig(**d)``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def read_thresholds_file(path: str | os.PathLike) -> dict[str, float]:

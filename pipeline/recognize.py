@@ -602,7 +602,9 @@ class RecognizeStage:
         extra = {
             "video_id": job.item_id, "source": job.source,
             "model": {"sha256": self.ckpt.sha256, "path": str(self.ckpt.path),
-                      "trained_on": self.ckpt.provenance.get("trained_on")},
+                      "trained_on": self.ckpt.provenance.get("trained_on"),
+                      # the read-out the checkpoint was calibrated for: pipeline.aggregate's default
+                      "readout": self.ckpt.provenance.get("readout")},
             "classes": self.ckpt.classes.to_dict(),
             "video": {"fps": fps, "frame_count": p.frame_count, "width": p.size[0], "height": p.size[1]},
             "entities": self.entity_names,

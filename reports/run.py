@@ -1,25 +1,11 @@
 """Reading a run folder for the report: every artifact a cohort run leaves, tolerant of missing parts.
 
-The layout (docs/report.md has the full description)::
-
-    RUN/
-      manifest.csv | manifest.parquet   participant_id, group, video, [video_id], covariates ...
-      pose/qc.parquet (+ .json)         pose QC, one row per video (pipeline.qc)
-      pose/keypoints/<video_id>.parquet keypoints (+ sidecar with the pose config and the video record)
-      windows/<video_id>.parquet        WINDOWS contract (+ sidecar: checkpoint, classes, fps, frame count);
-                                        also accepted: windows/windows/ or recognize/windows/ (the
-                                        recognition stage's --out folder)
-      readout/cohort.parquet (+ .json)  COHORT contract; the sidecar holds the read-out rule  (REQUIRED)
-      readout/segments/<video_id>.parquet   SEGMENTS contract
-      readout/bouts.parquet             per participant x action: bouts, mean bout duration, latency
-      readout/exclusions.csv|.parquet   videos left out of the read-out and why
-      hurdle/results.parquet (+ .json)  hurdle results (python -m analysis.hurdle), table.*, plots/
+The layout is :class:`pipeline.run_folder.RunFolder`'s (the one the flow writes and the stage CLIs
+read with ``--run RUN``; docs/contracts.md, "Run folder"); every path comes from it and every table
+is read through its contract, so nothing here guesses folders or column names.
 
 Only ``readout/cohort.parquet`` is required. Every other part may be missing; :class:`Run` then holds
 ``None`` / empty mappings for it and a sentence in :attr:`Run.notes` that the report prints.
-
-Column names of the tables written by other stages are matched through small alias lists (e.g. the
-bouts table's ``bout_count`` or ``bouts``), so the report keeps working while those stages settle.
 """
 
 from __future__ import annotations
@@ -39,16 +25,9 @@ from pipeline.artifacts import read_sidecar
 from pipeline.cli import BadInput
 from pipeline.contracts import ContractError, conform
 from pipeline.manifest import read_manifest
+from pipeline.run_folder import RunFolder
 
-__all__ = ["Run", "VideoInfo", "load_run", "find_value", "BOUT_ALIASES"]
-
-# Accepted column names of the bouts table (first match wins), canonical name first.
-BOUT_ALIASES: dict[str, tuple[str, ...]] = {
-    "bout_count": ("bout_count", "bouts", "n_bouts", "count"),
-    "mean_bout_s": ("mean_bout_s", "mean_bout_duration_s", "mean_duration_s", "bout_mean_s"),
-    "latency_s": ("latency_s", "latency_first_s", "first_bout_s", "latency"),
-}
-_EXCLUSION_REASON = ("reason", "why", "error", "note")
+__all__ = ["Run", "VideoInfo", "load_run", "find_value"]
 
 
 @dataclass
@@ -177,16 +156,6 @@ def find_value(obj: Any, keys: Iterable[str]) -> Any:
     return None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pq.read_table(path).to_pandas()
-    return pd.read_csv(path, dtype={"participant_id": str, "video_id": str}, keep_default_na=True)
-
-
-def _first_existing(*paths: Path) -> Path | None:
-    return next((p for p in paths if p.exists()), None)
-
-
 def _rel(root: Path, p: Path) -> str:
     try:
         return str(p.relative_to(root))
@@ -194,10 +163,10 @@ def _rel(root: Path, p: Path) -> str:
         return p.name
 
 
-def _load_cohort(root: Path) -> tuple[pd.DataFrame, dict | None]:
-    path = _first_existing(root / "readout" / "cohort.parquet", root / "cohort.parquet")
-    if path is None:
-        raise BadInput(f"{root}: no readout/cohort.parquet (the cohort table is the one part a report needs)")
+def _load_cohort(folder: RunFolder) -> tuple[pd.DataFrame, dict | None]:
+    path = folder.cohort
+    if not path.exists():
+        raise BadInput(f"{folder.root}: no readout/cohort.parquet (the cohort table is the one part a report needs)")
     try:
         table = conform(pq.read_table(path), "cohort", source=str(path))
     except ContractError:
@@ -210,10 +179,10 @@ def _load_cohort(root: Path) -> tuple[pd.DataFrame, dict | None]:
     return df, read_sidecar(path)
 
 
-def _load_manifest(root: Path, notes: list[str]) -> pd.DataFrame | None:
+def _load_manifest(folder: RunFolder, notes: list[str]) -> pd.DataFrame | None:
     """The manifest's videos (:func:`pipeline.manifest.read_manifest`: one row per video, with ``video_id``)."""
-    path = _first_existing(root / "manifest.csv", root / "manifest.parquet")
-    if path is None:
+    path = folder.manifest
+    if not path.exists():
         notes.append("No manifest in the run folder: videos cannot be matched to participants, so the "
                      "participant pages have no ethogram or per-video quality control.")  # fmt: skip
         return None
@@ -284,19 +253,15 @@ def _video_facts(*metas: dict | None) -> tuple[float | None, float | None]:
 
 
 def _bouts(path: Path, notes: list[str]) -> pd.DataFrame | None:
-    df = _read_table(path)
-    rename = {}
-    for canon, names in BOUT_ALIASES.items():
-        col = next((n for n in names if n in df.columns), None)
-        if col is not None:
-            rename[col] = canon
-    df = df.rename(columns=rename)
-    if "participant_id" not in df.columns or "action" not in df.columns:
-        notes.append(f"{path.name} has no participant_id/action columns and was not used; bouts are computed "
-                     "from the segments instead.")  # fmt: skip
+    try:
+        df = conform(pq.read_table(path), "bouts", source=str(path)).to_pandas()
+    except Exception as exc:  # a broken table must not stop the report: the segments give the bouts
+        notes.append(f"{path.name} could not be read ({' '.join(str(exc).split())}); bouts are computed from "
+                     "the segments instead.")  # fmt: skip
         return None
     df["participant_id"] = df["participant_id"].astype(str)
-    return df
+    # the report's tables name the BOUTS contract's ``bouts`` column ``bout_count`` (reports.summaries)
+    return df.rename(columns={"bouts": "bout_count"})
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
@@ -312,14 +277,15 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     root = Path(run_dir)
     if not root.is_dir():
         raise BadInput(f"--run {root} is not a folder")
-    cohort, cohort_meta = _load_cohort(root)
+    folder = RunFolder(root)
+    cohort, cohort_meta = _load_cohort(folder)
     notes: list[str] = []
     run = Run(root=root, cohort=cohort, cohort_meta=cohort_meta)
     if cohort_meta is None:
         notes.append("readout/cohort.parquet has no sidecar: the read-out rule and its parameters are unknown.")
-    run.manifest = _load_manifest(root, notes)
+    run.manifest = _load_manifest(folder, notes)
 
-    qc_path = root / "pose" / "qc.parquet"
+    qc_path = folder.pose_qc
     if qc_path.exists():
         run.qc = pq.read_table(qc_path).to_pandas()
         run.qc["video_id"] = run.qc["video_id"].astype(str)
@@ -327,32 +293,31 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     else:
         notes.append("No pose/qc.parquet: pose quality control is not shown.")
 
-    kp_dir = root / "pose" / "keypoints"
+    kp_dir = folder.keypoints
     for side in sorted(kp_dir.glob("*.parquet.json")) if kp_dir.is_dir() else []:
         meta = read_sidecar(side.with_suffix(""))
         if meta is not None:
             run.keypoint_meta[side.name[: -len(".parquet.json")]] = meta
 
-    win_dir = next((d for d in (root / "windows" / "windows", root / "recognize" / "windows", root / "windows")
-                    if d.is_dir() and any(d.glob("*.parquet"))), root / "windows")  # fmt: skip
+    win_dir = folder.windows
     win_paths = {p.stem: p for p in sorted(win_dir.glob("*.parquet"))} if win_dir.is_dir() else {}
     for vid, p in win_paths.items():
         meta = read_sidecar(p)
         if meta is not None:
             run.windows_meta[vid] = meta
     if not win_paths:
-        notes.append("No windows/ folder: the model checkpoint and window plan are taken from other sidecars "
+        notes.append("No recognize/windows/ folder: the model checkpoint and window plan are taken from other sidecars "
                      "where they are recorded, and no-pose stretches from the keypoints.")  # fmt: skip
 
-    seg_dir = root / "readout" / "segments"
+    seg_dir = folder.segments
     seg_paths = {p.stem: p for p in sorted(seg_dir.glob("*.parquet"))} if seg_dir.is_dir() else {}
     if seg_paths:
         run.segments_meta = read_sidecar(next(iter(seg_paths.values())))
     else:
         notes.append("No readout/segments/: the participant pages have no ethogram of detected segments.")
 
-    bouts_path = _first_existing(root / "readout" / "bouts.parquet", root / "readout" / "bouts.csv")
-    if bouts_path is not None:
+    bouts_path = folder.bouts
+    if bouts_path.exists():
         run.bouts = _bouts(bouts_path, notes)
         run.bouts_meta = read_sidecar(bouts_path)
     elif seg_paths:
@@ -360,18 +325,15 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     else:
         notes.append("No bouts table and no segments: bouts, mean bout duration and latency are not shown.")
 
-    excl_path = _first_existing(root / "readout" / "exclusions.csv", root / "readout" / "exclusions.parquet")
-    if excl_path is not None:
-        ex = _read_table(excl_path)
-        if "video_id" in ex.columns:
-            ex["video_id"] = ex["video_id"].where(ex["video_id"].isna(), ex["video_id"].astype(str))
-        if "participant_id" in ex.columns:
-            ex["participant_id"] = ex["participant_id"].astype(str)
-        reason = next((c for c in _EXCLUSION_REASON if c in ex.columns), None)
-        ex["reason"] = ex[reason].astype(str) if reason else "excluded by the read-out"
+    excl_path = folder.exclusions
+    if excl_path.exists():
+        ex = conform(pq.read_table(excl_path), "exclusions", source=str(excl_path)).to_pandas()
+        ex["video_id"] = ex["video_id"].where(ex["video_id"].isna(), ex["video_id"].astype(str))
+        ex["participant_id"] = ex["participant_id"].astype(str)
+        ex["reason"] = ex["reason"].astype(str)
         run.exclusions = ex
 
-    res_path = root / "hurdle" / "results.parquet"
+    res_path = folder.results
     if res_path.exists() and read_sidecar(res_path) is not None:
         run.results = pq.read_table(res_path).to_pandas()
         run.results_meta = read_sidecar(res_path)

@@ -89,8 +89,11 @@ def test_end_to_end_tables_failures_and_sidecars(cohort, capsys):
     assert det["t_start"].tolist() == [0.0, 1.0, 0.5]
 
     side = read_sidecar(out / "cohort.parquet")
-    assert side["readout"] == {"scores": "mean", "rule": "threshold", "threshold": 0.5, "thresholds": {}, "min_duration_s": 0.0,
-                               "merge_gap_s": 0.0, "order": "merge then drop"}
+    assert side["readout"] == {"scores": "mean", "rule": "threshold", "threshold": 0.5, "thresholds": {},
+                               "thresholds_file": None, "min_duration_s": 0.0, "merge_gap_s": 0.0,
+                               "order": "merge then drop"}
+    # no checkpoint read-out in these windows' sidecars: every value is the stage's default
+    assert set(side["readout_sources"].values()) == {"default"}
     assert side["classes"] == CLASSES.to_dict() and side["model_id"] == "m1"
     assert side["excluded_participants"] == 2 and "rule threshold (tau=0.5)" in side["readout_text"]
     assert read_sidecar(out / "segments" / "v007_a.parquet")["readout"]["rule"] == "threshold"
@@ -153,7 +156,7 @@ def test_windows_from_another_model_are_bad_input(tmp_path, capsys, case):
         ("participant_id,group,video\n1,ASD,a.mp4\n1,TDC,b.mp4\n", [], "row 2 (line 3): participant '1' is in group 'TDC'"),
         ("participant_id,video\n1,a.mp4\n", [], "missing column 'group'"),
         ("participant_id,group,video\n1,ASD,a.mp4\n", ["--rule", "background"], "needs a model with a background class"),
-        ("participant_id,group,video\n1,ASD,a.mp4\n", ["--threshold", "1.5"], "must be in (0, 1]"),
+        ("participant_id,group,video\n1,ASD,a.mp4\n", ["--threshold", "1.5"], "readout.threshold"),
         ("participant_id,group,video\n1,ASD,a.mp4\n", ["--rule", "per-class", "--thresholds", "T"], "'waving'"),
     ],
     ids=["two-groups", "no-group-column", "no-background", "bad-threshold", "unknown-class-threshold"],

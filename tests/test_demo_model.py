@@ -74,7 +74,7 @@ def test_provenance_states_simulated_data_seeds_accuracy_and_command(ckpt):
     assert prov["date"] and prov["code_version"]
     # the read-out is calibrated on a third seed, for every simulated action, and lowers the error there
     readout, cal = demo_readout(), prov["readout_calibration"]
-    assert prov["readout"] == readout.to_dict()
+    assert ReadoutConfig.from_dict(prov["readout"]) == readout
     assert cal["seed"] not in (recipe["train_seed"], recipe["test_seed"]) and cal["seed"] == recipe["calibration_seed"]
     assert readout.rule == "per-class" and readout.scores == "interpolate" and set(readout.thresholds) == set(ACTIONS)
     assert cal["worst_mae_pp"]["after"] <= cal["worst_mae_pp"]["before"]

@@ -310,7 +310,7 @@ def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Pa
     out = build_report(".", tmp_path / "bare_report")
     text = _text(out)
     assert "<run folder>" not in text and "pose/qc.parquet" in text
-    for phrase in ("No manifest", "No pose/qc.parquet", "No windows/", "No readout/segments/", "No hurdle/results.parquet"):
+    for phrase in ("No manifest", "No pose/qc.parquet", "No recognize/windows/", "No readout/segments/", "No hurdle/results.parquet"):
         assert phrase in text
     pages = _pages(out)
     assert len(pages) == 1 + load_run(bare).cohort["participant_id"].nunique()

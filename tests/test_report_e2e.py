@@ -45,10 +45,9 @@ def test_report_from_the_real_stages(ma52_clips: list[Path], tmp_path: Path, cap
     clips = [str(c) for c in ma52_clips[:4]]
 
     assert pose_main([*clips, "--out", str(run / "pose"), "--frames", "sampled", "-q"]) == 0
-    assert recognize_main([*clips, "--keypoints", str(run / "pose"), "--weights", str(ckpt), "--out", str(run / "windows"),
+    assert recognize_main([*clips, "--keypoints", str(run / "pose"), "--weights", str(ckpt), "--out", str(run / "recognize"),
                            "--workers", "0", "-q"]) == 0  # fmt: skip
-    assert aggregate_main(["--windows", str(run / "windows" / "windows"), "--manifest", str(run / "manifest.csv"),
-                           "--out", str(run / "readout"), "--rule", "top1", "-q"]) == 0  # fmt: skip
+    assert aggregate_main(["--run", str(run), "--rule", "top1", "-q"]) == 0  # RunFolder layout
     assert hurdle_main(["--cohort", str(run / "readout" / "cohort.parquet"), "--out", str(run / "hurdle"),
                         "--groups", "ASD,TDC", "--min-engaged", "2", "-q"]) == 0  # fmt: skip
     capsys.readouterr()

@@ -106,14 +106,14 @@ def make_run(root: Path, *, seed: int = 3, threshold: float = 0.5, min_duration_
     if windows_from is not None:
         import shutil
 
-        for name in ("manifest.csv", "pose", "windows"):
+        for name in ("manifest.csv", "pose", "recognize"):
             src = windows_from / name
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
     else:
         _write_upstream(root, seed=seed, simulated_model=simulated_model)
     manifest = read_manifest(root / "manifest.csv", check_videos=False)
     cfg = ReadoutConfig(rule="threshold", threshold=threshold, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s)
-    result = aggregate(manifest, root / "windows", cfg)
+    result = aggregate(manifest, root / "recognize" / "windows", cfg)
     write_readout(result, root / "readout")
     if hurdle:
         cohort = read_artifact(root / "readout" / "cohort.parquet", "cohort").to_pandas()
@@ -169,7 +169,7 @@ def _write_upstream(root: Path, *, seed: int, simulated_model: bool) -> None:
             })  # fmt: skip
             trained_on = "simulated" if simulated_model else "MA-52"
             # sidecar keys as pipeline.recognize writes them
-            write_artifact(table, root / "windows" / f"{vid}.parquet", contract="windows", stage="recognize",
+            write_artifact(table, root / "recognize" / "windows" / f"{vid}.parquet", contract="windows", stage="recognize",
                            input_hash=f"{i:064x}",
                            config={"stage_version": 1, "model_sha256": CHECKPOINT_SHA, "plan": MA52_PLAN,
                                    "preprocessing": Preprocessing(region="person"), "min_valid": 0.5, "precision": "fp32"},
@@ -215,4 +215,4 @@ def test_fixture_run_is_a_complete_real_run(built_run: Path) -> None:
     assert (excl["scope"] == "video").sum() == 1
     res = read_artifact(built_run / "hurdle" / "results.parquet", "hurdle_results").to_pandas()
     assert len(res) == len(ACTIONS) * 3 * 2 and res["p"].notna().any()
-    assert len(list((built_run / "readout" / "segments").glob("*.parquet"))) == len(list((built_run / "windows").glob("*.parquet")))
+    assert len(list((built_run / "readout" / "segments").glob("*.parquet"))) == len(list((built_run / "recognize" / "windows").glob("*.parquet")))

@@ -14,14 +14,13 @@ a changed video). A rerun after a crash or after adding participants therefore r
 missing. One bad video fails alone (its QC row says why and it is left out); when more than
 ``max_failed_share`` of the videos fail, the flow fails and lists them.
 
-Run folder (what :mod:`reports.run` reads)::
+The run folder's layout is :class:`pipeline.run_folder.RunFolder` (docs/contracts.md, "Run folder").
 
-    <out>/manifest.csv            the manifest, video paths absolute
-    <out>/pose/                   keypoints/<video_id>.parquet + qc.parquet/csv    (pipeline.pose)
-    <out>/recognize/              windows/<video_id>.parquet + qc.parquet/csv      (pipeline.recognize)
-    <out>/readout/                segments/, detections.csv, cohort.parquet, bouts.parquet, exclusions
-    <out>/hurdle/                 results, table, plots                            (analysis.hurdle)
-    <out>/report/index.html       the HTML report                                  (reports.build)
+Everything that can be checked before the first video is checked first, by :func:`prepare_run`
+(the CLI calls it before starting a server, the flow before creating any folder): the parameters'
+bounds (already by pydantic at submission), the manifest and its groups, the checkpoint (loadable,
+and compatible with the pose settings and the read-out), the thresholds file and the statistics'
+settings. A bad value fails within seconds, naming the field, with nothing written.
 """
 
 # No `from __future__ import annotations` here: Prefect builds the flow's parameter model from the real
@@ -30,10 +29,11 @@ import functools
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_link_artifact,
@@ -59,13 +59,15 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
 from pipeline.artifacts import atomic_write_text
 from pipeline.manifest import Manifest, read_manifest
-from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, keypoints_path, process_video
-from pipeline.readout import ReadoutConfig, read_thresholds_file
+from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
+from pipeline.readout import ReadoutConfig
+from pipeline.run_folder import RunFolder
+from pipeline.settings import SettingsError, add_arguments
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
 from pipeline.stage import ItemResult, write_qc_table
 from reports.build import build_report
 
-__all__ = ["cohort_analysis", "run_cohort_analysis", "main", "FlowFailed"]
+__all__ = ["cohort_analysis", "run_cohort_analysis", "prepare_run", "RunPlan", "RunRefused", "main", "FlowFailed"]
 
 log = logging.getLogger("flows.cohort_analysis")
 
@@ -102,7 +104,7 @@ def write_run_manifest(manifest: Manifest, out: Path) -> Path:
     """The manifest as the run used it (absolute video paths), so the report and reruns read the same."""
     table = manifest.participants.merge(manifest.videos[["participant_id", "video", "video_id"]], on="participant_id")
     cols = ["participant_id", "group", "video", "video_id", *manifest.covariates]
-    return atomic_write_text(out / "manifest.csv", table[cols].to_csv(index=False))
+    return atomic_write_text(RunFolder(out).manifest, table[cols].to_csv(index=False))
 
 
 def failed_videos(results: dict[str, ItemResult]) -> dict[str, str]:
@@ -116,25 +118,68 @@ def check_failure_share(failures: dict[str, str], total: int, max_share: float) 
         raise FlowFailed(f"{len(failures)} of {total} videos failed (more than {max_share:.0%}): {listing}")
 
 
-def readout_config(params: CohortAnalysisParams) -> ReadoutConfig:
-    s = params.readout
-    thresholds = read_thresholds_file(s.thresholds_file) if s.thresholds_file else dict(s.thresholds)
-    return ReadoutConfig(rule=s.rule, threshold=s.threshold, thresholds=thresholds,
-                         min_duration_s=s.min_duration, merge_gap_s=s.merge_gap, scores=s.scores)
+class RunRefused(ValueError):
+    """A parameter or referenced file is unusable; the message names the field (``params.<field>``)."""
 
 
-def readout_settings(config: ReadoutConfig) -> dict:
-    """The flow's ``readout`` parameters for a read-out (the inverse of :func:`readout_config`)."""
-    return {"scores": config.scores, "rule": config.rule, "threshold": config.threshold,
-            "thresholds": dict(config.thresholds), "min_duration": config.min_duration_s,
-            "merge_gap": config.merge_gap_s}
+@dataclass(frozen=True)
+class RunPlan:
+    """What :func:`prepare_run` checked and resolved: everything the flow needs before its first video."""
+
+    folder: RunFolder
+    manifest: Manifest
+    weights: Path
+    checkpoint: Checkpoint
+    pose: PoseConfig
+    recognition: RecognizeOptions
+    readout: ReadoutConfig
+    readout_sources: dict
+    statistics: HurdleConfig
 
 
-def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
-    s = params.statistics
-    return HurdleConfig(groups=tuple(s.groups), top_actions=s.top_actions,
-                        actions=tuple(s.actions) if s.actions else None, covariates=tuple(s.covariates),
-                        correction=s.correction, family=s.family, ignore_other_groups=True)
+def check_manifest_groups(manifest: Manifest, groups: list[str] | tuple[str, ...]) -> None:
+    """Every group the statistics compare must occur in the manifest (``statistics.groups``)."""
+    present = set(manifest.participants["group"].astype(str))
+    missing = [g for g in groups if g not in present]
+    if missing:
+        raise RunRefused(f"params.statistics.groups: group(s) {', '.join(map(repr, missing))} not in the manifest "
+                         f"{manifest.path} (it has {', '.join(sorted(present))})")
+
+
+def prepare_run(params: CohortAnalysisParams) -> RunPlan:
+    """Check and resolve everything before any work (module docstring); :class:`RunRefused` naming the field."""
+    if not Path(params.manifest).is_file():
+        raise RunRefused(f"params.manifest: manifest not found: {params.manifest}")
+    try:
+        manifest = read_manifest(params.manifest, check_videos=False)
+    except ValueError as exc:
+        raise RunRefused(f"params.manifest: {' '.join(str(exc).split())}") from None
+    check_manifest_groups(manifest, params.statistics.groups)
+    try:
+        weights = resolve_weights(params.weights)
+        ckpt = checkpoint_for(weights)
+    except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
+        raise RunRefused(f"params.weights: {' '.join(str(exc).split())}") from None
+    try:  # the checkpoint's calibrated read-out is the default; the user's fields override it
+        resolved = params.readout.settings(base=ckpt.provenance.get("readout"), base_name="checkpoint", stage="readout")
+        readout = resolved.settings.resolved()
+        readout.check_classes(ckpt.classes)
+        if readout.rule == "background" and ckpt.classes.background_index is None:
+            raise SettingsError("readout.rule: 'background' needs a model with a background class; "
+                                f"{weights} has none")
+    except SettingsError as exc:
+        raise RunRefused(f"params.{exc}") from None
+    try:
+        pose = PoseConfig(frames=params.pose.frames, plan=ckpt.plan)
+        recognition = RecognizeOptions(device=params.recognition.device, batch_size=params.recognition.batch_size,
+                                       amp=params.recognition.amp, compile=params.recognition.compile,
+                                       min_valid=params.recognition.min_valid, workers=0)
+        statistics = hurdle_config(params)
+    except ValueError as exc:
+        raise RunRefused(f"params: {' '.join(str(exc).split())}") from None
+    return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,
+                   pose=pose, recognition=recognition, readout=readout, readout_sources=resolved.sources,
+                   statistics=statistics)
 
 
 def significant_summary(results: pd.DataFrame, alpha: float = 0.05) -> str:
@@ -153,11 +198,9 @@ def significant_summary(results: pd.DataFrame, alpha: float = 0.05) -> str:
 # --------------------------------------------------------------------------------------------------
 # Tasks: thin wrappers (no Prefect caching: the stages resume from their sidecars)
 # --------------------------------------------------------------------------------------------------
-@task(name="validate-manifest", cache_policy=NO_CACHE)
-def validate_manifest(params: CohortAnalysisParams) -> Manifest:
-    if not Path(params.manifest).is_file():
-        raise FileNotFoundError(f"params.manifest: manifest not found: {params.manifest}")
-    return read_manifest(params.manifest, check_videos=False)
+@task(name="check-parameters", cache_policy=NO_CACHE)
+def check_parameters(params: CohortAnalysisParams) -> RunPlan:
+    return prepare_run(params)
 
 
 @task(name="pose", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
@@ -175,9 +218,10 @@ def recognize_task(video: str, keypoints: str, weights: str, out_dir: str, optio
 
 
 @task(name="read-out", cache_policy=NO_CACHE)
-def readout_task(manifest_path: Path, windows_dir: Path, out_dir: Path, config: ReadoutConfig) -> Path:
+def readout_task(manifest_path: Path, windows_dir: Path, out_dir: Path, config: ReadoutConfig,
+                 sources: dict | None = None) -> Path:
     manifest = read_manifest(manifest_path, check_videos=False)
-    result = aggregate_stage.aggregate(manifest, windows_dir, config)
+    result = aggregate_stage.aggregate(manifest, windows_dir, config, sources=sources)
     aggregate_stage.write_outputs(result, out_dir)
     return out_dir / "cohort.parquet"
 
@@ -203,19 +247,17 @@ def report_task(run_dir: Path, out_dir: Path, reference_group: str | None, show_
 def cohort_analysis(params: CohortAnalysisParams) -> dict:
     """Videos of a cohort to percent time per micro-action, group statistics and an HTML report."""
     logger = get_run_logger()
-    out = Path(params.out).resolve()
+    plan = check_parameters(params)  # before any folder exists: a bad value fails here, naming the field
+    run, manifest, ckpt, weights = plan.folder, plan.manifest, plan.checkpoint, plan.weights
+    out = run.root
     out.mkdir(parents=True, exist_ok=True)
-    manifest = validate_manifest(params)
     write_run_manifest(manifest, out)
-    weights = resolve_weights(params.weights)
-    ckpt = checkpoint_for(weights)
     videos = manifest.videos.to_dict("records")
     n = len(videos)
 
     # Pose on the frames the checkpoint's windows sample (the plan travels with the weights).
-    pose_cfg = PoseConfig(frames=params.pose.frames, plan=ckpt.plan)
-    pose_dir = out / "pose"
-    pose_jobs = [VideoJob(v["video"], v["video_id"], str(pose_dir), pose_cfg, v["roi"]) for v in videos]
+    pose_dir = run.pose
+    pose_jobs = [VideoJob(v["video"], v["video_id"], str(pose_dir), plan.pose, v["roi"]) for v in videos]
     progress = create_progress_artifact(progress=0.0, key="cohort-progress",
                                         description="videos through pose and recognition")
     pose_results: dict[str, ItemResult] = {}
@@ -225,14 +267,12 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     write_qc_table(POSE_STAGE, [pose_results[j.video_id].qc for j in pose_jobs], pose_dir)
 
     # Recognition on the videos that have keypoints; GPU tasks go to GPU workers under Dask.
-    rec_dir = out / "recognize"
-    options = RecognizeOptions(device=params.recognition.device, batch_size=params.recognition.batch_size,
-                               amp=params.recognition.amp, compile=params.recognition.compile,
-                               min_valid=params.recognition.min_valid, workers=0)
+    rec_dir = run.recognize
+    options = plan.recognition
     todo = [v for v in videos if pose_results[v["video_id"]].status != "failed"]
     with gpu_annotation(params.recognition.device):
         futures = recognize_task.map([v["video"] for v in todo],
-                                     [str(keypoints_path(pose_dir, v["video_id"])) for v in todo],
+                                     [str(run.keypoints_file(v["video_id"])) for v in todo],
                                      unmapped(str(weights)), unmapped(str(rec_dir)), unmapped(options),
                                      [v["video_id"] for v in todo])
     rec_results: dict[str, ItemResult] = {}
@@ -255,9 +295,9 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     check_failure_share(failures, n, params.max_failed_share)
 
     # Read-out, statistics, report.
-    cohort_path = readout_task(out / "manifest.csv", rec_dir / "windows", out / "readout", readout_config(params))
-    results = hurdle_task(cohort_path, out / "hurdle", hurdle_config(params))
-    index = report_task(out, out / "report", params.report.reference_group, params.report.show_paths)
+    cohort_path = readout_task(run.manifest, run.windows, run.readout, plan.readout, plan.readout_sources)
+    results = hurdle_task(cohort_path, run.hurdle, plan.statistics)
+    index = report_task(out, run.report, params.report.reference_group, params.report.show_paths)
 
     create_markdown_artifact(key="cohort-results", markdown=significant_summary(results),
                              description="significant hurdle tests (adjusted p)")
@@ -296,7 +336,6 @@ def build_parser():
     parser.add_argument("--out", required=True, type=Path, help="output folder (reruns resume in it)")
     parser.add_argument("--weights", type=Path, help="Micro-DualNet checkpoint (default: the demo model)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threshold", type=float, default=0.5, help="read-out threshold (rule 'threshold')")
     parser.add_argument("--groups", nargs="+", default=["ASD", "PSY", "TDC"], metavar="G",
                         help="groups to compare, in contrast order")
     parser.add_argument("--covariates", nargs="*", default=[], metavar="COL", help="covariates for the statistics")
@@ -306,6 +345,9 @@ def build_parser():
     parser.add_argument("--dask-workers", type=int, default=2, metavar="N")
     parser.add_argument("--dask-address", metavar="URL")
     parser.add_argument("--slurm-config", metavar="FILE")
+    g = parser.add_argument_group("read-out (defaults: the checkpoint's calibrated read-out, if it has one, else the "
+                                  "values below; params.readout.* in a deployment)")
+    add_arguments(g, ReadoutConfig)
     return parser
 
 
@@ -317,12 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     with handle_errors("flows.cohort_analysis"), direct_run_settings():
         try:
+            readout = {f.name: getattr(args, f.name) for f in fields(ReadoutConfig) if hasattr(args, f.name)}
             params = CohortAnalysisParams(
                 manifest=args.manifest, out=args.out, weights=args.weights, max_failed_share=args.max_failed_share,
-                recognition={"device": args.device}, readout={"threshold": args.threshold},
+                recognition={"device": args.device}, readout=readout,
                 statistics={"groups": args.groups, "covariates": args.covariates})
-        except ValueError as exc:
-            print(f"flows.cohort_analysis: error: {str(exc).splitlines()[1:3]}", file=sys.stderr)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+            return 2
+        try:  # everything checkable is checked before a server starts or a folder is made
+            prepare_run(params)
+        except RunRefused as exc:
+            print(f"flows.cohort_analysis: error: {exc}", file=sys.stderr)
             return 2
         try:
             summary = run_cohort_analysis(params, task_runner=args.task_runner, n_workers=args.dask_workers,

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flows.cohort_analysis import direct_run_settings, readout_settings, run_cohort_analysis
+from flows.cohort_analysis import direct_run_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
 from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from recipes.demo_model import demo_readout
+from recipes.demo_model import demo_checkpoint_path
 from simulator.recording import CohortConfig, write_cohort
 
 __all__ = ["DemoResult", "run_demo", "planted_check", "percent_time_error", "main", "DEMO_GROUPS"]
@@ -87,9 +87,8 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     config = CohortConfig(groups=dict(groups or DEMO_GROUPS), seconds=seconds, seed=seed)
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
-    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
-                                  # the read-out the demo model was calibrated for (stored in its checkpoint)
-                                  readout=readout_settings(demo_readout()),
+    # No read-out parameters: the flow reads out the way the checkpoint was calibrated (its provenance).
+    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run", weights=demo_checkpoint_path(),
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)
     results = pd.read_parquet(out / "run" / "hurdle" / "results.parquet")

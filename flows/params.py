@@ -14,6 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.readout import ReadoutConfig
+from pipeline.settings import settings_model
+
 __all__ = ["PoseSettings", "RecognitionSettings", "ReadoutSettings", "StatisticsSettings", "ReportSettings",
            "CohortAnalysisParams"]
 
@@ -40,18 +43,13 @@ class RecognitionSettings(_Settings):
     min_valid: float = Field(0.5, ge=0, le=1, description="least share of a window's sampled frames with a usable pose")
 
 
-class ReadoutSettings(_Settings):
-    """Read-out from window probabilities to percent time (``python -m pipeline.aggregate``)."""
-
-    scores: Literal["mean", "interpolate"] = Field(
-        "mean", description="per-frame scores: mean over covering windows, or interpolation between window centres")
-    rule: Literal["threshold", "top1", "per-class", "multi-label", "background"] = Field(
-        "threshold", description="how a frame gets its label (docs/readout.md)")
-    threshold: float = Field(0.5, ge=0, le=1, description="score a frame's top class needs (rule 'threshold')")
-    thresholds: dict[str, float] = Field({}, description="per-class thresholds by class name (rules 'per-class', 'multi-label')")
-    thresholds_file: Path | None = Field(None, description="JSON file of per-class thresholds (instead of 'thresholds')")
-    min_duration: float = Field(0.0, ge=0, description="segments shorter than this (seconds) are dropped")
-    merge_gap: float = Field(0.0, ge=0, description="gaps up to this (seconds) between two segments of one action are merged")
+# The read-out's parameters are ReadoutConfig's fields, bounds, help and defaults (pipeline.settings):
+# nothing is restated here. Fields the user leaves out take the checkpoint's calibrated read-out when it
+# has one (model_fields_set tells them apart), else these defaults.
+ReadoutSettings = settings_model(
+    ReadoutConfig, name="ReadoutSettings", module=__name__,
+    doc="Read-out from window probabilities to percent time (``python -m pipeline.aggregate``): the fields of "
+        ":class:`pipeline.readout.ReadoutConfig`; unset fields default to the checkpoint's calibrated read-out.")
 
 
 class StatisticsSettings(_Settings):

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 __all__ = ["SettingsError", "Resolved", "field_specs", "FieldSpec", "add_arguments", "from_args",
-           "validate_settings", "merge_settings"]
+           "validate_settings", "merge_settings", "settings_model"]
 
 
 class SettingsError(ValueError):
@@ -241,3 +241,38 @@ def validate_settings(obj: Any, cls: type | None = None, *, stage: str = "settin
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc, stage)) from None
+
+
+def settings_model(cls: type, *, name: str, module: str, doc: str | None = None) -> type:
+    """A pydantic model with exactly the fields, bounds, help and defaults of the settings ``cls``.
+
+    For parameter models (the flow's): Prefect's JSON schema and validation at submission come from
+    the same annotations, and the model records which fields the caller set
+    (``model_fields_set``), so a flow can lay the user's values over a checkpoint's own read-out the
+    way the CLI does (:func:`merge_settings`). ``values(m)`` of the model gives the fields set, and
+    ``m.settings(base=...)`` the validated dataclass. ``name``/``module`` make it picklable by
+    reference (assign it to ``module.name``).
+    """
+    from pydantic import BaseModel, ConfigDict, create_model
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    spec = {}
+    for f in dataclasses.fields(cls):
+        default = _default(f)
+        spec[f.name] = (hints[f.name], default)
+
+    def user_values(self) -> dict[str, Any]:
+        """The fields the caller set explicitly (a default left alone is not an override)."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+    def settings(self, *, base: Mapping[str, Any] | None = None, base_name: str = "base",
+                 stage: str = "settings") -> Resolved:
+        return merge_settings(cls, user=self.user_values(), base=base, base_name=base_name, stage=stage)
+
+    model = create_model(name, __config__=ConfigDict(extra="forbid", frozen=True), __module__=module,
+                         __doc__=doc or f"Parameters of :class:`{cls.__module__}.{cls.__qualname__}` (same fields).",
+                         **spec)
+    model.user_values = user_values
+    model.settings = settings
+    model.settings_class = cls
+    return model

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.readout import ReadoutConfig
 from reports.run import Run, find_value
 
 __all__ = ["MethodsSection", "methods_sections", "flatten", "simulated_provenance", "software_versions"]
@@ -246,14 +247,20 @@ _RULES = {
 
 
 def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
+    """From the read-out sidecar's ``readout`` record, read by :class:`ReadoutConfig`'s field names."""
     sec = MethodsSection("Read-out: from windows to percent time")
     meta = run.cohort_meta or {}
-    cfg = meta.get("config") or {}
-    if not cfg:
+    record = meta.get("readout") or meta.get("config") or {}
+    try:
+        cfg = ReadoutConfig.from_dict(record) if record else None
+    except (TypeError, ValueError) as exc:
+        cfg = None
+        sec.text.append(f"The read-out's record could not be read by this version ({exc}).")
+    if cfg is None and not record:
         sec.text.append("The read-out's rule and parameters are not recorded (readout/cohort.parquet has no "
                         "sidecar config).")  # fmt: skip
-    else:
-        if find_value(cfg, ("scores",)) == "interpolate":
+    elif cfg is not None:
+        if cfg.scores == "interpolate":
             sec.text.append("Per-frame class scores were interpolated linearly between the centres of the "
                             "classified windows (each window's probabilities read at its centre frame, as for a "
                             "model trained on windows labelled by the class covering most of their span); frames "
@@ -262,29 +269,29 @@ def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
             sec.text.append("Per-frame class scores are the mean of the probabilities of the classified windows "
                             "covering the frame; frames no classified window covers have no usable pose and count "
                             "in no denominator.")  # fmt: skip
-        rule = find_value(cfg, ("rule", "labelling", "label_rule"))
-        thr = find_value(cfg, ("threshold", "tau"))
-        per_class = find_value(cfg, ("thresholds", "per_class_thresholds"))
-        src = f"{len(per_class)} classes set, the others {_fmt(thr)}" if isinstance(per_class, Mapping) else None
-        template = _RULES.get(str(rule))
-        if template:
-            sec.text.append(f"Labelling rule '{rule}': " + template.format(thr=_fmt(thr), src=f": {src}" if src else "") + ".")
+        per_class = cfg.thresholds
+        src = f"{len(per_class)} classes set, the others {_fmt(cfg.threshold)}" if per_class else None
+        if cfg.thresholds_file is not None and show_paths:
+            src = (src or "none set") + f", from {cfg.thresholds_file}"
+        sec.text.append(f"Labelling rule '{cfg.rule}': "
+                        + _RULES[cfg.rule].format(thr=_fmt(cfg.threshold), src=f": {src}" if src else "") + ".")
+        gap, mind = cfg.merge_gap_s, cfg.min_duration_s
+        if not gap and not mind:
+            sec.text.append("Runs of one label form segments, with no gap merging and no minimum duration.")
         else:
-            sec.text.append(f"Labelling rule: {_fmt(rule)}" + (f", threshold {_fmt(thr)}" if thr is not None else "") + ".")
-        mind = find_value(cfg, ("min_duration", "min_duration_s"))
-        gap = find_value(cfg, ("merge_gap", "merge_gap_s"))
-        if mind is not None or gap is not None:
             merge = (f"gaps of up to {_fmt(gap)} s between two runs of the same action were merged"
                      if gap else "no gaps were merged")  # fmt: skip
             drop = f"segments shorter than {_fmt(mind)} s were dropped" if mind else "no minimum duration was applied"
-            order = find_value(cfg, ("order",))
-            if not gap and not mind:
-                sec.text.append("Runs of one label form segments, with no gap merging and no minimum duration.")
-            else:
-                sec.text.append(f"Runs of one label form segments: {merge}, then {drop}"
-                                + (f" (order: {order})." if order and order != "merge then drop" else "."))  # fmt: skip
-        extra = {k: v for k, v in meta.items() if k in ("model_id", "readout_text")}
-        sec.params = flatten(cfg) + flatten(extra if show_paths else _without_paths(extra))
+            sec.text.append(f"Runs of one label form segments: {merge}, then {drop}.")
+        sources = meta.get("readout_sources") or {}
+        from_ckpt = sorted(k for k, v in sources.items() if v == "checkpoint")
+        if from_ckpt:
+            sec.text.append("The checkpoint's calibrated read-out set " + ", ".join(from_ckpt)
+                            + ("; the user set " + ", ".join(sorted(k for k, v in sources.items() if v == "user"))
+                               if any(v == "user" for v in sources.values()) else "") + ".")  # fmt: skip
+    if record:
+        extra = {k: v for k, v in meta.items() if k in ("model_id", "readout_text", "readout_sources")}
+        sec.params = flatten(record) + flatten(extra if show_paths else _without_paths(extra))
     sec.text.append("Percent time of an action = 100 × valid frames inside the action's final segments / valid "
                     "frames; observed time = valid frames / frame rate. A participant's videos are pooled by frames.")  # fmt: skip
     return sec

@@ -68,12 +68,3 @@ def test_percent_time_error_is_the_mean_absolute_difference_per_action():
     assert err.loc["waving", "mae_pp"] == pytest.approx(2.5) and err.loc["waving", "detected_pct"] == pytest.approx(2.5)
 
 
-def test_readout_settings_are_the_inverse_of_readout_config():
-    from flows.cohort_analysis import readout_config, readout_settings
-    from flows.params import CohortAnalysisParams
-    from pipeline.readout import ReadoutConfig
-
-    cfg = ReadoutConfig(rule="per-class", threshold=0.45, thresholds={"nodding": 0.7}, min_duration_s=0.2,
-                        merge_gap_s=0.1, scores="interpolate")
-    params = CohortAnalysisParams(manifest="cohort.csv", out="run", readout=readout_settings(cfg))
-    assert readout_config(params) == cfg

@@ -284,7 +284,7 @@ def test_methods_state_each_readout_rule(run_dir: Path, rule: str, extra: dict, 
 
     assert rule in RULES
     run = load_run(run_dir)
-    run.cohort_meta["config"] = {"rule": rule, "threshold": 0.35, "thresholds": {}, "min_duration_s": 0.0,
+    run.cohort_meta["readout"] = {"rule": rule, "threshold": 0.35, "thresholds": {}, "min_duration_s": 0.0,
                                  "merge_gap_s": 1.5, "order": "merge then drop", **extra}  # fmt: skip
     text = " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
     assert phrase in text
@@ -299,7 +299,7 @@ def test_methods_state_how_frame_scores_were_made(run_dir: Path, scores: str, ph
     from reports.methods import methods_sections
 
     run = load_run(run_dir)
-    run.cohort_meta["config"] = {**ReadoutConfig(scores=scores).to_dict()}
+    run.cohort_meta["readout"] = {**ReadoutConfig(scores=scores).to_dict()}
     text = " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
     assert phrase in text
 

@@ -143,7 +143,7 @@ def check_manifest_groups(manifest: Manifest, groups: list[str] | tuple[str, ...
     missing = [g for g in groups if g not in present]
     if missing:
         raise RunRefused(f"params.statistics.groups: group(s) {', '.join(map(repr, missing))} not in the manifest "
-                         f"{manifest.path} (it has {', '.join(sorted(present))})")
+                         f"{manifest.path} (it has {', '.join(sorted(present))}; set the groups to compare)")
 
 
 def prepare_run(params: CohortAnalysisParams) -> RunPlan:
@@ -161,7 +161,11 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
     except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
         raise RunRefused(f"params.weights: {' '.join(str(exc).split())}") from None
     try:  # the checkpoint's calibrated read-out is the default; the user's fields override it
-        resolved = params.readout.settings(base=ckpt.provenance.get("readout"), base_name="checkpoint", stage="readout")
+        try:
+            base = ReadoutConfig.record_fields(ckpt.provenance.get("readout"))
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"readout: the checkpoint's calibrated read-out (provenance.readout) is not valid: {exc}") from None
+        resolved = params.readout.settings(base=base, base_name="checkpoint", stage="readout")
         readout = resolved.settings.resolved()
         readout.check_classes(ckpt.classes)
         if readout.rule == "background" and ckpt.classes.background_index is None:
@@ -180,6 +184,13 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
     return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,
                    pose=pose, recognition=recognition, readout=readout, readout_sources=resolved.sources,
                    statistics=statistics)
+
+
+def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
+    s = params.statistics
+    return HurdleConfig(groups=tuple(s.groups), top_actions=s.top_actions,
+                        actions=tuple(s.actions) if s.actions else None, covariates=tuple(s.covariates),
+                        correction=s.correction, family=s.family, ignore_other_groups=True)
 
 
 def significant_summary(results: pd.DataFrame, alpha: float = 0.05) -> str:

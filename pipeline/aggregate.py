@@ -237,7 +237,7 @@ def checkpoint_readout(manifest: Manifest, windows_dir: Path) -> tuple[dict | No
         model = meta.get("model") if isinstance(meta, dict) and isinstance(meta.get("model"), dict) else {}
         if isinstance(model.get("readout"), dict):
             try:
-                return ReadoutConfig.from_dict(model["readout"]).settings_dict(), "checkpoint"
+                return ReadoutConfig.record_fields(model["readout"]), "checkpoint"
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{sidecar_path(windows_dir / f'{vid}.parquet')}: the checkpoint's read-out "
                                f"(model.readout) is not valid: {exc}") from None

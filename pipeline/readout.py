@@ -205,6 +205,12 @@ class ReadoutConfig:
         """Field values as the settings object takes them (the inverse of ``ReadoutConfig(**d)``)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def record_fields(cls, record: dict | None) -> dict | None:
+        """Field values of a stored record (a sidecar's or a checkpoint provenance's ``readout``), for
+        :func:`pipeline.settings.merge_settings`'s ``base``; None for no record."""
+        return None if record is None else cls.from_dict(record).settings_dict()
+
 
 def read_thresholds_file(path: str | os.PathLike) -> dict[str, float]:
     """A JSON object ``{"nodding": 0.3, ...}`` of per-class thresholds. Raises ValueError naming the key."""

@@ -237,6 +237,10 @@ def validate_settings(obj: Any, cls: type | None = None, *, stage: str = "settin
     """
     cls = cls or type(obj)
     data = {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(obj) else dict(obj)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SettingsError(f"{stage}.{unknown[0]}: unknown setting (known: {', '.join(known)})")
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as exc:

@@ -275,6 +275,9 @@ def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
             src = (src or "none set") + f", from {cfg.thresholds_file}"
         sec.text.append(f"Labelling rule '{cfg.rule}': "
                         + _RULES[cfg.rule].format(thr=_fmt(cfg.threshold), src=f": {src}" if src else "") + ".")
+        if per_class and cfg.rule in ("per-class", "multi-label"):
+            sec.text.append("Per-class thresholds: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(per_class.items()))
+                            + ".")
         gap, mind = cfg.merge_gap_s, cfg.min_duration_s
         if not gap and not mind:
             sec.text.append("Runs of one label form segments, with no gap merging and no minimum duration.")

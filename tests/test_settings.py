@@ -1,0 +1,247 @@
+"""Stage settings are one source of truth (pipeline.settings): every field of the read-out's settings
+walks through the CLI (same flag, same default, parsed back), the flow's parameter schema (same
+bounds and default), the sidecar and the report's Methods; a bad value or file is refused before any
+work, naming the field; the checkpoint's own read-out is the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.params import CohortAnalysisParams
+from pipeline.aggregate import build_parser as aggregate_parser
+from pipeline.readout import ReadoutConfig
+from pipeline.settings import SettingsError, field_specs, from_args, merge_settings, validate_settings
+
+FIELDS = [f.name for f in dataclasses.fields(ReadoutConfig)]
+DEFAULTS = ReadoutConfig()
+
+# A non-default value per field, as the CLI spells it and as the settings hold it. A field added to
+# ReadoutConfig without an entry here fails test_every_field_has_a_walk_value.
+CHANGED = {
+    "scores": (["--scores", "interpolate"], "interpolate"),
+    "rule": (["--rule", "multi-label"], "multi-label"),
+    "threshold": (["--threshold", "0.35"], 0.35),
+    "thresholds": (["--class-threshold", "nodding=0.3", "--class-threshold", "waving=0.6"], {"nodding": 0.3, "waving": 0.6}),
+    "thresholds_file": (["--thresholds", "t.json"], Path("t.json")),
+    "min_duration_s": (["--min-duration", "0.4"], 0.4),
+    "merge_gap_s": (["--merge-gap", "1.5"], 1.5),
+}
+# Fields whose value changes the results, so the Methods text must change with them (thresholds_file
+# matters only through the thresholds read from it, which the Methods state).
+AFFECTS_RESULTS = {"scores", "rule", "threshold", "thresholds", "min_duration_s", "merge_gap_s"}
+
+
+def test_every_field_has_a_walk_value():
+    assert sorted(CHANGED) == sorted(FIELDS)
+
+
+def _cli_settings(parser, argv):
+    args = parser.parse_args(argv)
+    return from_args(ReadoutConfig, args, stage="readout")
+
+
+@pytest.mark.parametrize("make_parser, required", [
+    (aggregate_parser, ["--windows", "w", "--manifest", "m.csv", "--out", "o"]),
+    (lambda: __import__("flows.cohort_analysis", fromlist=["build_parser"]).build_parser(),
+     ["--manifest", "m.csv", "--out", "o"]),
+], ids=["pipeline.aggregate", "flows.cohort_analysis"])
+def test_cli_has_every_field_with_its_default_and_parses_it_back(make_parser, required):
+    parser = make_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    for spec in field_specs(ReadoutConfig):
+        assert spec.name in by_dest, f"{spec.name} has no flag"
+        assert spec.flag in by_dest[spec.name].option_strings
+        assert f"(default: " in by_dest[spec.name].help  # --help states the dataclass default
+    # no flags: every field is the dataclass default, and said to be
+    resolved = _cli_settings(parser, required)
+    assert resolved.settings == DEFAULTS and set(resolved.sources.values()) == {"default"}
+    # each flag sets exactly its field
+    for name, (argv, value) in CHANGED.items():
+        extra = ["--rule", "per-class"] if name in ("thresholds", "thresholds_file") else []
+        resolved = _cli_settings(parser, [*required, *extra, *argv])
+        assert getattr(resolved.settings, name) == value, name
+        assert resolved.sources[name] == "user"
+        untouched = [f for f in FIELDS if f != name and not (extra and f == "rule")]
+        assert all(getattr(resolved.settings, f) == getattr(DEFAULTS, f) for f in untouched), name
+
+
+def test_flow_schema_has_every_field_with_the_same_default_and_bounds():
+    schema = CohortAnalysisParams.model_json_schema()
+    props = schema["$defs"]["ReadoutSettings"]["properties"]
+    assert sorted(props) == sorted(FIELDS)
+    for spec in field_specs(ReadoutConfig):
+        default = spec.default
+        assert props[spec.name].get("default") == (str(default) if isinstance(default, Path) else default), spec.name
+    assert props["threshold"]["exclusiveMinimum"] == 0 and props["threshold"]["maximum"] == 1
+    assert props["min_duration_s"]["minimum"] == 0
+    # values given to the flow are the settings' values; unset ones are not overrides
+    for name, (_, value) in CHANGED.items():
+        extra = {"rule": "per-class"} if name in ("thresholds", "thresholds_file") else {}
+        p = CohortAnalysisParams(manifest="m.csv", out="o", readout={**extra, name: value})
+        assert p.readout.user_values() == {**extra, name: value}
+        assert getattr(p.readout.settings(stage="readout").settings, name) == value
+
+
+def test_sidecar_records_every_field_and_reads_back():
+    cfg = ReadoutConfig(**{n: v for n, (_, v) in CHANGED.items() if n != "rule"}, rule="per-class")
+    record = cfg.to_dict()
+    assert set(FIELDS) <= set(record)
+    assert ReadoutConfig.from_dict(json.loads(json.dumps(record))) == cfg
+
+
+def test_methods_change_with_every_field_that_affects_results(tmp_path):
+    from reports.methods import methods_sections
+    from reports.run import Run
+    import pandas as pd
+
+    def text(cfg: ReadoutConfig) -> str:
+        run = Run(root=tmp_path, cohort=pd.DataFrame({"participant_id": ["1"], "group": ["ASD"]}),
+                  cohort_meta={"readout": cfg.to_dict()})
+        return " ".join(next(s for s in methods_sections(run) if s.title.startswith("Read-out")).text)
+
+    base = ReadoutConfig(rule="multi-label", thresholds={"nodding": 0.7})
+    for name in AFFECTS_RESULTS:
+        value = CHANGED[name][1]
+        if name == "rule":
+            value = "top1"
+        if name == "thresholds":
+            value = {"nodding": 0.7, "waving": 0.6}
+        changed = dataclasses.replace(base, **{name: value})
+        assert text(changed) != text(base), f"Methods do not mention {name}"
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"threshold": 0}, "readout.threshold"),
+    ({"threshold": 1.5}, "readout.threshold"),
+    ({"thresholds": {"nodding": 0}}, "readout.thresholds.nodding"),
+    ({"min_duration_s": -1}, "readout.min_duration_s"),
+    ({"merge_gap_s": float("nan")}, "readout.merge_gap_s"),
+    ({"rule": "per-class"}, "readout.thresholds"),
+    ({"rule": "nearest"}, "readout.rule"),
+    ({"smoothing": 3}, "readout.smoothing"),
+])
+def test_one_validation_names_the_field(values, field):
+    with pytest.raises(SettingsError) as err:
+        merge_settings(ReadoutConfig, user=values, stage="readout")
+    assert str(err.value).startswith(field + ":") and "\n" not in str(err.value)
+    with pytest.raises(SettingsError):  # the same check on an object built around it
+        validate_settings({**dataclasses.asdict(DEFAULTS), **values}, ReadoutConfig, stage="readout")
+
+
+def test_user_values_lie_over_the_base_field_by_field():
+    base = {"rule": "per-class", "thresholds": {"nodding": 0.4}, "scores": "interpolate", "min_duration_s": 0.2}
+    r = merge_settings(ReadoutConfig, user={"min_duration_s": 0.0}, base=base, base_name="checkpoint", stage="readout")
+    assert r.settings == ReadoutConfig(rule="per-class", thresholds={"nodding": 0.4}, scores="interpolate")
+    assert r.sources == {"scores": "checkpoint", "rule": "checkpoint", "threshold": "default",
+                         "thresholds": "checkpoint", "thresholds_file": "default", "min_duration_s": "user",
+                         "merge_gap_s": "default"}
+
+
+def test_a_thresholds_file_replaces_base_thresholds(tmp_path):
+    (tmp_path / "t.json").write_text('{"waving": 0.6}')
+    r = merge_settings(ReadoutConfig, user={"thresholds_file": tmp_path / "t.json"},
+                       base={"rule": "per-class", "thresholds": {"nodding": 0.4}}, stage="readout")
+    assert r.settings.resolved().thresholds == {"waving": 0.6}
+    assert r.settings.resolved().to_dict()["thresholds_file"] == str(tmp_path / "t.json")
+
+
+# -- the flow refuses bad read-out settings before any work --------------------------------------
+@pytest.fixture
+def manifest(tmp_path) -> Path:
+    """A manifest whose videos need not exist: the checks must not need them."""
+    path = tmp_path / "cohort.csv"
+    path.write_text("participant_id,group,video\nA1,ASD,a.mp4\nT1,TDC,t.mp4\n")
+    return path
+
+
+@pytest.fixture
+def demo_weights() -> Path:
+    from recipes.demo_model import demo_checkpoint_path
+
+    return demo_checkpoint_path()
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--threshold", "0"], "params.readout.threshold"),
+    (["--rule", "per-class", "--thresholds", "/nonexistent/thresholds.json"], "params.readout.thresholds_file"),
+    (["--class-threshold", "flying=0.3"], "params.readout.thresholds"),
+    (["--groups", "ASD", "PSY"], "params.statistics.groups"),
+], ids=["threshold-0", "missing-thresholds-file", "class-not-in-checkpoint", "group-not-in-manifest"])
+def test_flow_cli_refuses_before_any_work(tmp_path, capsys, monkeypatch, manifest, demo_weights, argv, field):
+    import flows.cohort_analysis as ca
+
+    def no_run(*a, **k):  # fault injection: reaching the run means the check came too late
+        raise AssertionError("the run was started")
+
+    monkeypatch.setattr(ca, "run_cohort_analysis", no_run)
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    groups = [] if "--groups" in argv else ["--groups", "ASD", "TDC"]
+    code = ca.main(["--manifest", str(manifest), "--out", str(out), "--weights", str(demo_weights), "-q", *groups, *argv])
+    elapsed = time.monotonic() - t0
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and field in err and len(err.splitlines()) == 1, err
+    assert not out.exists()  # no pose folder, no manifest copy: nothing was written
+    print(f"refused in {elapsed:.2f} s: {err}")
+
+
+def test_flow_itself_checks_before_creating_folders(tmp_path, manifest, demo_weights):
+    """A served run skips the CLI: prepare_run (the flow's first step) refuses it the same way."""
+    from flows.cohort_analysis import RunRefused, prepare_run
+
+    params = CohortAnalysisParams(manifest=manifest, out=tmp_path / "run", weights=demo_weights,
+                                  readout={"thresholds": {"flying": 0.3}}, statistics={"groups": ["ASD", "TDC"]})
+    with pytest.raises(RunRefused, match=r"^params\.readout\.thresholds: .*'flying'"):
+        prepare_run(params)
+    assert not (tmp_path / "run").exists()
+
+
+def test_flow_defaults_to_the_checkpoints_readout(tmp_path, manifest, demo_weights):
+    from flows.cohort_analysis import prepare_run
+    from recipes.demo_model import demo_readout
+
+    plan = prepare_run(CohortAnalysisParams(manifest=manifest, out=tmp_path / "run", weights=demo_weights,
+                                            statistics={"groups": ["ASD", "TDC"]}))
+    assert plan.readout == demo_readout()
+    assert plan.readout_sources["thresholds"] == "checkpoint"
+    plan = prepare_run(CohortAnalysisParams(manifest=manifest, out=tmp_path / "run", weights=demo_weights,
+                                            readout={"min_duration_s": 0.0}, statistics={"groups": ["ASD", "TDC"]}))
+    assert plan.readout == dataclasses.replace(demo_readout(), min_duration_s=0.0)
+    assert plan.readout_sources["min_duration_s"] == "user"
+
+
+@pytest.mark.slow
+def test_aggregate_uses_the_checkpoints_readout_by_default(tmp_path, capsys, demo_weights):
+    """Real chain: simulated videos -> pose -> recognition with the demo checkpoint -> aggregate with no
+    read-out flags: the sidecar shows the checkpoint's calibrated read-out and says so per field."""
+    from pipeline.aggregate import main as aggregate_main
+    from pipeline.artifacts import read_sidecar
+    from pipeline.pose import main as pose_main
+    from pipeline.recognize import main as recognize_main
+    from recipes.demo_model import DEMO_PLAN, demo_readout
+    from simulator.__main__ import main as simulate
+
+    assert simulate(["-q", "cohort", "--out", str(tmp_path / "sim"), "--groups", "ASD=1,TDC=1", "--seconds", "5",
+                     "--size", "240x288", "--seed", "5"]) == 0
+    videos = sorted(str(p) for p in (tmp_path / "sim").rglob("*.mp4"))
+    plan = ["--clip-len", str(DEMO_PLAN.clip_len), "--stride", str(DEMO_PLAN.stride), "--hop", str(DEMO_PLAN.hop_s)]
+    assert pose_main([*videos, "--out", str(tmp_path / "run" / "pose"), "--frames", "sampled", *plan, "-q"]) == 0
+    assert recognize_main([*videos, "--keypoints", str(tmp_path / "run" / "pose"), "--weights", str(demo_weights),
+                           "--out", str(tmp_path / "run" / "recognize"), "--workers", "0", "-q"]) == 0
+    (tmp_path / "run" / "manifest.csv").write_bytes((tmp_path / "sim" / "manifest.csv").read_bytes())
+    capsys.readouterr()
+    assert aggregate_main(["--run", str(tmp_path / "run"), "-q"]) == 0
+    side = read_sidecar(tmp_path / "run" / "readout" / "cohort.parquet")
+    assert ReadoutConfig.from_dict(side["readout"]) == demo_readout()
+    assert {k for k, v in side["readout_sources"].items() if v == "checkpoint"} >= {"scores", "rule", "thresholds"}
+    # one flag overrides one field only
+    assert aggregate_main(["--run", str(tmp_path / "run"), "--min-duration", "0", "-q"]) == 0
+    side = read_sidecar(tmp_path / "run" / "readout" / "cohort.parquet")
+    assert ReadoutConfig.from_dict(side["readout"]) == dataclasses.replace(demo_readout(), min_duration_s=0.0)
+    assert side["readout_sources"]["min_duration_s"] == "user" and side["readout_sources"]["rule"] == "checkpoint"

@@ -286,7 +286,8 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
         if r.valid_frames:
             segments[vid] = r.segments_frame(classes)
 
-    tables = cohort_tables(manifest, readouts, failures, classes) if classes is not None else None
+    tables = (cohort_tables(manifest, readouts, failures, classes, min_observed_s=config.min_observed_s)
+              if classes is not None else None)
     if tables is not None:  # videos with no classified window are failures too
         for row in tables.exclusions.itertuples():
             if row.scope == "video" and row.video_id not in failures:
@@ -368,18 +369,19 @@ def summarize(result: AggregateResult) -> str:
     n_v, n_p = len(m.videos), len(m.participants)
     failed = [v for v in m.videos["video_id"] if v in result.failures]
     excl = result.tables.exclusions if result.tables is not None else _empty_tables(m, result.failures).exclusions
-    dropped = excl.loc[excl["scope"] == "participant", "participant_id"].tolist()
+    dropped_rows = excl[excl["scope"] == "participant"]
+    dropped = dropped_rows["participant_id"].tolist()
     n_in = n_p - len(dropped)
     n_actions = 0 if result.classes is None else sum(t is not None for t in result.classes.taxonomy_ids)
     lines = [
         f"aggregate: {n_v} video(s) of {n_p} participant(s): {n_v - len(failed)} read out, {len(failed)} failed; "
-        f"cohort: {n_in} participant(s) x {n_actions} action(s), {len(dropped)} participant(s) excluded "
-        f"(all videos failed); {result.config.describe()}"
+        f"cohort: {n_in} participant(s) x {n_actions} action(s), {len(dropped)} participant(s) excluded; "
+        f"{result.config.describe()}"
     ]
     for v in failed:
         lines.append(f"  failed   {v}: {result.failures[v]}")
-    for p in dropped:
-        lines.append(f"  excluded participant {p!r}: all videos failed (see exclusions.parquet)")
+    for row in dropped_rows.itertuples():
+        lines.append(f"  excluded participant {row.participant_id!r}: {row.reason} (see exclusions.parquet)")
     return "\n".join(lines)
 
 

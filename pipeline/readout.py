@@ -98,6 +98,12 @@ class ReadoutConfig:
     merge_gap_s : float
         Gaps of no micro-action up to this long between two segments of one class are merged (before
         dropping). Default 0.
+    min_observed_s : float
+        A participant with less observed time (valid-pose seconds, pooled over its videos) is left
+        out of the cohort table and listed in the exclusions with the reason: its percent time rests
+        on too little video to mean anything (a 1-frame video would otherwise enter as a
+        non-engager in every action). Default 1 s, the shortest micro-action (MA-52: 1-3 s); 0 keeps
+        every participant with a valid frame.
     """
 
     scores: Annotated[Literal[SCORE_METHODS], Field(description=(
@@ -119,6 +125,9 @@ class ReadoutConfig:
     merge_gap_s: Annotated[float, Field(ge=0, allow_inf_nan=False, description=(
         "merge gaps of no micro-action up to S seconds between segments of one action (before dropping)"),
         json_schema_extra={"flag": "--merge-gap", "metavar": "S"})] = 0.0
+    min_observed_s: Annotated[float, Field(ge=0, allow_inf_nan=False, description=(
+        "leave out participants with less than S seconds of valid pose (listed in the exclusions)"),
+        json_schema_extra={"flag": "--min-observed", "metavar": "S"})] = 1.0
 
     def __post_init__(self) -> None:
         if self.scores not in SCORE_METHODS:
@@ -134,6 +143,8 @@ class ReadoutConfig:
             raise ValueError(f"min_duration_s: must be >= 0, got {self.min_duration_s}")
         if not (self.merge_gap_s >= 0 and np.isfinite(self.merge_gap_s)):
             raise ValueError(f"merge_gap_s: must be >= 0, got {self.merge_gap_s}")
+        if not (self.min_observed_s >= 0 and np.isfinite(self.min_observed_s)):
+            raise ValueError(f"min_observed_s: must be >= 0, got {self.min_observed_s}")
 
     def resolved(self) -> "ReadoutConfig":
         """The settings with ``thresholds_file`` read into ``thresholds`` (the file's name is kept).
@@ -169,7 +180,8 @@ class ReadoutConfig:
         scores = "" if self.scores == "mean" else f"{self.scores} window scores, "
         return (
             f"{scores}rule {self.rule}{' (' + thr + ')' if thr else ''}, min duration {self.min_duration_s:g} s, "
-            f"merge gap {self.merge_gap_s:g} s (merge first, then drop)"
+            f"merge gap {self.merge_gap_s:g} s (merge first, then drop), participants with < "
+            f"{self.min_observed_s:g} s observed left out"
         )
 
     def to_dict(self) -> dict:
@@ -182,13 +194,14 @@ class ReadoutConfig:
             "thresholds_file": None if self.thresholds_file is None else str(self.thresholds_file),
             "min_duration_s": float(self.min_duration_s),
             "merge_gap_s": float(self.merge_gap_s),
+            "min_observed_s": float(self.min_observed_s),
             "order": "merge then drop",
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReadoutConfig":
-        """Inverse of :meth:`to_dict` (``order`` is fixed; older records lack ``scores`` and
-        ``thresholds_file``). A record that has both inline values and the file they were read from
+        """Inverse of :meth:`to_dict` (``order`` is fixed; older records lack ``scores``,
+        ``thresholds_file`` and ``min_observed_s``, which then take their defaults). A record that has both inline values and the file they were read from
         keeps the values."""
         keys = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(keys) - {"order"})
@@ -442,6 +455,8 @@ def cohort_tables(
     readouts: dict[str, VideoReadout],
     failures: dict[str, str],
     classes: ClassList,
+    *,
+    min_observed_s: float = 0.0,
 ) -> CohortTables:
     """Pool video read-outs per participant into the cohort, bouts and exclusions tables.
 
@@ -455,7 +470,8 @@ def cohort_tables(
     A video read out with no valid frame (no classified window) counts as failed ("no classified
     window"). A participant none of whose videos has a valid frame is not in ``cohort``/``bouts``
     (its percent time is undefined, and a 0 would be a false "never does it"); it is listed in
-    ``exclusions`` with scope ``participant``. Failed videos are listed with scope ``video``.
+    ``exclusions`` with scope ``participant``. Failed videos are listed with scope ``video``. So is
+    a participant whose pooled observed time is below ``min_observed_s`` (ReadoutConfig.min_observed_s).
     """
     cols, ids, names = _action_columns(classes)
     A = cols.size
@@ -482,9 +498,14 @@ def cohort_tables(
             excl.append({"participant_id": pid, "group": group, "video_id": None, "scope": "participant",
                          "reason": f"all {len(vids)} video(s) failed; left out of the cohort table"})
             continue
+        pct_p, obs_p = pooled_percent_time(ok)
+        if obs_p < min_observed_s:
+            excl.append({"participant_id": pid, "group": group, "video_id": None, "scope": "participant",
+                         "reason": f"only {obs_p:.2f} s of valid pose observed (< {min_observed_s:g} s, "
+                                   "readout min_observed_s); left out of the cohort table"})
+            continue
         p = len(kept_pids)
         kept_pids.append(pid)
-        pct_p, obs_p = pooled_percent_time(ok)
         percents.append(pct_p[cols])
         observed.append(obs_p)
         for order, r in enumerate(ok):

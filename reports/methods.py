@@ -286,6 +286,9 @@ def _readout_section(run: Run, show_paths: bool) -> MethodsSection:
                      if gap else "no gaps were merged")  # fmt: skip
             drop = f"segments shorter than {_fmt(mind)} s were dropped" if mind else "no minimum duration was applied"
             sec.text.append(f"Runs of one label form segments: {merge}, then {drop}.")
+        sec.text.append(f"Participants with less than {_fmt(cfg.min_observed_s)} s of valid pose were left out of "
+                        "the cohort table (listed under quality control)." if cfg.min_observed_s else
+                        "Every participant with at least one valid frame was kept.")
         sources = meta.get("readout_sources") or {}
         from_ckpt = sorted(k for k, v in sources.items() if v == "checkpoint")
         if from_ckpt:

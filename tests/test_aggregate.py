@@ -91,7 +91,7 @@ def test_end_to_end_tables_failures_and_sidecars(cohort, capsys):
     side = read_sidecar(out / "cohort.parquet")
     assert side["readout"] == {"scores": "mean", "rule": "threshold", "threshold": 0.5, "thresholds": {},
                                "thresholds_file": None, "min_duration_s": 0.0, "merge_gap_s": 0.0,
-                               "order": "merge then drop"}
+                               "min_observed_s": 1.0, "order": "merge then drop"}
     # no checkpoint read-out in these windows' sidecars: every value is the stage's default
     assert set(side["readout_sources"].values()) == {"default"}
     assert side["classes"] == CLASSES.to_dict() and side["model_id"] == "m1"
@@ -330,3 +330,23 @@ def test_windows_option_accepts_the_recognition_output_folder(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,a.mp4\n")
     code, stdout, _ = run(["--windows", tmp_path / "recognize", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out"], capsys)
     assert code == 0 and "segments/a.parquet" in stdout
+
+
+def test_participants_with_too_little_observed_time_are_left_out_and_listed(tmp_path, capsys):
+    """A 1-frame video would enter as a non-engager in every action: below --min-observed it is excluded."""
+    write_windows(tmp_path / "windows", "short", [0], [1], [[.9, .05, .05]])   # 1 frame = 0.1 s at 10 fps
+    write_windows(tmp_path / "windows", "long", [0, 10], [10, 20], [[.9, .05, .05], [.2, .7, .1]])
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n1,ASD,short.mp4\n2,TDC,long.mp4\n")
+    code, _, stderr = run(["--windows", tmp_path / "windows", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out"],
+                          capsys)
+    assert code == 0
+    cohort = pd.read_parquet(tmp_path / "out" / "cohort.parquet")
+    assert set(cohort["participant_id"]) == {"2"}
+    excl = pd.read_parquet(tmp_path / "out" / "exclusions.parquet")
+    row = excl[excl["participant_id"] == "1"].iloc[0]
+    assert row["scope"] == "participant" and "0.10 s of valid pose" in row["reason"] and "min_observed_s" in row["reason"]
+    assert "excluded participant '1': only 0.10 s" in stderr
+    # 0 keeps every participant with a valid frame
+    code, _, _ = run(["--windows", tmp_path / "windows", "--manifest", tmp_path / "m.csv", "--out", tmp_path / "out0",
+                      "--min-observed", "0"], capsys)
+    assert code == 0 and set(pd.read_parquet(tmp_path / "out0" / "cohort.parquet")["participant_id"]) == {"1", "2"}

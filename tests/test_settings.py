@@ -31,10 +31,11 @@ CHANGED = {
     "thresholds_file": (["--thresholds", "t.json"], Path("t.json")),
     "min_duration_s": (["--min-duration", "0.4"], 0.4),
     "merge_gap_s": (["--merge-gap", "1.5"], 1.5),
+    "min_observed_s": (["--min-observed", "10"], 10.0),
 }
 # Fields whose value changes the results, so the Methods text must change with them (thresholds_file
 # matters only through the thresholds read from it, which the Methods state).
-AFFECTS_RESULTS = {"scores", "rule", "threshold", "thresholds", "min_duration_s", "merge_gap_s"}
+AFFECTS_RESULTS = {"scores", "rule", "threshold", "thresholds", "min_duration_s", "merge_gap_s", "min_observed_s"}
 
 
 def test_every_field_has_a_walk_value():
@@ -140,7 +141,7 @@ def test_user_values_lie_over_the_base_field_by_field():
     assert r.settings == ReadoutConfig(rule="per-class", thresholds={"nodding": 0.4}, scores="interpolate")
     assert r.sources == {"scores": "checkpoint", "rule": "checkpoint", "threshold": "default",
                          "thresholds": "checkpoint", "thresholds_file": "default", "min_duration_s": "user",
-                         "merge_gap_s": "default"}
+                         "merge_gap_s": "default", "min_observed_s": "default"}
 
 
 def test_a_thresholds_file_replaces_base_thresholds(tmp_path):

@@ -174,11 +174,13 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
     except SettingsError as exc:
         raise RunRefused(f"params.{exc}") from None
     try:
-        pose = PoseConfig(frames=params.pose.frames, plan=ckpt.plan)
+        pose = params.pose.settings(stage="pose").settings.config(plan=ckpt.plan, plan_from_checkpoint=True)
         recognition = RecognizeOptions(device=params.recognition.device, batch_size=params.recognition.batch_size,
                                        amp=params.recognition.amp, compile=params.recognition.compile,
                                        min_valid=params.recognition.min_valid, workers=0)
         statistics = hurdle_config(params)
+    except SettingsError as exc:
+        raise RunRefused(f"params.{exc}") from None
     except ValueError as exc:
         raise RunRefused(f"params: {' '.join(str(exc).split())}") from None
     return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,

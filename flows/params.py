@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.pose_config import PoseSettings as PoseSettingsFields
 from pipeline.readout import ReadoutConfig
 from pipeline.settings import settings_model
 
@@ -25,12 +26,10 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)  # a misspelt option is an error, not ignored
 
 
-class PoseSettings(_Settings):
-    """Pose stage (``python -m pipeline.pose``)."""
-
-    frames: Literal["all", "sampled"] = Field(
-        "sampled", description="pose every frame, or only the frames the model's windows sample (8x less work)")
-    workers: int = Field(1, ge=1, le=64, description="pose worker processes per video task")
+PoseSettings = settings_model(
+    PoseSettingsFields, name="PoseSettings", module=__name__,
+    doc="Pose stage (``python -m pipeline.pose``): the fields of :class:`pipeline.pose_config.PoseSettings`; "
+        "``frames='auto'`` poses only the frames the checkpoint's windows sample.")
 
 
 class RecognitionSettings(_Settings):

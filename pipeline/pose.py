@@ -41,10 +41,10 @@ from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser,
 from pipeline.contracts import KEYPOINTS
 from pipeline.keypoints import read_keypoints
 from pipeline.pose_backends import get_backend
-from pipeline.pose_config import BACKEND_NAMES, FRAME_MODES, PoseConfig
-from pipeline.pose_mediapipe import MediaPipeConfig
+from pipeline.pose_config import BACKEND_NAMES, PoseConfig, PoseSettings
+from pipeline.settings import add_arguments, from_args
 from pipeline.pose_openpose import SELECT_RULES, OpenPoseConfig
-from pipeline.qc import PlausibilityConfig, QCConfig, failed_row, qc_row
+from pipeline.qc import failed_row, qc_row
 from pipeline.roi import Roi, clip_roi, parse_roi, read_roi_file
 from pipeline.stage import ItemContext, ItemResult, exit_code, run_item, run_items, summary, write_qc_table
 
@@ -230,8 +230,6 @@ def build_parser():
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files, folders of videos, or OpenPose JSON folders")
     p.add_argument("--out", required=True, help="output folder (keypoints/, qc.parquet, qc.csv, overlays/)")
     p.add_argument("--backend", choices=BACKENDS, default="mediapipe")
-    p.add_argument("--frames", choices=FRAME_MODES, default="all",
-                   help="pose on every frame, or only on frames the recognition windows sample")
     p.add_argument("--clip-len", type=int, default=MA52_PLAN.clip_len, help="window: frames sampled (T)")
     p.add_argument("--stride", type=int, default=MA52_PLAN.stride, help="window: temporal stride")
     p.add_argument("--hop", type=float, default=MA52_PLAN.hop_s, help="window: seconds between window starts")
@@ -243,10 +241,7 @@ def build_parser():
                    help="also draw skeleton + entity boxes: sheet = PNG contact sheet, video = MP4 of the posed "
                         "frames, both (up-to-date videos only get overlays that are missing or older than their keypoints)")
     p.add_argument("--force", action="store_true", help="redo videos even when their keypoints are up to date")
-    p.add_argument("--layout", choices=sorted(ENTITY_LAYOUTS), default="ma52", help="entity layout for QC/overlays")
-    p.add_argument("--min-detected", type=float, default=QCConfig.min_detected, help="QC flag below this valid share")
-    p.add_argument("--model-complexity", type=int, default=1, help="BlazePose model; only 1 ships offline")
-    p.add_argument("--no-plausibility", action="store_true", help="keep frames that fail the anatomical check")
+    add_arguments(p.add_argument_group("pose settings (the same fields are the flow's params.pose)"), PoseSettings)
     g = p.add_argument_group("openpose-json")
     g.add_argument("--select", choices=SELECT_RULES, default="continuity", help="target-person rule")
     g.add_argument("--fps", type=float, default=30.0, help="frame rate of the source videos")
@@ -254,22 +249,20 @@ def build_parser():
     return p
 
 
-def config_from_args(args) -> PoseConfig:
+def config_from_args(args) -> tuple[PoseConfig, PoseSettings]:
     try:
-        return PoseConfig(
+        settings = from_args(PoseSettings, args, stage="pose").settings
+        config = settings.config(
             backend=args.backend,
-            frames=args.frames,
             plan=WindowPlan(args.clip_len, args.stride, args.hop, align_hop_to_stride=not args.no_align_hop),
             roi=parse_roi(args.roi) if args.roi else None,
-            mediapipe=MediaPipeConfig(model_complexity=args.model_complexity),
             openpose=OpenPoseConfig(select=args.select, fps=args.fps),
             openpose_size=_parse_size(args.size) if args.size else None,
-            plausibility=PlausibilityConfig(enabled=not args.no_plausibility),
-            qc=QCConfig(layout=args.layout, min_detected=args.min_detected),
         )
+        return config, settings
     except BadInput:
         raise
-    except ValueError as exc:
+    except ValueError as exc:  # SettingsError included: one line naming pose.<field>
         raise BadInput(str(exc)) from None
 
 
@@ -278,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.pose"):
-        config = config_from_args(args)
+        config, settings = config_from_args(args)
         if args.workers < 1:
             raise BadInput(f"--workers must be >= 1, got {args.workers}")
         inputs = find_inputs(args.inputs, config.backend)
@@ -291,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for path in r.written:
             report_written(path)
-    qc_config = {"qc": config.qc, "plausibility": config.plausibility, "backend": config.backend, "frames": config.frames}
+    qc_config = {"qc": config.qc, "plausibility": config.plausibility, "backend": config.backend, "frames": config.frames,
+                 "pose": settings.to_dict()}
     with handle_errors("pipeline.pose"):
         try:
             for path in write_qc_table(POSE_STAGE, [r.qc for r in results], out_dir, config=qc_config):

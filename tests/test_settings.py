@@ -246,3 +246,40 @@ def test_aggregate_uses_the_checkpoints_readout_by_default(tmp_path, capsys, dem
     side = read_sidecar(tmp_path / "run" / "readout" / "cohort.parquet")
     assert ReadoutConfig.from_dict(side["readout"]) == dataclasses.replace(demo_readout(), min_duration_s=0.0)
     assert side["readout_sources"]["min_duration_s"] == "user" and side["readout_sources"]["rule"] == "checkpoint"
+
+
+# -- the pose stage's settings ---------------------------------------------------------------------
+POSE_CHANGED = {
+    "frames": (["--frames", "sampled"], "sampled"),
+    "model_complexity": (["--model-complexity", "0"], 0),
+    "plausibility": (["--no-plausibility"], False),
+    "min_detected": (["--min-detected", "0.6"], 0.6),
+    "layout": (["--layout", "imigue"], "imigue"),
+}
+
+
+def test_pose_settings_walk_cli_flow_and_config():
+    from pipeline.pose import build_parser as pose_parser
+    from pipeline.pose_config import PoseSettings
+
+    names = [f.name for f in dataclasses.fields(PoseSettings)]
+    assert sorted(POSE_CHANGED) == sorted(names)
+    parser = pose_parser()
+    required = ["v.mp4", "--out", "o"]
+    assert from_args(PoseSettings, parser.parse_args(required), stage="pose").settings == PoseSettings()
+    props = CohortAnalysisParams.model_json_schema()["$defs"]["PoseSettings"]["properties"]
+    assert sorted(props) == sorted(names)
+    for name, (argv, value) in POSE_CHANGED.items():
+        cli = from_args(PoseSettings, parser.parse_args([*required, *argv]), stage="pose").settings
+        assert getattr(cli, name) == value and props[name]["default"] == getattr(PoseSettings(), name)
+        flow = CohortAnalysisParams(manifest="m.csv", out="o", pose={name: value}).pose.settings(stage="pose").settings
+        assert flow == cli
+    # every field reaches the run's PoseConfig, which the keypoints' sidecars and QC table record
+    cfg = PoseSettings(frames="sampled", model_complexity=1, plausibility=False, min_detected=0.6, layout="imigue").config()
+    assert (cfg.frames, cfg.mediapipe.model_complexity, cfg.plausibility.enabled, cfg.qc.min_detected, cfg.qc.layout) == \
+        ("sampled", 1, False, 0.6, "imigue")
+    # auto: sampled only when the plan is the checkpoint's
+    assert PoseSettings().config(plan_from_checkpoint=True).frames == "sampled"
+    assert PoseSettings().config().frames == "all"
+    with pytest.raises(SettingsError, match=r"^pose\.min_detected:"):
+        merge_settings(PoseSettings, user={"min_detected": 2}, stage="pose")

@@ -57,7 +57,7 @@ from flows.params import CohortAnalysisParams
 from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
-from pipeline.artifacts import atomic_write_text
+from pipeline.artifacts import atomic_write_text, is_up_to_date, sha256_file
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
@@ -195,6 +195,13 @@ def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
                         correction=s.correction, family=s.family, ignore_other_groups=True)
 
 
+def statistics_up_to_date(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> bool:
+    """Whether ``out_dir`` holds these statistics of this cohort table: the results' sidecar records the
+    table's sha256 and the same settings (what :func:`analysis.outputs.write_outputs` records)."""
+    return is_up_to_date(Path(out_dir) / "results.parquet", input_hash=sha256_file(cohort_path),
+                         config={"analysis": config, "output": OutputConfig()}, contract="hurdle_results")
+
+
 def significant_summary(results: pd.DataFrame, alpha: float = 0.05) -> str:
     """Markdown: the tests with adjusted p below ``alpha`` (the run's headline)."""
     if results.empty:
@@ -234,6 +241,9 @@ def recognize_task(video: str, keypoints: str, weights: str, out_dir: str, optio
 def readout_task(manifest_path: Path, windows_dir: Path, out_dir: Path, config: ReadoutConfig,
                  sources: dict | None = None) -> Path:
     manifest = read_manifest(manifest_path, check_videos=False)
+    if aggregate_stage.readout_up_to_date(manifest, windows_dir, out_dir, config, sources):
+        get_run_logger().info("read-out up to date (same windows, manifest and settings): skipped")
+        return out_dir / "cohort.parquet"
     result = aggregate_stage.aggregate(manifest, windows_dir, config, sources=sources)
     aggregate_stage.write_outputs(result, out_dir)
     return out_dir / "cohort.parquet"
@@ -243,6 +253,9 @@ def readout_task(manifest_path: Path, windows_dir: Path, out_dir: Path, config: 
 def hurdle_task(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> pd.DataFrame:
     cohort = validate_cohort(load_cohort(cohort_path), config, source=str(cohort_path))
     config = replace(config, groups=tuple(g for g in config.groups if g in set(cohort["group"])))
+    if statistics_up_to_date(cohort_path, out_dir, config):
+        get_run_logger().info("statistics up to date (same cohort table and settings): skipped")
+        return pd.read_parquet(Path(out_dir) / "results.parquet")
     results = hurdle_analysis(cohort, config, validate=False)
     write_hurdle_outputs(results, cohort, config, OutputConfig(), out_dir, source=cohort_path)
     return results

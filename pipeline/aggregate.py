@@ -82,7 +82,7 @@ from pipeline.run_folder import RunFolder
 from pipeline.settings import SettingsError, add_arguments, from_args
 
 __all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate",
-           "checkpoint_readout", "write_outputs", "main"]
+           "checkpoint_readout", "cohort_input_hash", "readout_up_to_date", "write_outputs", "main"]
 
 log = logging.getLogger(__name__)
 STAGE = "aggregate"
@@ -315,6 +315,31 @@ def _typed(df: pd.DataFrame, contract) -> pa.Table | pd.DataFrame:
     return pa.table(cols)
 
 
+def cohort_input_hash(manifest: Manifest, windows_hashes: dict[str, str]) -> str:
+    """What the cohort tables are made from: the manifest file and every windows file read (sha256)."""
+    return config_hash({"manifest": sha256_file(manifest.path), "windows": windows_hashes})
+
+
+def readout_up_to_date(manifest: Manifest, windows_dir: Path, out_dir: Path, config: ReadoutConfig,
+                       sources: dict[str, str] | None = None) -> bool:
+    """Whether ``out_dir`` already holds this read-out of these windows (a rerun may skip it).
+
+    True when the cohort, bouts and exclusions tables record the same input hash (manifest + every
+    windows file present now), the same read-out settings and their sources, and detections.csv
+    exists. A windows file that exists but could not be read counts here and not in the recorded
+    hash, so such a run is never skipped.
+    """
+    config = config.resolved()
+    hashes = {vid: sha256_file(windows_dir / f"{vid}.parquet") for vid in manifest.videos["video_id"]
+              if (windows_dir / f"{vid}.parquet").exists()}
+    input_hash = cohort_input_hash(manifest, hashes)
+    for name, contract in (("cohort.parquet", COHORT), ("bouts.parquet", BOUTS), ("exclusions.parquet", EXCLUSIONS)):
+        if not is_up_to_date(out_dir / name, input_hash=input_hash, config=config.to_dict(), contract=contract):
+            return False
+    meta = read_sidecar(out_dir / "cohort.parquet") or {}
+    return (out_dir / "detections.csv").exists() and meta.get("readout_sources", {}) == dict(sources or {})
+
+
 def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataFrame | None = None) -> list[Path]:
     """Write segments/, detections.csv, cohort/bouts/exclusions (and agreement.csv); return written paths."""
     out_dir = Path(out_dir)
@@ -350,7 +375,7 @@ def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataF
     written.append(atomic_write_text(out_dir / "detections.csv", det.to_csv(index=False)))
 
     tables = result.tables or _empty_tables(result.manifest, result.failures)
-    cohort_hash = config_hash({"manifest": sha256_file(result.manifest.path), "windows": result.hashes})
+    cohort_hash = cohort_input_hash(result.manifest, result.hashes)
     extra = {**facts, "participants": int(tables.cohort["participant_id"].nunique()),
              "excluded_participants": int((tables.exclusions["scope"] == "participant").sum()),
              "failed_videos": int((tables.exclusions["scope"] == "video").sum())}

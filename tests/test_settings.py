@@ -283,3 +283,48 @@ def test_pose_settings_walk_cli_flow_and_config():
     assert PoseSettings().config().frames == "all"
     with pytest.raises(SettingsError, match=r"^pose\.min_detected:"):
         merge_settings(PoseSettings, user={"min_detected": 2}, stage="pose")
+
+
+# -- a rerun with nothing changed skips the read-out and the statistics ---------------------------
+def test_readout_and_statistics_know_when_they_are_up_to_date(tmp_path):
+    """The flow's skip tests (pipeline.aggregate.readout_up_to_date, flows.cohort_analysis
+    .statistics_up_to_date) against real outputs: true after writing, false after any input change."""
+    from dataclasses import replace
+
+    from analysis.cohort import load_cohort
+    from analysis.config import HurdleConfig, OutputConfig
+    from analysis.hurdle import hurdle_analysis
+    from analysis.outputs import write_outputs as write_hurdle
+    from flows.cohort_analysis import statistics_up_to_date
+    from pipeline.aggregate import aggregate, readout_up_to_date, write_outputs
+    from pipeline.manifest import read_manifest
+    from windows_fixtures import write_windows  # the aggregate tests' windows writer
+
+    w = tmp_path / "windows"
+    rows = []
+    for k in range(8):
+        vid = f"v{k}"
+        write_windows(w, vid, [0, 10, 20], [10, 20, 30], [[.8, .1, .1], [.1, .8, .1], [.3, .3, .4]][k % 3:] +
+                      [[.6, .3, .1]] * (k % 3))
+        rows.append(f"{k},{'ASD' if k < 4 else 'TDC'},{vid}.mp4")
+    (tmp_path / "m.csv").write_text("participant_id,group,video\n" + "\n".join(rows) + "\n")
+    manifest = read_manifest(tmp_path / "m.csv", check_videos=False)
+    cfg, sources = ReadoutConfig(), {"threshold": "user"}
+    out = tmp_path / "readout"
+    assert not readout_up_to_date(manifest, w, out, cfg, sources)
+    write_outputs(aggregate(manifest, w, cfg, sources=sources), out)
+    assert readout_up_to_date(manifest, w, out, cfg, sources)
+    assert not readout_up_to_date(manifest, w, out, replace(cfg, threshold=0.4), sources)
+    assert not readout_up_to_date(manifest, w, out, cfg, {"threshold": "checkpoint"})
+    write_windows(w, "v0", [0, 10, 20], [10, 20, 30], [[.1, .1, .8]] * 3)  # one video's windows change
+    assert not readout_up_to_date(manifest, w, out, cfg, sources)
+
+    hcfg = HurdleConfig(groups=("ASD", "TDC"), top_actions=None, min_engaged=2)
+    cohort = load_cohort(out / "cohort.parquet")
+    assert not statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", hcfg)
+    write_hurdle(hurdle_analysis(cohort, hcfg), cohort, hcfg, OutputConfig(), tmp_path / "hurdle",
+                 source=out / "cohort.parquet")
+    assert statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", hcfg)
+    assert not statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", replace(hcfg, correction="holm"))
+    write_outputs(aggregate(manifest, w, cfg, sources=sources), out)  # a changed cohort table
+    assert not statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", hcfg)

@@ -88,8 +88,8 @@ class HurdleConfig:
     covariates: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     min_engaged: int = 3
-    correction: str = "fdr_bh"
-    family: str = "part"
+    correction: Literal[CORRECTIONS] = "fdr_bh"
+    family: Literal[FAMILIES] = "part"
     pairwise_subsets: bool = False
     firth: Literal["auto", "always"] = "auto"
     firth_ci: Literal["profile", "wald"] = "profile"

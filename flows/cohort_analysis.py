@@ -189,10 +189,9 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
 
 
 def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
-    s = params.statistics
-    return HurdleConfig(groups=tuple(s.groups), top_actions=s.top_actions,
-                        actions=tuple(s.actions) if s.actions else None, covariates=tuple(s.covariates),
-                        correction=s.correction, family=s.family, ignore_other_groups=True)
+    """The statistics' settings: the user's fields over the flow's own default (other groups are
+    dropped, not refused: a manifest may hold groups the run does not compare)."""
+    return params.statistics.settings(base={"ignore_other_groups": True}, base_name="flow", stage="statistics").settings
 
 
 def statistics_up_to_date(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> bool:

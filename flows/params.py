@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analysis.config import HurdleConfig
 from pipeline.pose_config import PoseSettings as PoseSettingsFields
 from pipeline.readout import ReadoutConfig
 from pipeline.settings import settings_model
@@ -51,15 +52,11 @@ ReadoutSettings = settings_model(
         ":class:`pipeline.readout.ReadoutConfig`; unset fields default to the checkpoint's calibrated read-out.")
 
 
-class StatisticsSettings(_Settings):
-    """Hurdle statistics (``python -m analysis.hurdle``)."""
-
-    groups: list[str] = Field(["ASD", "PSY", "TDC"], min_length=2, description="groups, in contrast order")
-    top_actions: int = Field(10, ge=0, description="analyse the N actions with most engagers (0: all)")
-    actions: list[str] | None = Field(None, description="analyse exactly these actions (overrides top_actions)")
-    covariates: list[str] = Field([], description="manifest columns adjusted for in both parts (e.g. age, sex)")
-    correction: Literal["fdr_bh", "holm", "bonferroni", "fdr_by", "none"] = "fdr_bh"
-    family: Literal["part", "all", "action", "contrast"] = Field("part", description="tests corrected together")
+StatisticsSettings = settings_model(
+    HurdleConfig, name="StatisticsSettings", module=__name__,
+    doc="Hurdle statistics (``python -m analysis.hurdle``): the fields of :class:`analysis.config.HurdleConfig` "
+        "(docs/hurdle.md). The flow keeps participants of groups it does not compare (ignore_other_groups) "
+        "unless told otherwise.")
 
 
 class ReportSettings(_Settings):

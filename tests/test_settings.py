@@ -328,3 +328,47 @@ def test_readout_and_statistics_know_when_they_are_up_to_date(tmp_path):
     assert not statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", replace(hcfg, correction="holm"))
     write_outputs(aggregate(manifest, w, cfg, sources=sources), out)  # a changed cohort table
     assert not statistics_up_to_date(out / "cohort.parquet", tmp_path / "hurdle", hcfg)
+
+
+# -- the statistics' settings: HurdleConfig is the flow's parameter model; its CLI maps 1:1 --------
+def test_statistics_fields_map_one_to_one_to_the_cli_flow_and_methods(tmp_path):
+    """``python -m analysis.hurdle`` keeps its hand-written flags (its interface is fixed); this test is
+    the field-by-field mapping: every HurdleConfig field is a flag of the same name and default, a
+    flow parameter of the same default, recorded in the results' sidecar and listed in the Methods."""
+    from analysis.config import HurdleConfig, OutputConfig
+    from analysis.hurdle import build_parser as hurdle_parser
+
+    names = [f.name for f in dataclasses.fields(HurdleConfig)]
+    parser = hurdle_parser()
+    args = parser.parse_args(["--cohort", "c.parquet"])
+    dests = {a.dest for a in parser._actions}
+    default = HurdleConfig()
+    for name in names:
+        assert name in dests, f"analysis.hurdle has no flag for {name}"
+        assert HurdleConfig(**{n: getattr(args, n) for n in names if n in vars(args)}) == default
+    props = CohortAnalysisParams.model_json_schema()["$defs"]["StatisticsSettings"]["properties"]
+    assert sorted(props) == sorted(names)
+    for name in names:
+        want = getattr(default, name)
+        assert props[name].get("default") == (list(want) if isinstance(want, tuple) else want), name
+    # the flow's only own default: participants of other groups are dropped, not refused
+    from flows.cohort_analysis import hurdle_config
+
+    cfg = hurdle_config(CohortAnalysisParams(manifest="m.csv", out="o"))
+    assert dataclasses.replace(cfg, ignore_other_groups=False) == default
+    # sidecar and Methods: every field by name (analysis.outputs records config.analysis)
+    import pandas as pd
+    from reports.methods import methods_sections
+    from reports.run import Run
+
+    from analysis.hurdle import hurdle_analysis
+    from analysis.simulate import SimConfig, simulate_cohort
+
+    cohort, _ = simulate_cohort(SimConfig(n_actions=3, seed=1))
+    small = dataclasses.replace(cfg, top_actions=None)
+    results = hurdle_analysis(cohort, small)
+    run = Run(root=tmp_path, cohort=cohort, cohort_meta={}, results=results,
+              results_meta={"config": {"analysis": dataclasses.asdict(small), "output": dataclasses.asdict(OutputConfig())}})
+    stats = next(s for s in methods_sections(run) if s.title.startswith("Statistical"))
+    listed = {k.split(".", 1)[1] for k, _ in stats.params if k.startswith("analysis.")}
+    assert listed >= set(names)

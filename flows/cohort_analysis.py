@@ -322,7 +322,8 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     # Read-out, statistics, report.
     cohort_path = readout_task(run.manifest, run.windows, run.readout, plan.readout, plan.readout_sources)
     results = hurdle_task(cohort_path, run.hurdle, plan.statistics)
-    index = report_task(out, run.report, params.report.reference_group, params.report.show_paths)
+    report = params.report.settings(stage="report").settings
+    index = report_task(out, run.report, report.reference_group, report.show_paths)
 
     create_markdown_artifact(key="cohort-results", markdown=significant_summary(results),
                              description="significant hurdle tests (adjusted p)")

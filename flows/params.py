@@ -18,6 +18,7 @@ from analysis.config import HurdleConfig
 from pipeline.pose_config import PoseSettings as PoseSettingsFields
 from pipeline.readout import ReadoutConfig
 from pipeline.settings import settings_model
+from reports.settings import ReportSettings as ReportSettingsFields
 
 __all__ = ["PoseSettings", "RecognitionSettings", "ReadoutSettings", "StatisticsSettings", "ReportSettings",
            "CohortAnalysisParams"]
@@ -59,11 +60,9 @@ StatisticsSettings = settings_model(
         "unless told otherwise.")
 
 
-class ReportSettings(_Settings):
-    """HTML report (``python -m reports.build``)."""
-
-    reference_group: str | None = Field(None, description="percentiles on participant pages against this group (default: TDC or all)")
-    show_paths: bool = Field(False, description="show video paths in the report (file names can contain names)")
+ReportSettings = settings_model(
+    ReportSettingsFields, name="ReportSettings", module=__name__,
+    doc="HTML report (``python -m reports.build``): the fields of :class:`reports.settings.ReportSettings`.")
 
 
 class CohortAnalysisParams(_Settings):

@@ -34,9 +34,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from analysis.tables import HEADER, format_p, publication_table, table_caption
 from pipeline.artifacts import atomic_write_text
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
+from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
+from reports.settings import ReportSettings
 from reports.summaries import demographics, effects_table, group_summary, participant_actions, qc_by_participant
 from reports.summaries import reference_group as default_reference
 
@@ -345,11 +347,10 @@ def _remove_stale(out: Path, written: list[Path]) -> None:
 
 def build_parser():
     p = make_parser("Build the HTML cohort report and one page per participant from a run folder.", prog="python -m reports.build")
-    p.add_argument("--run", required=True, type=Path, metavar="DIR", help="run folder (manifest, pose/, windows/, readout/, hurdle/)")
+    p.add_argument("--run", required=True, type=Path, metavar="DIR",
+                   help="run folder (pipeline.run_folder layout: manifest.csv, pose/, recognize/, readout/, hurdle/)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder for index.html and participants/")
-    p.add_argument("--reference-group", metavar="GROUP", default=None,
-                   help="group the participant percentiles compare with (default: TDC if present, else the whole cohort)")
-    p.add_argument("--show-paths", action="store_true", help="show video file names and paths (hidden by default: they can contain names)")
+    add_arguments(p, ReportSettings)  # --reference-group, --show-paths (the flow's params.report)
     p.epilog = "exit status: 0 written, 2 bad input (nothing written)"
     return p
 
@@ -361,8 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_dir(args.out)
         if not args.run.is_dir():
             raise BadInput(f"--run {args.run} is not a folder")
-        index = build_report(args.run, args.out, reference_group=args.reference_group, show_paths=args.show_paths,
-                             show_progress=not args.quiet)  # fmt: skip
+        settings = from_args(ReportSettings, args, stage="report").settings
+        index = build_report(args.run, args.out, reference_group=settings.reference_group,
+                             show_paths=settings.show_paths, show_progress=not args.quiet)
         listing = json.loads((args.out / _LISTING).read_text(encoding="utf-8"))
         for name in listing["pages"]:
             report_written(args.out / name)

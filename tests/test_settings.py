@@ -372,3 +372,22 @@ def test_statistics_fields_map_one_to_one_to_the_cli_flow_and_methods(tmp_path):
     stats = next(s for s in methods_sections(run) if s.title.startswith("Statistical"))
     listed = {k.split(".", 1)[1] for k, _ in stats.params if k.startswith("analysis.")}
     assert listed >= set(names)
+
+
+def test_report_settings_walk_cli_and_flow():
+    from reports.build import build_parser as report_parser
+    from reports.settings import ReportSettings
+
+    changed = {"reference_group": (["--reference-group", "ASD"], "ASD"), "show_paths": (["--show-paths"], True)}
+    names = [f.name for f in dataclasses.fields(ReportSettings)]
+    assert sorted(changed) == sorted(names)
+    parser = report_parser()
+    required = ["--run", "r", "--out", "o"]
+    assert from_args(ReportSettings, parser.parse_args(required), stage="report").settings == ReportSettings()
+    props = CohortAnalysisParams.model_json_schema()["$defs"]["ReportSettings"]["properties"]
+    assert sorted(props) == sorted(names)
+    for name, (argv, value) in changed.items():
+        cli = from_args(ReportSettings, parser.parse_args([*required, *argv]), stage="report").settings
+        flow = CohortAnalysisParams(manifest="m.csv", out="o", report={name: value}).report.settings(stage="report").settings
+        assert getattr(cli, name) == value and flow == cli
+        assert props[name].get("default") == getattr(ReportSettings(), name)

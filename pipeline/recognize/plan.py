@@ -83,9 +83,9 @@ def posed_frames(kp: Keypoints, meta: dict) -> PosedFrames:
 
 
 def _plan_difference(posed: WindowPlan, ckpt: WindowPlan) -> str:
-    """``clip_len 8 (checkpoint 4), hop_s 0.5 (checkpoint 0.1)``: the fields in which two plans differ."""
+    """``clip_len 8 where the checkpoint has 4, hop_s 0.5 where the checkpoint has 0.1``: the fields that differ."""
     a, b = dataclasses.asdict(posed), dataclasses.asdict(ckpt)
-    return ", ".join(f"{k} {a[k]} (checkpoint {b[k]})" for k in a if a[k] != b[k])
+    return ", ".join(f"{k} {a[k]} where the checkpoint has {b[k]}" for k in a if a[k] != b[k])
 
 
 def window_rows(posed: PosedFrames, window_frames: np.ndarray, plan: WindowPlan, *, video: Path,

@@ -5,6 +5,12 @@ Acceptance (issue 9): one row per planned window, probs sum to 1, the windows sa
 workers, rerun skips, a corrupt video (or bad keypoints) among good ones fails alone with a one-line
 error naming the file, checkpoint conflicts exit 2.
 
+Issue 19: the windows' frames are looked up in the frames the pose artifact records (a superset
+artifact gives the same windows; a checkpoint whose plan samples frames the artifact lacks fails that
+video with a line naming the keypoints file and the plan fields that differ), and keypoints without
+their sidecar are refused (the video-hash check cannot be made). The start-up checks (checkpoint,
+batch size, device) are in tests/test_recognize_cli.py.
+
 The checkpoint's plan (4 frames at stride 4, a window every 4 frames) gives 9-16 windows per 1.5-2.5 s
 clip, so batches of 7 and 32 really mix windows of several videos.
 """
@@ -12,6 +18,7 @@ clip, so batches of 7 and 32 really mix windows of several videos.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -28,7 +35,8 @@ from pipeline import pose
 from pipeline.artifacts import read_sidecar, sha256_file, write_artifact
 from pipeline.contracts import KEYPOINTS
 from pipeline.keypoints import read_keypoints
-from pipeline.recognize import RecognizeJob, RecognizeOptions, main, plan_video, recognize_video, recognize_videos
+from pipeline.recognize import (RecognizeJob, RecognizeOptions, main, plan_video, posed_frames, recognize_video,
+                                recognize_videos)
 from pipeline.video import probe
 
 PLAN = WindowPlan(clip_len=4, stride=4, hop_s=0.1)
@@ -112,6 +120,10 @@ def test_windows_sample_exactly_the_frames_pose_posed(setup):
         planned = plan_video(clip, root / "pose" / "keypoints" / f"{clip.stem}.parquet", ckpt,
                              RecognizeOptions(min_valid=0.0))
         np.testing.assert_array_equal(np.unique(planned.stream.window_frames), kp.frames)
+        # what the plan was looked up in is the artifact's record, as pose wrote it
+        posed = planned.posed
+        np.testing.assert_array_equal(posed.frames, kp.frames)
+        assert (posed.mode, posed.plan, posed.frame_count) == ("sampled", PLAN, info.frame_count)
 
 
 @pytest.mark.slow
@@ -297,3 +309,85 @@ def test_concurrent_videos_sharing_one_loaded_checkpoint(setup, base_run, tmp_pa
     got = read_probs(tmp_path, clips)
     for vid in base:
         np.testing.assert_allclose(got[vid], base[vid], atol=1e-5)
+
+
+def test_window_frames_are_looked_up_in_the_recorded_frames(setup, base_run, tmp_path):
+    """An artifact holding every frame (as ``--frames all`` writes it) gives the windows of the sampled one.
+
+    The extra frames sit between the sampled ones and have no person, so a lookup by row position
+    instead of by the recorded frame index would change valid fractions and crops.
+    """
+    root, clips, ckpt = setup
+    clip = clips[0]
+    src = root / "pose" / "keypoints" / f"{clip.stem}.parquet"
+    kp, meta = read_keypoints(src), read_sidecar(src)
+    n = probe(clip).frame_count
+    frames = np.arange(n)
+    at = np.searchsorted(kp.frames, frames)
+    hit = (at < len(kp.frames)) & (kp.frames[np.minimum(at, len(kp.frames) - 1)] == frames)
+    rows = np.minimum(at, len(kp.frames) - 1)
+    full = dataclasses.replace(
+        kp, frames=frames, time_s=frames / kp.fps, body25=np.where(hit[:, None, None], kp.body25[rows], 0),
+        extra=np.where(hit[:, None, None], kp.extra[rows], 0), detected=hit & kp.detected[rows],
+        rejected=hit & kp.rejected[rows])
+    dst = tmp_path / "kp" / f"{clip.stem}.parquet"
+    write_artifact(full.to_table(), dst, contract=KEYPOINTS, stage="pose", input_hash=meta["input_hash"],
+                   config={**meta["config"], "frames": "all", "plan": None},
+                   extra={"video": {**meta["video"], "frames_mode": "all", "frames_requested": n}})
+    planned = plan_video(clip, dst, load_checkpoint(ckpt), RecognizeOptions())
+    assert planned.posed.mode == "all" and len(planned.posed.frames) == n > len(kp.frames)
+    r = recognize_video(clip, dst, ckpt, tmp_path / "out", options=RecognizeOptions(workers=0, batch_size=7))
+    assert r.status == "ok"
+    got = pd.read_parquet(tmp_path / "out" / "windows" / f"{clip.stem}.parquet")
+    want = pd.read_parquet(base_run[0] / "windows" / f"{clip.stem}.parquet")
+    np.testing.assert_array_equal(got["valid_fraction"], want["valid_fraction"])
+    np.testing.assert_allclose(np.stack(got["probs"]), np.stack(want["probs"]), atol=1e-5)
+
+
+def test_keypoints_posed_with_another_plan_fail_that_video_naming_what_differs(setup, tmp_path, capsys):
+    """A checkpoint sampling every 2nd frame on keypoints posed for every 4th: that video fails, one line."""
+    root, clips, _ = setup
+    ckpt = make_checkpoint(tmp_path / "stride2.pt", plan=WindowPlan(clip_len=4, stride=2, hop_s=0.1))
+    kp_path = root / "pose" / "keypoints" / f"{clips[0].stem}.parquet"
+    assert posed_frames(read_keypoints(kp_path), read_sidecar(kp_path)).plan == PLAN
+    out = tmp_path / "out"
+    code = main([str(clips[0]), "--keypoints", str(root / "pose"), "--weights", str(ckpt), "--out", str(out),
+                 "--workers", "0", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    error = pd.read_csv(out / "qc_recognize.csv").set_index("video_id").loc[clips[0].stem, "error"]
+    assert error.startswith(f"{clips[0]}: {kp_path} was posed on the frames of another window plan "
+                            "(stride 4 where the checkpoint has 2): it lacks ")
+    assert "pose with --frames sampled --clip-len 4 --stride 2 --hop 0.1, or --frames all" in error
+    assert "\n" not in error and f"failed  {error}" in err
+    assert not (out / "windows" / f"{clips[0].stem}.parquet").exists()
+
+
+def test_keypoints_without_their_sidecar_are_refused(setup, tmp_path, capsys):
+    """Without the sidecar the keypoints cannot be tied to the video (sha256): that video fails, the other runs."""
+    root, clips, ckpt = setup
+    src = root / "pose" / "keypoints"
+    kp_dir = tmp_path / "kp"
+    kp_dir.mkdir()
+    dropped, no_hash, good = clips[0], clips[1], clips[2]
+    shutil.copy(src / f"{dropped.stem}.parquet", kp_dir)  # the sidecar left behind
+    for c in (no_hash, good):
+        shutil.copy(src / f"{c.stem}.parquet", kp_dir)
+        shutil.copy(src / f"{c.stem}.parquet.json", kp_dir)
+    meta = read_sidecar(kp_dir / f"{no_hash.stem}.parquet")
+    del meta["input_hash"]
+    (kp_dir / f"{no_hash.stem}.parquet.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    code = main([str(dropped), str(no_hash), str(good), "--keypoints", str(kp_dir), "--weights", str(ckpt),
+                 "--out", str(out), "--workers", "0", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    qc = pd.read_csv(out / "qc_recognize.csv").set_index("video_id")
+    assert qc.loc[good.stem, "status"] == "ok"
+    for clip, what in ((dropped, "has no readable sidecar"), (no_hash, "has a sidecar without input_hash")):
+        error = qc.loc[clip.stem, "error"]
+        assert qc.loc[clip.stem, "status"] == "failed"
+        assert error.startswith(f"{clip}: {kp_dir / clip.stem}.parquet {what} ({clip.stem}.parquet.json), so it "
+                                "cannot be checked against this video's sha256")
+        assert f"failed  {error}" in err
+    assert sorted(p.name for p in (out / "windows").glob("*.parquet")) == [f"{good.stem}.parquet"]

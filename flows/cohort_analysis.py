@@ -63,7 +63,9 @@ from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
 from pipeline.settings import SettingsError, add_arguments
+from pipeline.cli import BadInput
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
+from pipeline.recognize.options import parse_device
 from pipeline.stage import ItemResult, write_qc_table
 from reports.build import build_report
 
@@ -175,12 +177,14 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
         raise RunRefused(f"params.{exc}") from None
     try:
         pose = params.pose.settings(stage="pose").settings.config(plan=ckpt.plan, plan_from_checkpoint=True)
-        recognition = RecognizeOptions(device=params.recognition.device, batch_size=params.recognition.batch_size,
-                                       amp=params.recognition.amp, compile=params.recognition.compile,
-                                       min_valid=params.recognition.min_valid, workers=0)
+        settings = params.recognition.settings(stage="recognition").settings
+        parse_device(settings.device)  # a name the engine handles; availability is the worker's (GPU workers)
+        recognition = settings.options(workers=0)
         statistics = hurdle_config(params)
     except SettingsError as exc:
         raise RunRefused(f"params.{exc}") from None
+    except BadInput as exc:
+        raise RunRefused(f"params.recognition.device: {exc}") from None
     except ValueError as exc:
         raise RunRefused(f"params: {' '.join(str(exc).split())}") from None
     return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,

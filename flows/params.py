@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from analysis.config import HurdleConfig
 from pipeline.pose_config import PoseSettings as PoseSettingsFields
 from pipeline.readout import ReadoutConfig
+from pipeline.recognize.options import RecognitionSettings as RecognitionSettingsFields
 from pipeline.settings import settings_model
 from reports.settings import ReportSettings as ReportSettingsFields
 
@@ -34,14 +35,10 @@ PoseSettings = settings_model(
         "``frames='auto'`` poses only the frames the checkpoint's windows sample.")
 
 
-class RecognitionSettings(_Settings):
-    """Recognition stage (``python -m pipeline.recognize``)."""
-
-    device: Literal["cpu", "cuda"] = Field("cpu", description="where Micro-DualNet runs; cuda tasks ask Dask for a GPU")
-    batch_size: int = Field(32, ge=1, le=4096, description="windows per forward pass")
-    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
-    compile: bool = Field(False, description="torch.compile the model (pays off on long cohorts on GPU)")
-    min_valid: float = Field(0.5, ge=0, le=1, description="least share of a window's sampled frames with a usable pose")
+RecognitionSettings = settings_model(
+    RecognitionSettingsFields, name="RecognitionSettings", module=__name__,
+    doc="Recognition stage (``python -m pipeline.recognize``): the fields of "
+        ":class:`pipeline.recognize.RecognitionSettings`; cuda tasks ask Dask for a GPU.")
 
 
 # The read-out's parameters are ReadoutConfig's fields, bounds, help and defaults (pipeline.settings):

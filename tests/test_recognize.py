@@ -223,7 +223,7 @@ def test_bad_inputs_fail_alone_with_one_line_naming_the_file(setup, tmp_path, ca
         assert "\n" not in text and f"failed  {text}" in err
 
 
-def test_windows_with_too_little_pose_get_null_probs(setup, tmp_path):
+def test_windows_with_too_little_pose_get_null_probs(setup, base_run, tmp_path):
     root, clips, ckpt = setup
     clip = clips[0]
     kp_dir = tmp_path / "kp"
@@ -239,7 +239,7 @@ def test_windows_with_too_little_pose_get_null_probs(setup, tmp_path):
     assert df.loc[~low, "probs"].notna().all()
     assert r.qc["windows_low_valid"] == int(low.sum()) and r.qc["windows_classified"] == int((~low).sum())
     # the classified windows' probabilities are those of the full run (each window is independent)
-    full = pd.read_parquet(root / "base" / "windows" / f"{clip.stem}.parquet")
+    full = pd.read_parquet(base_run[0] / "windows" / f"{clip.stem}.parquet")
     both = (~low) & (df["valid_fraction"] == full["valid_fraction"])
     assert both.any()
     np.testing.assert_allclose(np.stack(df.loc[both, "probs"]), np.stack(full.loc[both, "probs"]), atol=1e-5)

@@ -391,3 +391,29 @@ def test_report_settings_walk_cli_and_flow():
         flow = CohortAnalysisParams(manifest="m.csv", out="o", report={name: value}).report.settings(stage="report").settings
         assert getattr(cli, name) == value and flow == cli
         assert props[name].get("default") == getattr(ReportSettings(), name)
+
+
+def test_recognition_settings_walk_cli_flow_and_options():
+    from pipeline.recognize.cli import build_parser as recognize_parser
+    from pipeline.recognize.options import RecognitionSettings
+
+    changed = {"device": (["--device", "cuda:1"], "cuda:1"), "batch_size": (["--batch-size", "8"], 8),
+               "amp": (["--no-amp"], False), "compile": (["--compile"], True),
+               "channels_last": (["--no-channels-last"], False), "min_valid": (["--min-valid", "0.7"], 0.7),
+               "decoder": (["--decoder", "nvdec"], "nvdec")}
+    names = [f.name for f in dataclasses.fields(RecognitionSettings)]
+    assert sorted(changed) == sorted(names)
+    parser = recognize_parser()
+    required = ["v.mp4", "--keypoints", "k", "--weights", "w.pt", "--out", "o"]
+    assert from_args(RecognitionSettings, parser.parse_args(required), stage="recognition").settings == RecognitionSettings()
+    props = CohortAnalysisParams.model_json_schema()["$defs"]["RecognitionSettings"]["properties"]
+    assert sorted(props) == sorted(names)
+    for name, (argv, value) in changed.items():
+        cli = from_args(RecognitionSettings, parser.parse_args([*required, *argv]), stage="recognition").settings
+        flow = CohortAnalysisParams(manifest="m.csv", out="o", recognition={name: value}).recognition
+        assert getattr(cli, name) == value and flow.settings(stage="recognition").settings == cli
+        assert props[name]["default"] == getattr(RecognitionSettings(), name)
+        # every field reaches the options the engine runs with
+        assert getattr(cli.options(workers=0), name) == value
+    with pytest.raises(SettingsError, match=r"^recognition\.batch_size:"):
+        merge_settings(RecognitionSettings, user={"batch_size": 10**9}, stage="recognition")

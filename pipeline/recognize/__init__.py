@@ -57,13 +57,14 @@ from __future__ import annotations
 
 from pipeline.recognize.classifier import WindowClassifier
 from pipeline.recognize.cli import build_parser, find_videos, keypoints_for, main, options_from_args
-from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognizeJob, RecognizeOptions, check_checkpoint,
+from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognitionSettings, RecognizeJob, RecognizeOptions,
+                                        check_checkpoint,
                                         check_device)
 from pipeline.recognize.plan import InputError, PlannedVideo, PosedFrames, plan_video, posed_frames
 from pipeline.recognize.run import RunStats, recognize_video, recognize_videos
 from pipeline.recognize.stage import STAGE_VERSION, RecognizeStage, windows_path
 
-__all__ = ["RecognizeOptions", "RecognizeJob", "RecognizeStage", "WindowClassifier", "plan_video",
+__all__ = ["RecognitionSettings", "RecognizeOptions", "RecognizeJob", "RecognizeStage", "WindowClassifier", "plan_video",
            "recognize_videos", "recognize_video", "find_videos", "keypoints_for", "main", "STAGE_VERSION",
            "InputError", "PlannedVideo", "PosedFrames", "posed_frames", "RunStats", "check_checkpoint",
            "check_device", "windows_path", "build_parser", "options_from_args", "DECODERS", "MAX_BATCH_SIZE"]

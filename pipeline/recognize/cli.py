@@ -18,10 +18,11 @@ from model.checkpoint import CheckpointError, load_checkpoint
 from model.preprocessing import ClassList
 from model.windows import WindowPlan
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognizeJob, RecognizeOptions, check_checkpoint,
+from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognitionSettings, RecognizeJob, RecognizeOptions, check_checkpoint,
                                         check_device)
 from pipeline.recognize.run import recognize_videos
 from pipeline.recognize.stage import RecognizeStage
+from pipeline.settings import add_arguments, from_args
 from pipeline.stage import exit_code, summary, write_qc_table
 from pipeline.video import VIDEO_SUFFIXES
 from pipeline.window_feed import FEED_KINDS
@@ -70,21 +71,13 @@ def build_parser():
                    help="pose stage output folder (DIR/keypoints/<video_id>.parquet or DIR/<video_id>.parquet)")
     p.add_argument("--weights", required=True, metavar="CKPT", help="model checkpoint (model.checkpoint)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (windows/, qc_recognize.*)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (checked at start: exit 2 if unusable here)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N",
-                   help=f"windows per forward pass (across videos), 1..{MAX_BATCH_SIZE}")
+    add_arguments(p.add_argument_group("recognition settings (the same fields are the flow's params.recognition)"),
+                  RecognitionSettings)
     p.add_argument("--workers", type=int, default=1, metavar="N", help="decode workers (0: decode in the main process)")
     p.add_argument("--worker-kind", choices=FEED_KINDS, default="thread",
                    help="decode workers as threads, or processes (a crashing decoder then fails only its video)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads for the model in this process (default: torch's; "
                    "on a CPU run give it the cores the decode workers leave)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA, long runs)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast on CUDA (CPU always runs fp32)")
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW convolutions")
-    p.add_argument("--min-valid", type=float, default=0.5, metavar="SHARE",
-                   help="windows with a smaller share of sampled frames with a usable pose get null probs")
-    p.add_argument("--decoder", choices=DECODERS, default="cpu", help="nvdec: GPU decoding via torchcodec (CPU fallback)")
     p.add_argument("--clip-len", type=int, metavar="T", help="expected frames per window (refuse a checkpoint with another)")
     p.add_argument("--stride", type=int, metavar="N", help="expected temporal stride (with --clip-len and --hop)")
     p.add_argument("--hop", type=float, metavar="SECONDS", help="expected seconds between windows (with --clip-len and --stride)")
@@ -104,11 +97,10 @@ def options_from_args(args, ckpt_plan: WindowPlan | None = None) -> RecognizeOpt
                                    stride=args.stride if args.stride is not None else base.stride,
                                    hop_s=args.hop if args.hop is not None else base.hop_s)
     try:
-        return RecognizeOptions(
-            device=args.device, batch_size=args.batch_size, workers=args.workers, worker_kind=args.worker_kind,
-            amp=args.amp, compile=args.compile, channels_last=not args.no_channels_last, min_valid=args.min_valid,
-            decoder=args.decoder, plan=plan, classes=_read_classes(args.classes) if args.classes else None)
-    except ValueError as exc:
+        settings = from_args(RecognitionSettings, args, stage="recognition").settings
+        return settings.options(workers=args.workers, worker_kind=args.worker_kind, plan=plan,
+                                classes=_read_classes(args.classes) if args.classes else None)
+    except ValueError as exc:  # SettingsError included: one line naming recognition.<field>
         raise BadInput(str(exc)) from None
 
 
@@ -126,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.recognize"):
         # flags first (cheap, and nothing is created for a bad value), then the checkpoint, then --out
-        options_from_args(args)
-        check_device(args.device)
+        options = options_from_args(args)
+        check_device(options.device)
         if args.threads is not None:
             if args.threads < 1:
                 raise BadInput(f"--threads must be >= 1, got {args.threads}")

@@ -9,9 +9,11 @@ CLI's exit 2 with one line), never a per-video failure.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 
 from model.checkpoint import Checkpoint
 from model.preprocessing import ClassList
@@ -20,8 +22,8 @@ from pipeline.cli import BadInput
 from pipeline.stage import Job
 from pipeline.window_feed import FEED_KINDS
 
-__all__ = ["RecognizeOptions", "RecognizeJob", "check_checkpoint", "check_device", "DECODERS", "DEVICE_TYPES",
-           "MAX_BATCH_SIZE"]
+__all__ = ["RecognitionSettings", "RecognizeOptions", "RecognizeJob", "check_checkpoint", "check_device", "parse_device",
+           "DECODERS", "DEVICE_TYPES", "MAX_BATCH_SIZE"]
 
 DECODERS = ("cpu", "nvdec")
 DEVICE_TYPES = ("cpu", "cuda")  # what the engine handles (pinned host buffers, bf16 autocast on CUDA)
@@ -29,6 +31,37 @@ MAX_BATCH_SIZE = 4096
 """The flow's bound (``flows.params.RecognitionSettings.batch_size``). The batch buffer is allocated
 once at start, ``batch_size x T x 3 x S x S`` bytes: 4096 windows of the MA-52 preset (T = 8, S = 224)
 are 4.9 GB, while 10^9 would be 1.2 PB; so the bound is checked when the options are made."""
+
+
+@dataclass(frozen=True)
+class RecognitionSettings:
+    """What a user chooses about recognition wherever it runs: the one source of truth for
+    ``python -m pipeline.recognize``'s flags and the flow's ``recognition`` parameters
+    (:mod:`pipeline.settings`). Per-process choices (decode workers, torch threads, explicit plan or
+    class-list expectations, ``--force``) stay CLI options; :meth:`options` adds them.
+
+    Attributes: see :class:`RecognizeOptions` (same names, same meaning).
+    """
+
+    device: Annotated[str, Field(description=(
+        "cpu, cuda or cuda:N (the CLI checks it at start: exit 2 if unusable here; the flow sends cuda "
+        "tasks to GPU workers)"))] = "cpu"
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE, description="windows per forward pass (across videos)",
+                                     json_schema_extra={"metavar": "N"})] = 32
+    amp: Annotated[bool, Field(description="bf16 autocast on CUDA (ignored on CPU, which runs fp32)")] = True
+    compile: Annotated[bool, Field(description="torch.compile the model (CUDA, long runs)")] = False
+    channels_last: Annotated[bool, Field(description="NHWC convolutions (tensor cores on CUDA; neutral on CPU)")] = True
+    min_valid: Annotated[float, Field(ge=0, le=1, description=(
+        "least share of a window's sampled frames with a usable pose; windows below get null probabilities"),
+        json_schema_extra={"metavar": "SHARE"})] = 0.5
+    decoder: Annotated[Literal[DECODERS], Field(description="nvdec: GPU decoding via torchcodec (CPU fallback)")] = "cpu"
+
+    def options(self, **run: object) -> "RecognizeOptions":
+        """The run's :class:`RecognizeOptions`: these settings plus per-run ones (``workers``, ``plan``, ...)."""
+        return RecognizeOptions(**self.to_dict(), **run)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,18 @@ class RecognizeJob(Job):
     keypoints: str = ""
 
 
+def parse_device(device: str) -> torch.device:
+    """The torch device ``device`` names if the engine handles its type (no availability check: the
+    flow's tasks may run on other machines); else BadInput (one line)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):  # torch's text lists twenty device types: not useful here
+        raise BadInput(f"--device {device}: not a device torch knows (use cpu, cuda or cuda:N)") from None
+    if dev.type not in DEVICE_TYPES:
+        raise BadInput(f"--device {device}: recognition runs on {' or '.join(DEVICE_TYPES)} (cuda:N), not {dev.type}")
+    return dev
+
+
 def check_device(device: str) -> torch.device:
     """The torch device ``device`` names, if this machine can run the model on it; else BadInput (one line).
 
@@ -103,12 +148,7 @@ def check_device(device: str) -> torch.device:
     only :data:`DEVICE_TYPES`), CUDA where torch sees no CUDA device, ``cuda:N`` beyond the devices
     present. Checked once at start-up, so a bad ``--device`` is exit 2 rather than every video failing.
     """
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):  # torch's text lists twenty device types: not useful here
-        raise BadInput(f"--device {device}: not a device torch knows (use cpu, cuda or cuda:N)") from None
-    if dev.type not in DEVICE_TYPES:
-        raise BadInput(f"--device {device}: recognition runs on {' or '.join(DEVICE_TYPES)} (cuda:N), not {dev.type}")
+    dev = parse_device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BadInput(f"--device {device}: CUDA is not available on this machine")

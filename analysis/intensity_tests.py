@@ -1,0 +1,268 @@
+"""Tests of intensity contrasts among engagers: the methods of ``HurdleConfig.intensity_se``.
+
+A contrast is ``theta = L beta`` of a fractional-logit fit (:mod:`analysis.fractional`): the log odds
+ratio of the mean fraction of time, group a relative to group b. The methods (calibrated against each
+other in ``bench/bench_hurdle_calibration.py``; the table and the choice of the default are in
+docs/hurdle.md):
+
+``"hc0-z"``
+    Wald ``z = theta / se`` with the HC0 x n/(n-1) sandwich and a normal reference: the only method
+    before issue 28 (Stata's ``fracreg logit``).
+``"hc0-t"``, ``"hc2-z"``, ``"hc2-t"``, ``"hc3-z"``, ``"hc3-t"``
+    The HC0 x n/(n-1), HC2 or HC3 sandwich (HC2/HC3 with the GLM hat values) and a normal (``-z``) or
+    Student t reference with ``n - p`` degrees of freedom (``-t``; n engagers in the model, p columns).
+``"wild"``
+    Wild score bootstrap (Kline & Santos 2012) with Rademacher weights. The model is refitted once
+    under ``L beta = 0`` (in the null space of L); with its residuals ``e_i = y_i - mu0_i`` and
+    ``a_i = L B0^{-1} x_i e_i`` (``B0 = X' diag(mu0 (1 - mu0)) X``) the robust score statistic is
+    ``T = sum a_i / sqrt(sum a_i^2)``; a draw is ``T*_b = sum v_bi a_i / sqrt(sum a_i^2)``,
+    ``v_bi = +-1`` (Rademacher: ``v^2 = 1`` leaves the denominator unchanged), so no draw refits.
+    ``p = (1 + #{b: |T*_b| >= |T|}) / (B + 1)``. Score rather than residual resampling: ``mu0 + v e``
+    would leave the unit interval.
+``"permutation"``
+    The labels a and b are permuted among the two groups' engagers (other groups, and every covariate
+    value, stay with their participants); the statistic is the HC2 Wald z, studentised so that the test
+    stays asymptotically valid when the groups' spreads differ (Janssen 1997; Chung & Romano 2013) and
+    exact when the groups are exchangeable. ``p = (1 + #{|z*| >= |z|}) / (B + 1)``. A groups-only
+    model is saturated: each group's fitted mean is its mean fraction ``ybar_g`` and ``h_i = 1/n_g``,
+    so ``z = (logit ybar_a - logit ybar_b) / sqrt(sum_{g=a,b} SS_g / (n_g (n_g - 1) w_g^2))`` with
+    ``w_g = ybar_g (1 - ybar_g)`` and ``SS_g`` the within-group sum of squares, computed from permuted
+    sums without a refit. With covariates every draw is refitted (batched Newton).
+
+The two resampling methods report the HC2 standard error with a t(n - p) interval next to their p.
+Draws come from ``numpy.random.default_rng(seed)``, so a result repeats exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special, stats
+
+from .contrasts import wald_contrast
+from .design import Design
+from .fractional import FractionalFit, fit_fractional_batch, robust_sandwich
+
+__all__ = [
+    "INTENSITY_METHODS",
+    "method_label",
+    "analytic_tests",
+    "wild_score_pvalues",
+    "permutation_pvalues",
+    "contrast_test",
+]
+
+# name -> (sandwich kind, reference) for the analytic methods; None for resampling.
+INTENSITY_METHODS: dict[str, tuple[str, str] | None] = {
+    "hc0-z": ("hc0n", "z"),
+    "hc0-t": ("hc0n", "t"),
+    "hc2-z": ("hc2", "z"),
+    "hc2-t": ("hc2", "t"),
+    "hc3-z": ("hc3", "z"),
+    "hc3-t": ("hc3", "t"),
+    "wild": None,
+    "permutation": None,
+}
+
+_KIND_TEXT = {"hc0n": "HC0 x n/(n-1)", "hc2": "HC2", "hc3": "HC3"}
+
+
+def sandwich_of(method: str) -> str:
+    """The sandwich kind a method's standard error uses (HC2 for the resampling methods)."""
+    spec = INTENSITY_METHODS[method]
+    return spec[0] if spec is not None else "hc2"
+
+
+def method_label(method: str, resamples: int = 1999) -> str:
+    """The ``method`` column of an intensity row, e.g. ``fractional logit (Bernoulli QML, robust SE HC2, t(n-p))``."""
+    spec = INTENSITY_METHODS[method]
+    if spec is not None:
+        kind, ref = spec
+        return f"fractional logit (Bernoulli QML, robust SE {_KIND_TEXT[kind]}" + (", t(n-p))" if ref == "t" else ")")
+    what = "wild score bootstrap" if method == "wild" else "permutation of group labels among engagers"
+    return f"fractional logit (Bernoulli QML, {what}, {resamples} draws)"
+
+
+def analytic_tests(X: np.ndarray, Y: np.ndarray, params: np.ndarray, L: np.ndarray, method: str) -> dict[str, np.ndarray]:
+    """Wald tests of ``L beta = 0`` for a batch of fits on one model matrix.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n, p)
+    Y : numpy.ndarray, shape (B, n)
+    params : numpy.ndarray, shape (B, p)
+    L : numpy.ndarray, shape (p,)
+    method : str
+        An analytic key of :data:`INTENSITY_METHODS`.
+
+    Returns
+    -------
+    dict of numpy.ndarray, shape (B,)
+        ``estimate``, ``se``, ``statistic`` and two-sided ``p``; ``df`` (a float, inf for z).
+    """
+    kind, ref = INTENSITY_METHODS[method]  # type: ignore[misc]
+    V = robust_sandwich(X, Y, params, kind=kind)
+    est = params @ L
+    var = np.einsum("j,...jk,k->...", L, V, L)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(var > 0, np.sqrt(np.where(var > 0, var, 1.0)), np.nan)
+        stat = est / se
+    df = float(X.shape[0] - X.shape[1]) if ref == "t" else np.inf
+    p = 2 * (stats.t.sf(np.abs(stat), df) if np.isfinite(df) else stats.norm.sf(np.abs(stat)))
+    return {"estimate": est, "se": se, "statistic": stat, "p": p, "df": df}
+
+
+def _resample_p(observed: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``(1 + #{|draw| >= |observed|}) / (B + 1)`` per row; a non-finite draw counts as extreme.
+
+    Draws equal to the observed statistic up to rounding (relative 1e-9) count as ties, hence as
+    extreme: equivalent relabellings and sign vectors (e.g. flipping every sign) give the same
+    statistic by algebra but not always to the last bit.
+    """
+    obs = np.abs(observed)[..., None] * (1 - 1e-9)
+    with np.errstate(invalid="ignore"):
+        extreme = ~(np.abs(draws) < obs)
+    p = (1.0 + extreme.sum(axis=-1)) / (draws.shape[-1] + 1.0)
+    return np.where(np.isfinite(observed), p, np.nan)
+
+
+def wild_score_pvalues(X: np.ndarray, Y: np.ndarray, L: np.ndarray, *, resamples: int = 1999, seed: int = 0) -> np.ndarray:
+    """Wild (Rademacher) score-bootstrap p-values of ``L beta = 0`` (module docstring), for a batch.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n, p)
+    Y : numpy.ndarray, shape (B, n)
+    L : numpy.ndarray, shape (p,)
+    resamples : int
+        Draws B* of the sign vector (the same draws for every outcome vector of the batch).
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (B,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    N = np.linalg.svd(L[None, :])[2][1:].T  # orthonormal basis of the null space of L, (p, p - 1)
+    gamma, _ = fit_fractional_batch(X @ N, Y)
+    beta0 = gamma @ N.T
+    mu0 = special.expit(beta0 @ X.T)
+    w0 = mu0 * (1 - mu0)
+    B0_inv = np.linalg.inv(np.einsum("bi,ij,ik->bjk", w0, X, X))
+    c = np.einsum("j,bjk->bk", L, B0_inv)  # L B0^{-1}, (B, p)
+    a = (c @ X.T) * (Y - mu0)  # a_i = L B0^{-1} x_i e_i, (B, n)
+    scale = np.sqrt(np.sum(a * a, axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_obs = a.sum(axis=1) / scale
+    v = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), size=(resamples, X.shape[0]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_draws = (a @ v.T) / scale[:, None]  # (B, B*)
+    return _resample_p(t_obs, t_draws)
+
+
+def _groups_only(design: Design) -> bool:
+    return design.X.shape[1] == len(design.groups)
+
+
+def _saturated_z(sum_a, ssq_a, n_a, sum_b, ssq_b, n_b):
+    """HC2 z of a groups-only model from each group's sum and sum of squares (module docstring)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = sum_a / n_a, sum_b / n_b
+        ss_a, ss_b = np.maximum(ssq_a - sum_a * ma, 0.0), np.maximum(ssq_b - sum_b * mb, 0.0)
+        var = ss_a / (n_a * (n_a - 1) * (ma * (1 - ma)) ** 2) + ss_b / (n_b * (n_b - 1) * (mb * (1 - mb)) ** 2)
+        return (special.logit(ma) - special.logit(mb)) / np.sqrt(var)
+
+
+def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamples: int = 1999, seed: int = 0) -> np.ndarray:
+    """Permutation p-values of the contrast a vs b (module docstring), for a batch of outcome vectors.
+
+    Parameters
+    ----------
+    design : Design
+        The engagers' model matrix (``design.group`` says which rows are a and b).
+    Y : numpy.ndarray, shape (B, n)
+    a, b : str
+    resamples : int
+        Random relabellings (the same for every outcome vector of the batch).
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (B,)
+    """
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    rows = np.flatnonzero(np.isin(design.group, [a, b]))
+    n_a = int(np.sum(design.group == a))
+    n_b = rows.size - n_a
+    rng = np.random.default_rng(seed)
+    # draw k: rows[order[k, :n_a]] get label a, the rest label b; the identity (observed) is prepended
+    order = np.argsort(rng.random((resamples, rows.size)), axis=1)
+    observed = np.concatenate([np.flatnonzero(design.group[rows] == a), np.flatnonzero(design.group[rows] == b)])
+    order = np.vstack([observed[None, :], order])
+    if _groups_only(design):
+        G = np.zeros((order.shape[0], rows.size))
+        np.put_along_axis(G, order[:, :n_a], 1.0, axis=1)
+        Z = Y[:, rows]
+        tot, tot2 = Z.sum(axis=1, keepdims=True), (Z * Z).sum(axis=1, keepdims=True)
+        s_a, q_a = Z @ G.T, (Z * Z) @ G.T  # (B, draws + 1)
+        z = _saturated_z(s_a, q_a, n_a, tot - s_a, tot2 - q_a, n_b)
+        return _resample_p(z[:, 0], z[:, 1:])
+    # With covariates: relabel the group dummies of the pair's rows and refit each draw.
+    L = design.contrast_vector(a, b)
+    cols = [j for j in (design.group_col[a], design.group_col[b]) if j is not None]
+    pvals = np.empty(Y.shape[0])
+    for r in range(Y.shape[0]):
+        z = np.empty(order.shape[0])
+        for start in range(0, order.shape[0], 200):
+            chunk = order[start : start + 200]
+            Xs = np.broadcast_to(design.X, (len(chunk), *design.X.shape)).copy()
+            labels = np.empty((len(chunk), rows.size), dtype=bool)  # True = label a
+            labels[np.arange(len(chunk))[:, None], chunk[:, :n_a]] = True
+            labels[np.arange(len(chunk))[:, None], chunk[:, n_a:]] = False
+            for j in cols:
+                Xs[:, rows, j] = (labels if j == design.group_col[a] else ~labels).astype(np.float64)
+            Yc = np.broadcast_to(Y[r], (len(chunk), Y.shape[1]))
+            params, _ = fit_fractional_batch(Xs, Yc)
+            V = robust_sandwich(Xs, Yc, params, kind="hc2")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                z[start : start + len(chunk)] = (params @ L) / np.sqrt(np.einsum("j,bjk,k->b", L, V, L))
+        pvals[r] = _resample_p(z[:1], z[None, 1:])[0]
+    return pvals
+
+
+def contrast_test(
+    fit: FractionalFit, a: str, b: str, method: str, *, ci_level: float = 0.95, resamples: int = 1999, seed: int = 0
+) -> dict[str, float | str]:
+    """Estimate and test the intensity contrast a vs b of a fit by ``method``.
+
+    ``fit.cov`` must be the sandwich :func:`sandwich_of` names for the method.
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``se``, ``ci_low``, ``ci_high`` (log odds ratio scale), ``statistic``, ``p``,
+        ``test`` (in words) and ``ci`` (``"wald"`` or ``"wald-t"``).
+    """
+    D = fit.design
+    L = D.contrast_vector(a, b)
+    n, k = D.X.shape
+    spec = INTENSITY_METHODS[method]
+    ref = spec[1] if spec is not None else "t"
+    out: dict[str, float | str] = dict(wald_contrast(fit.params, fit.cov, L, ci_level))
+    kind_text = _KIND_TEXT[fit.sandwich]
+    if ref == "t":
+        q = float(stats.t.ppf(0.5 + ci_level / 2, n - k))
+        est, se = float(out["estimate"]), float(out["se"])
+        out.update(ci_low=est - q * se, ci_high=est + q * se, ci="wald-t")
+        out["p"] = float(2 * stats.t.sf(abs(float(out["statistic"])), n - k)) if np.isfinite(out["statistic"]) else float("nan")
+        out["test"] = f"Wald t ({kind_text}, {n - k} df)"
+    else:
+        out["ci"] = "wald"
+        out["test"] = "Wald z (robust)" if method == "hc0-z" else f"Wald z ({kind_text})"
+    if method == "wild":
+        out["p"] = float(wild_score_pvalues(D.X, fit.y[None, :], L, resamples=resamples, seed=seed)[0])
+        out["test"] = f"wild score bootstrap ({resamples} Rademacher draws)"
+    elif method == "permutation":
+        out["p"] = float(permutation_pvalues(D, fit.y[None, :], a, b, resamples=resamples, seed=seed)[0])
+        out["test"] = f"permutation ({resamples} draws, HC2 z)"
+    return out

@@ -107,10 +107,10 @@ class HurdleConfig:
     covariates: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     min_engaged: int = 3
-    intensity_se: str = "wild"
+    intensity_se: str = "permutation"
     intensity_resamples: int = 1999
     intensity_seed: int = 0
-    min_engaged_test: int = 8
+    min_engaged_test: int = 12
     correction: str = "fdr_bh"
     family: str = "part"
     pairwise_subsets: bool = False

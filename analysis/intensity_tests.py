@@ -21,13 +21,12 @@ docs/hurdle.md):
     would leave the unit interval.
 ``"permutation"``
     The labels a and b are permuted among the two groups' engagers (other groups, and every covariate
-    value, stay with their participants); the statistic is the HC2 Wald z, studentised so that the test
-    stays asymptotically valid when the groups' spreads differ (Janssen 1997; Chung & Romano 2013) and
-    exact when the groups are exchangeable. ``p = (1 + #{|z*| >= |z|}) / (B + 1)``. A groups-only
-    model is saturated: each group's fitted mean is its mean fraction ``ybar_g`` and ``h_i = 1/n_g``,
-    so ``z = (logit ybar_a - logit ybar_b) / sqrt(sum_{g=a,b} SS_g / (n_g (n_g - 1) w_g^2))`` with
-    ``w_g = ybar_g (1 - ybar_g)`` and ``SS_g`` the within-group sum of squares, computed from permuted
-    sums without a refit. With covariates every draw is refitted (batched Newton).
+    value, stay with their participants) and the same robust score statistic T is recomputed. The fit
+    under ``L beta = 0`` does not tell a from b, so it is the same for every relabelling and no draw is
+    refitted (:func:`permutation_pvalues`). The test is exact when the two groups' fractions are
+    exchangeable (no covariates, the same distribution), and the studentised statistic keeps it
+    asymptotically valid when only the means are equal (Janssen 1997; Chung & Romano 2013).
+    ``p = (1 + #{|T*| >= |T|}) / (B + 1)``.
 
 The two resampling methods report the HC2 standard error with a t(n - p) interval next to their p.
 Draws come from ``numpy.random.default_rng(seed)``, so a result repeats exactly.
@@ -46,6 +45,7 @@ __all__ = [
     "INTENSITY_METHODS",
     "method_label",
     "analytic_tests",
+    "score_statistic",
     "wild_score_pvalues",
     "permutation_pvalues",
     "contrast_test",
@@ -125,6 +125,26 @@ def _resample_p(observed: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(observed), p, np.nan)
 
 
+def score_statistic(X: np.ndarray, Y: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The robust score statistic of ``L beta = 0`` (module docstring), for a batch of outcome vectors.
+
+    Returns
+    -------
+    T : numpy.ndarray, shape (B,)
+        ``sum a_i / sqrt(sum a_i^2)``.
+    a : numpy.ndarray, shape (B, n)
+        ``a_i = L B0^{-1} x_i e_i``, each observation's share of the restricted score.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    _, mu0, w0 = _restricted(X, Y, L)
+    B0_inv = np.linalg.inv(np.einsum("bi,ij,ik->bjk", w0, X, X))
+    c = np.einsum("j,bjk->bk", L, B0_inv)  # L B0^{-1}, (B, p)
+    a = (c @ X.T) * (Y - mu0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return a.sum(axis=1) / np.sqrt(np.sum(a * a, axis=1)), a
+
+
 def wild_score_pvalues(X: np.ndarray, Y: np.ndarray, L: np.ndarray, *, resamples: int = 1999, seed: int = 0) -> np.ndarray:
     """Wild (Rademacher) score-bootstrap p-values of ``L beta = 0`` (module docstring), for a batch.
 
@@ -141,20 +161,9 @@ def wild_score_pvalues(X: np.ndarray, Y: np.ndarray, L: np.ndarray, *, resamples
     -------
     numpy.ndarray, shape (B,)
     """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
-    N = np.linalg.svd(L[None, :])[2][1:].T  # orthonormal basis of the null space of L, (p, p - 1)
-    gamma, _ = fit_fractional_batch(X @ N, Y)
-    beta0 = gamma @ N.T
-    mu0 = special.expit(beta0 @ X.T)
-    w0 = mu0 * (1 - mu0)
-    B0_inv = np.linalg.inv(np.einsum("bi,ij,ik->bjk", w0, X, X))
-    c = np.einsum("j,bjk->bk", L, B0_inv)  # L B0^{-1}, (B, p)
-    a = (c @ X.T) * (Y - mu0)  # a_i = L B0^{-1} x_i e_i, (B, n)
+    t_obs, a = score_statistic(X, Y, L)
     scale = np.sqrt(np.sum(a * a, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t_obs = a.sum(axis=1) / scale
-    v = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), size=(resamples, X.shape[0]))
+    v = np.random.default_rng(seed).choice(np.array([-1.0, 1.0]), size=(resamples, a.shape[1]))
     with np.errstate(invalid="ignore", divide="ignore"):
         t_draws = (a @ v.T) / scale[:, None]  # (B, B*)
     return _resample_p(t_obs, t_draws)
@@ -164,17 +173,24 @@ def _groups_only(design: Design) -> bool:
     return design.X.shape[1] == len(design.groups)
 
 
-def _saturated_z(sum_a, ssq_a, n_a, sum_b, ssq_b, n_b):
-    """HC2 z of a groups-only model from each group's sum and sum of squares (module docstring)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ma, mb = sum_a / n_a, sum_b / n_b
-        ss_a, ss_b = np.maximum(ssq_a - sum_a * ma, 0.0), np.maximum(ssq_b - sum_b * mb, 0.0)
-        var = ss_a / (n_a * (n_a - 1) * (ma * (1 - ma)) ** 2) + ss_b / (n_b * (n_b - 1) * (mb * (1 - mb)) ** 2)
-        return (special.logit(ma) - special.logit(mb)) / np.sqrt(var)
+def _restricted(X: np.ndarray, Y: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit under ``L beta = 0``: (restricted columns Z = X N, fitted means mu0 (B, n), weights w0 (B, n))."""
+    N = np.linalg.svd(L[None, :])[2][1:].T  # orthonormal basis of the null space of L, (p, p - 1)
+    Z = X @ N
+    gamma, _ = fit_fractional_batch(Z, Y)
+    mu0 = special.expit(gamma @ Z.T)
+    return Z, mu0, mu0 * (1 - mu0)
 
 
 def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamples: int = 1999, seed: int = 0) -> np.ndarray:
     """Permutation p-values of the contrast a vs b (module docstring), for a batch of outcome vectors.
+
+    The statistic is the robust score statistic of the wild bootstrap, written with the indicator d of
+    group a: ``T(d) = sum_i d_i e_i / sqrt(sum_i dt_i^2 e_i^2)``, ``dt = d - Z (Z' W0 Z)^{-1} Z' W0 d``
+    (d's part not explained by the restricted model's columns Z; ``e``, ``W0`` from the fit under
+    ``beta_a = beta_b``). Relabelling a and b among their engagers leaves that fit unchanged (it does
+    not tell a from b), so a draw only changes d: no draw is refitted. In a groups-only model ``dt`` is
+    ``d - n_a / (n_a + n_b)`` on the pair's rows and 0 elsewhere.
 
     Parameters
     ----------
@@ -191,43 +207,38 @@ def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamp
     numpy.ndarray, shape (B,)
     """
     Y = np.atleast_2d(np.asarray(Y, dtype=np.float64))
+    X = design.X
     rows = np.flatnonzero(np.isin(design.group, [a, b]))
     n_a = int(np.sum(design.group == a))
-    n_b = rows.size - n_a
     rng = np.random.default_rng(seed)
-    # draw k: rows[order[k, :n_a]] get label a, the rest label b; the identity (observed) is prepended
+    # draw k: rows[order[k, :n_a]] get label a, the rest label b; the observed labelling is prepended
     order = np.argsort(rng.random((resamples, rows.size)), axis=1)
     observed = np.concatenate([np.flatnonzero(design.group[rows] == a), np.flatnonzero(design.group[rows] == b)])
     order = np.vstack([observed[None, :], order])
+    G = np.zeros((order.shape[0], rows.size))  # indicator of label a on the pair's rows, (draws + 1, m)
+    np.put_along_axis(G, order[:, :n_a], 1.0, axis=1)
+    Z, mu0, w0 = _restricted(X, Y, design.contrast_vector(a, b))
+    E = Y - mu0
+    num = E[:, rows] @ G.T  # sum_i d_i e_i, (B, draws + 1)
     if _groups_only(design):
-        G = np.zeros((order.shape[0], rows.size))
-        np.put_along_axis(G, order[:, :n_a], 1.0, axis=1)
-        Z = Y[:, rows]
-        tot, tot2 = Z.sum(axis=1, keepdims=True), (Z * Z).sum(axis=1, keepdims=True)
-        s_a, q_a = Z @ G.T, (Z * Z) @ G.T  # (B, draws + 1)
-        z = _saturated_z(s_a, q_a, n_a, tot - s_a, tot2 - q_a, n_b)
-        return _resample_p(z[:, 0], z[:, 1:])
-    # With covariates: relabel the group dummies of the pair's rows and refit each draw.
-    L = design.contrast_vector(a, b)
-    cols = [j for j in (design.group_col[a], design.group_col[b]) if j is not None]
-    pvals = np.empty(Y.shape[0])
-    for r in range(Y.shape[0]):
-        z = np.empty(order.shape[0])
-        for start in range(0, order.shape[0], 200):
-            chunk = order[start : start + 200]
-            Xs = np.broadcast_to(design.X, (len(chunk), *design.X.shape)).copy()
-            labels = np.empty((len(chunk), rows.size), dtype=bool)  # True = label a
-            labels[np.arange(len(chunk))[:, None], chunk[:, :n_a]] = True
-            labels[np.arange(len(chunk))[:, None], chunk[:, n_a:]] = False
-            for j in cols:
-                Xs[:, rows, j] = (labels if j == design.group_col[a] else ~labels).astype(np.float64)
-            Yc = np.broadcast_to(Y[r], (len(chunk), Y.shape[1]))
-            params, _ = fit_fractional_batch(Xs, Yc)
-            V = robust_sandwich(Xs, Yc, params, kind="hc2")
-            with np.errstate(invalid="ignore", divide="ignore"):
-                z[start : start + len(chunk)] = (params @ L) / np.sqrt(np.einsum("j,bjk,k->b", L, V, L))
-        pvals[r] = _resample_p(z[:1], z[None, 1:])[0]
-    return pvals
+        pi = n_a / rows.size
+        Ep = E[:, rows]
+        q = (Ep * Ep) @ G.T
+        den = (1 - pi) ** 2 * q + pi**2 * ((Ep * Ep).sum(axis=1, keepdims=True) - q)
+    else:
+        den = np.empty_like(num)
+        for r in range(Y.shape[0]):
+            Zw = Z * w0[r][:, None]
+            proj = np.linalg.solve(Z.T @ Zw, Zw[rows].T)  # (Z'W0Z)^{-1} Z'W0 restricted to the pair's rows
+            e2 = E[r] ** 2
+            for start in range(0, G.shape[0], 256):
+                Gc = G[start : start + 256]
+                Dt = -(Gc @ proj.T) @ Z.T  # - Z (Z'W0Z)^{-1} Z'W0 d, (chunk, n)
+                Dt[:, rows] += Gc
+                den[r, start : start + 256] = (Dt * Dt) @ e2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        T = num / np.sqrt(den)
+    return _resample_p(T[:, 0], T[:, 1:])
 
 
 def contrast_test(

@@ -149,34 +149,41 @@ def test_wild_score_bootstrap_with_all_sign_vectors_is_a_sign_flip_test():
     assert p == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / 40_000) + 1e-4)
 
 
-def test_permutation_matches_complete_enumeration_of_labels():
-    """4 + 4 engagers: the 70 relabellings, each refitted with statsmodels, give the exact p."""
-    d = _data(seed=8, sizes=(5, 4, 4))
-    design = build_design(d, GROUPS)
+def _score_statistic(d, groups, y, a, b, covs=()):
+    """Robust score statistic of a vs b: restricted fit with a and b merged (statsmodels), then
+    ``sum a_i / sqrt(sum a_i^2)``, ``a_i = L B0^{-1} x_i e_i``."""
+    D = build_design(d.assign(group=groups), GROUPS, list(covs))
+    merged = build_design(d.assign(group=pd.Series(groups).replace({b: a}).to_numpy()), [g for g in GROUPS if g != b], list(covs))
+    mu0 = sm.GLM(y, merged.X, family=sm.families.Binomial()).fit(tol=1e-13, maxiter=300).fittedvalues
+    X = D.X
+    L = D.contrast_vector(a, b)
+    ai = (L @ np.linalg.inv((X * (mu0 * (1 - mu0))[:, None]).T @ X) @ X.T) * (y - mu0)
+    return ai.sum() / np.sqrt((ai**2).sum())
+
+
+@pytest.mark.parametrize("covariate", [False, True])
+def test_permutation_matches_complete_enumeration_of_labels(covariate):
+    """4 + 4 engagers: the 70 relabellings, each with its own restricted fit by statsmodels, give the exact p."""
+    d = _data(seed=8, sizes=(5, 4, 4), covariate=covariate)
+    covs = ("age",) if covariate else ()
+    design = build_design(d, GROUPS, list(covs))
     y = d["percent_time"].to_numpy() / 100
-    rows = np.flatnonzero(np.isin(design.group, ["PSY", "TDC"]))
-
-    def hc2_z(groups):
-        D = build_design(d.assign(group=groups), GROUPS)
-        b = sm.GLM(y, D.X, family=sm.families.Binomial()).fit(tol=1e-13).params
-        V, _ = _sandwich_by_loops(D.X, y, b, "hc2")
-        L = D.contrast_vector("PSY", "TDC")
-        return (L @ b) / np.sqrt(L @ V @ L)
-
-    z_obs = hc2_z(d["group"].to_numpy())
-    zs = []
+    g0 = d["group"].to_numpy()
+    rows = np.flatnonzero(np.isin(g0, ["PSY", "TDC"]))
+    t_obs = _score_statistic(d, g0, y, "PSY", "TDC", covs)
+    ts = []
     for chosen in itertools.combinations(rows, 4):
-        g = d["group"].to_numpy().copy()
+        g = g0.copy()
         g[rows] = "TDC"
         g[list(chosen)] = "PSY"
-        zs.append(hc2_z(g))
-    exact = np.mean(np.abs(zs) >= abs(z_obs) - 1e-10)
+        ts.append(_score_statistic(d, g, y, "PSY", "TDC", covs))
+    exact = np.mean(np.abs(ts) >= abs(t_obs) * (1 - 1e-9))
     p = permutation_pvalues(design, y[None], "PSY", "TDC", resamples=20_000, seed=2)[0]
     assert p == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / 20_000) + 1e-4)
 
 
 def test_permutation_closed_form_equals_refitting_each_draw(monkeypatch):
-    """Groups-only shortcut (group sums) and the general path (batched refits) agree draw for draw."""
+    """Groups-only shortcut (group sums) and the general path (projection on the restricted columns) agree."""
     import analysis.intensity_tests as it
 
     d = _data(seed=9)
@@ -185,13 +192,13 @@ def test_permutation_closed_form_equals_refitting_each_draw(monkeypatch):
     fast = permutation_pvalues(design, y[None], "ASD", "TDC", resamples=300, seed=4)
     monkeypatch.setattr(it, "_groups_only", lambda design: False)
     slow = permutation_pvalues(design, y[None], "ASD", "TDC", resamples=300, seed=4)
-    assert fast[0] == slow[0]
+    assert fast[0] == pytest.approx(slow[0], abs=1e-12)
 
 
 def test_every_method_runs_through_the_hurdle_rows():
     d = _data(seed=10, covariate=True)
     for method in INTENSITY_SE:
-        res = intensity_part(d, HurdleConfig(covariates=("age",), intensity_se=method, intensity_resamples=199))
+        res = intensity_part(d, HurdleConfig(covariates=("age",), intensity_se=method, intensity_resamples=199, min_engaged_test=0))
         assert len(res) == 3 and res["p"].between(0, 1).all(), method
         assert res["method"].str.startswith("fractional logit").all()
     same = [intensity_part(d, HurdleConfig(intensity_se="wild", intensity_seed=s))["p"].to_numpy() for s in (0, 0, 1)]

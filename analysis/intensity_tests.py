@@ -210,32 +210,29 @@ def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamp
     X = design.X
     rows = np.flatnonzero(np.isin(design.group, [a, b]))
     n_a = int(np.sum(design.group == a))
-    rng = np.random.default_rng(seed)
-    # draw k: rows[order[k, :n_a]] get label a, the rest label b; the observed labelling is prepended
-    order = np.argsort(rng.random((resamples, rows.size)), axis=1)
-    observed = np.concatenate([np.flatnonzero(design.group[rows] == a), np.flatnonzero(design.group[rows] == b)])
-    order = np.vstack([observed[None, :], order])
-    G = np.zeros((order.shape[0], rows.size))  # indicator of label a on the pair's rows, (draws + 1, m)
-    np.put_along_axis(G, order[:, :n_a], 1.0, axis=1)
+    # G[k]: indicator of label a on the pair's rows; row 0 the observed labelling, then the draws
+    G = np.zeros((resamples + 1, rows.size))
+    G[0] = design.group[rows] == a
+    G[1:, :n_a] = 1.0
+    np.random.default_rng(seed).permuted(G[1:], axis=1, out=G[1:])
     Z, mu0, w0 = _restricted(X, Y, design.contrast_vector(a, b))
     E = Y - mu0
     num = E[:, rows] @ G.T  # sum_i d_i e_i, (B, draws + 1)
     if _groups_only(design):
         pi = n_a / rows.size
-        Ep = E[:, rows]
-        q = (Ep * Ep) @ G.T
-        den = (1 - pi) ** 2 * q + pi**2 * ((Ep * Ep).sum(axis=1, keepdims=True) - q)
+        E2 = E[:, rows] ** 2
+        q = E2 @ G.T
+        den = (1 - pi) ** 2 * q + pi**2 * (E2.sum(axis=1, keepdims=True) - q)
     else:
+        # dt = d - Z u with u = (Z'W0Z)^{-1} Z'W0 d, so sum dt^2 e^2 = d'(e^2) - 2 u'Z'diag(e^2)d + u'Z'diag(e^2)Z u
         den = np.empty_like(num)
         for r in range(Y.shape[0]):
             Zw = Z * w0[r][:, None]
-            proj = np.linalg.solve(Z.T @ Zw, Zw[rows].T)  # (Z'W0Z)^{-1} Z'W0 restricted to the pair's rows
+            U = G @ np.linalg.solve(Z.T @ Zw, Zw[rows].T).T  # (draws + 1, q)
             e2 = E[r] ** 2
-            for start in range(0, G.shape[0], 256):
-                Gc = G[start : start + 256]
-                Dt = -(Gc @ proj.T) @ Z.T  # - Z (Z'W0Z)^{-1} Z'W0 d, (chunk, n)
-                Dt[:, rows] += Gc
-                den[r, start : start + 256] = (Dt * Dt) @ e2
+            cross = G @ (Z[rows] * e2[rows][:, None])  # (draws + 1, q)
+            M = Z.T @ (Z * e2[:, None])
+            den[r] = np.maximum(G @ e2[rows] - 2 * np.sum(U * cross, axis=1) + np.einsum("bj,jk,bk->b", U, M, U), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         T = num / np.sqrt(den)
     return _resample_p(T[:, 0], T[:, 1:])

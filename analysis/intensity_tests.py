@@ -44,6 +44,7 @@ from .fractional import FractionalFit, fit_fractional_batch, robust_sandwich
 __all__ = [
     "INTENSITY_METHODS",
     "method_label",
+    "describe",
     "analytic_tests",
     "score_statistic",
     "wild_score_pvalues",
@@ -80,6 +81,21 @@ def method_label(method: str, resamples: int = 1999) -> str:
         return f"fractional logit (Bernoulli QML, robust SE {_KIND_TEXT[kind]}" + (", t(n-p))" if ref == "t" else ")")
     what = "wild score bootstrap" if method == "wild" else "permutation of group labels among engagers"
     return f"fractional logit (Bernoulli QML, {what}, {resamples} draws)"
+
+
+def describe(method: str, resamples: int = 1999, seed: int = 0) -> str:
+    """A method in words for a Methods section, e.g. for ``"hc2-t"``: "Wald tests with HC2 robust
+    (sandwich) standard errors and a t reference with n - p degrees of freedom"."""
+    spec = INTENSITY_METHODS[method]
+    if spec is not None:
+        kind, ref = spec
+        ref_text = "a t reference with n - p degrees of freedom" if ref == "t" else "a normal reference"
+        return f"Wald tests with {_KIND_TEXT[kind]} robust (sandwich) standard errors and {ref_text}"
+    if method == "wild":
+        return (f"a wild score bootstrap of the robust score statistic (Rademacher weights, {resamples} draws, "
+                f"seed {seed}; HC2 standard errors and t(n - p) intervals)")  # fmt: skip
+    return (f"a permutation test of the group labels among the two groups' engagers, on the robust score "
+            f"statistic ({resamples} draws, seed {seed}; HC2 standard errors and t(n - p) intervals)")  # fmt: skip
 
 
 def analytic_tests(X: np.ndarray, Y: np.ndarray, params: np.ndarray, L: np.ndarray, method: str) -> dict[str, np.ndarray]:

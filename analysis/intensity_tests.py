@@ -265,7 +265,8 @@ def contrast_test(
     -------
     dict
         ``estimate``, ``se``, ``ci_low``, ``ci_high`` (log odds ratio scale), ``statistic``, ``p``,
-        ``test`` (in words) and ``ci`` (``"wald"`` or ``"wald-t"``).
+        ``test`` (in words) and ``ci`` (``"wald"`` or ``"wald-t"``). For the resampling methods
+        ``statistic`` is the robust score statistic T and ``se``/CI are HC2 with a t(n - p) interval.
     """
     D = fit.design
     L = D.contrast_vector(a, b)
@@ -283,10 +284,13 @@ def contrast_test(
     else:
         out["ci"] = "wald"
         out["test"] = "Wald z (robust)" if method == "hc0-z" else f"Wald z ({kind_text})"
+    if spec is None:
+        # the statistic column holds the robust score statistic T that was resampled
+        out["statistic"] = float(score_statistic(D.X, fit.y[None, :], L)[0][0])
     if method == "wild":
         out["p"] = float(wild_score_pvalues(D.X, fit.y[None, :], L, resamples=resamples, seed=seed)[0])
-        out["test"] = f"wild score bootstrap ({resamples} Rademacher draws)"
+        out["test"] = f"wild score bootstrap ({resamples} Rademacher draws, robust score statistic)"
     elif method == "permutation":
         out["p"] = float(permutation_pvalues(D, fit.y[None, :], a, b, resamples=resamples, seed=seed)[0])
-        out["test"] = f"permutation ({resamples} draws, HC2 z)"
+        out["test"] = f"permutation ({resamples} draws, robust score statistic)"
     return out

@@ -218,3 +218,19 @@ def test_too_few_engagers_for_a_test_keep_the_estimate_without_p():
     full = intensity_part(d, HurdleConfig(min_engaged_test=6)).set_index("contrast")
     assert full["p"].notna().all()
     np.testing.assert_allclose(full["estimate"], res["estimate"])
+
+
+def test_resampling_rows_report_the_score_statistic_and_hc2_t_interval():
+    d = _data(seed=12, sizes=(14, 13, 16))
+    res = intensity_part(d, HurdleConfig()).set_index("contrast")
+    design = build_design(d, GROUPS)
+    y = d["percent_time"].to_numpy() / 100
+    fit = fit_fractional(design, y, sandwich="hc2")
+    for (a, b), row in zip([("ASD", "PSY"), ("ASD", "TDC"), ("PSY", "TDC")], res.itertuples()):
+        L = design.contrast_vector(a, b)
+        from analysis.intensity_tests import score_statistic
+
+        assert row.statistic == pytest.approx(score_statistic(design.X, y[None], L)[0][0], rel=1e-10)
+        assert row.se == pytest.approx(np.sqrt(L @ fit.cov @ L), rel=1e-10)
+        assert row.ci_method == "wald-t" and row.test == "permutation (1999 draws, robust score statistic)"
+        assert row.p == pytest.approx(permutation_pvalues(design, y[None], a, b)[0])

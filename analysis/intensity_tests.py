@@ -198,6 +198,17 @@ def _restricted(X: np.ndarray, Y: np.ndarray, L: np.ndarray) -> tuple[np.ndarray
     return Z, mu0, mu0 * (1 - mu0)
 
 
+def _relabellings(observed: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Indicators of label a on a pair's rows: the observed labelling, then ``resamples`` uniform draws
+    (each row of ones and zeros shuffled by ``Generator.permuted``), shape (resamples + 1, m)."""
+    observed = np.asarray(observed, dtype=bool)
+    G = np.zeros((resamples + 1, observed.size))
+    G[0] = observed
+    G[1:, : int(observed.sum())] = 1.0
+    np.random.default_rng(seed).permuted(G[1:], axis=1, out=G[1:])
+    return G
+
+
 def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamples: int = 1999, seed: int = 0) -> np.ndarray:
     """Permutation p-values of the contrast a vs b (module docstring), for a batch of outcome vectors.
 
@@ -226,29 +237,28 @@ def permutation_pvalues(design: Design, Y: np.ndarray, a: str, b: str, *, resamp
     X = design.X
     rows = np.flatnonzero(np.isin(design.group, [a, b]))
     n_a = int(np.sum(design.group == a))
-    # G[k]: indicator of label a on the pair's rows; row 0 the observed labelling, then the draws
-    G = np.zeros((resamples + 1, rows.size))
-    G[0] = design.group[rows] == a
-    G[1:, :n_a] = 1.0
-    np.random.default_rng(seed).permuted(G[1:], axis=1, out=G[1:])
+    G = _relabellings(design.group[rows] == a, resamples, seed)  # (draws + 1, m), row 0 observed
     Z, mu0, w0 = _restricted(X, Y, design.contrast_vector(a, b))
     E = Y - mu0
-    num = E[:, rows] @ G.T  # sum_i d_i e_i, (B, draws + 1)
     if _groups_only(design):
         pi = n_a / rows.size
-        E2 = E[:, rows] ** 2
-        q = E2 @ G.T
-        den = (1 - pi) ** 2 * q + pi**2 * (E2.sum(axis=1, keepdims=True) - q)
+        Ep = E[:, rows]
+        S = np.concatenate([Ep, Ep * Ep], axis=0) @ G.T  # sums over label a of e and e^2
+        num, q = S[: len(Y)], S[len(Y) :]
+        den = (1 - pi) ** 2 * q + pi**2 * ((Ep * Ep).sum(axis=1, keepdims=True) - q)
     else:
         # dt = d - Z u with u = (Z'W0Z)^{-1} Z'W0 d, so sum dt^2 e^2 = d'(e^2) - 2 u'Z'diag(e^2)d + u'Z'diag(e^2)Z u
-        den = np.empty_like(num)
+        num, den = np.empty((len(Y), G.shape[0])), np.empty((len(Y), G.shape[0]))
+        q = Z.shape[1]
         for r in range(Y.shape[0]):
             Zw = Z * w0[r][:, None]
-            U = G @ np.linalg.solve(Z.T @ Zw, Zw[rows].T).T  # (draws + 1, q)
             e2 = E[r] ** 2
-            cross = G @ (Z[rows] * e2[rows][:, None])  # (draws + 1, q)
+            F = np.column_stack([E[r, rows], e2[rows], np.linalg.solve(Z.T @ Zw, Zw[rows].T).T, Z[rows] * e2[rows][:, None]])
+            S = G @ F  # every sum over label a in one pass over the draws
+            U, cross = S[:, 2 : 2 + q], S[:, 2 + q :]
             M = Z.T @ (Z * e2[:, None])
-            den[r] = np.maximum(G @ e2[rows] - 2 * np.sum(U * cross, axis=1) + np.einsum("bj,jk,bk->b", U, M, U), 0.0)
+            num[r] = S[:, 0]
+            den[r] = np.maximum(S[:, 1] - 2 * np.sum(U * cross, axis=1) + np.einsum("bj,jk,bk->b", U, M, U), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         T = num / np.sqrt(den)
     return _resample_p(T[:, 0], T[:, 1:])

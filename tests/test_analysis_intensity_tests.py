@@ -20,6 +20,7 @@ from analysis.intensity_tests import (
     analytic_tests,
     contrast_test,
     permutation_pvalues,
+    score_statistic,
     wild_score_pvalues,
 )
 
@@ -228,8 +229,6 @@ def test_resampling_rows_report_the_score_statistic_and_hc2_t_interval():
     fit = fit_fractional(design, y, sandwich="hc2")
     for (a, b), row in zip([("ASD", "PSY"), ("ASD", "TDC"), ("PSY", "TDC")], res.itertuples()):
         L = design.contrast_vector(a, b)
-        from analysis.intensity_tests import score_statistic
-
         assert row.statistic == pytest.approx(score_statistic(design.X, y[None], L)[0][0], rel=1e-10)
         assert row.se == pytest.approx(np.sqrt(L @ fit.cov @ L), rel=1e-10)
         assert row.ci_method == "wald-t" and row.test == "permutation (1999 draws, robust score statistic)"

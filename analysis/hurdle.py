@@ -10,8 +10,9 @@ For each selected action and each pair of groups, two tests:
 
 1. *probability* of any engagement: logistic GLM on ``percent_time > 0`` (:mod:`analysis.logistic`,
    Firth's penalised likelihood under separation);
-2. *intensity* among engagers: fractional logit on ``percent_time / 100`` with robust standard errors
-   (:mod:`analysis.fractional`).
+2. *intensity* among engagers: fractional logit on ``percent_time / 100`` (:mod:`analysis.fractional`),
+   contrasts tested by ``config.intensity_se`` (:mod:`analysis.intensity_tests`; the default is the
+   method that held its size in the calibration study of issue 28, docs/hurdle.md).
 
 By default one model per action and part holds all groups (plus covariates) and the pairs are Wald
 contrasts of it (penalised LR for Firth fits); ``pairwise_subsets`` refits on each pair's participants.
@@ -35,12 +36,13 @@ import pandas as pd
 from pipeline.cli import check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 
 from .cohort import categorical_covariates, load_cohort, select_actions, validate_cohort
-from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, RANK_BY, HurdleConfig, OutputConfig
-from .contrasts import contrast_label, direction, pairs, wald_contrast
+from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, INTENSITY_SE, RANK_BY, HurdleConfig, OutputConfig
+from .contrasts import contrast_label, direction, pairs
 from .correction import adjust_pvalues, family_label
 from .descriptives import GroupCounts, group_counts
 from .design import build_design
-from .fractional import FractionalFit, fit_fractional
+from .fractional import fit_fractional
+from .intensity_tests import contrast_test, method_label, sandwich_of
 from .logistic import fit_logistic, logistic_contrast
 
 __all__ = ["RESULT_COLUMNS", "probability_part", "intensity_part", "hurdle_analysis", "main"]
@@ -55,7 +57,6 @@ RESULT_COLUMNS: list[str] = [
 ]  # fmt: skip
 
 _PROB_METHOD = "logistic GLM (maximum likelihood)"
-_INT_METHOD = FractionalFit.method_label
 
 
 def _counts(sample: pd.DataFrame, groups: Sequence[str]) -> dict[str, GroupCounts]:
@@ -171,10 +172,12 @@ def probability_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) 
 
 
 def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) -> pd.DataFrame:
-    """Intensity-among-engagers contrasts for one action (fractional logit, robust SE).
+    """Intensity-among-engagers contrasts for one action (fractional logit, tested by ``config.intensity_se``).
 
     Groups with fewer than ``config.min_engaged`` engagers are left out of the model; their contrasts
-    get the note "not estimable: too few engagers" and no numbers.
+    get the note "not estimable: too few engagers" and no numbers. A contrast with a group of fewer
+    than ``config.min_engaged_test`` engagers keeps its estimate, effect and average marginal effect but
+    gets no SE, CI or p: the note says that no test holds its size with so few engagers.
 
     Parameters
     ----------
@@ -204,10 +207,12 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
         if len(ok) >= 2:
             fitted = eng[eng["group"].isin(ok)]
             design = build_design(fitted, ok, config.covariates, cats, levels)
-            fit = fit_fractional(design, fitted["percent_time"].to_numpy(dtype=np.float64) / 100.0)
+            fit = fit_fractional(design, fitted["percent_time"].to_numpy(dtype=np.float64) / 100.0,
+                                 sandwich=sandwich_of(config.intensity_se))  # fmt: skip
+        label = method_label(config.intensity_se, config.intensity_resamples)
         for a, b in prs:
             row = _base_row(counts, a, b, "intensity")
-            row.update(method=_INT_METHOD, n_fit=int(len(fit.y)) if fit is not None else 0)
+            row.update(method=label, n_fit=int(len(fit.y)) if fit is not None else 0)
             few = [g for g in (a, b) if n_eng[g] < config.min_engaged]
             full = [g for g in (a, b) if g in at_max and g not in few]
             if few:
@@ -219,16 +224,25 @@ def intensity_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) ->
                 row["note"] = f"not estimable: {fit.problem}"
             else:
                 D = fit.design
-                test = dict(wald_contrast(fit.params, fit.cov, D.contrast_vector(a, b), config.ci_level), test="Wald z (robust)")
-                if not np.isfinite(test["se"]) or test["se"] <= 0:
+                untested = [g for g in (a, b) if n_eng[g] < config.min_engaged_test]
+                test = contrast_test(fit, a, b, config.intensity_se, ci_level=config.ci_level,
+                                     resamples=config.intensity_resamples, seed=config.intensity_seed) if not untested else None  # fmt: skip
+                if test is not None and (not np.isfinite(test["se"]) or test["se"] <= 0):
                     row["note"] = "not estimable: no variation in intensity"
                 else:
-                    _numbers(row, test, a, b)
-                    row["ci_method"] = "wald"
+                    if test is None:
+                        est = float(D.contrast_vector(a, b) @ fit.params)
+                        row.update(estimate=est, effect=float(np.exp(est)), direction=direction(a, b, est))
+                    else:
+                        _numbers(row, test, a, b)
+                        row["ci_method"] = str(test["ci"])
                     row["ame_pp"] = float(100 * np.mean(fit.predict(D.with_group(a)) - fit.predict(D.with_group(b))))
                     few_out = [g for g in groups if n_eng[g] < config.min_engaged]
                     full_out = [g for g in groups if g in at_max and g not in few_out]
+                    detail = ", ".join(f"{g}: {n_eng[g]}" for g in untested)
                     row["note"] = _join(
+                        f"not tested: too few engagers for any intensity test to hold its size ({detail} < "
+                        f"{config.min_engaged_test}); estimate only" if untested else None,
                         f"groups left out of the model (too few engagers): {', '.join(few_out)}" if few_out else None,
                         f"groups left out of the model (every engager at 100 %): {', '.join(full_out)}" if full_out else None,
                         f"covariate columns dropped (no variation): {', '.join(D.dropped)}" if D.dropped else None,
@@ -313,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(
         "Hurdle statistics of a cohort table: per action and pair of groups, (1) probability of any "
         "engagement (logistic GLM; Firth's penalised likelihood under separation) and (2) intensity among "
-        "engagers (fractional logit with robust SE). Writes results.parquet/.csv, a publication table "
+        "engagers (fractional logit; contrasts tested as --intensity-se says). Writes results.parquet/.csv, a publication table "
         "(HTML, Markdown, LaTeX), descriptives and violin plots.",
         prog="python -m analysis.hurdle",
     )
@@ -336,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariates", type=_csv_list, default=(), metavar="COL,...", help="participant-level covariate columns adjusted for in both parts, comma-separated")
     p.add_argument("--categorical", type=_csv_list, default=(), metavar="COL,...", help="covariates to treat as categorical although numeric (text/bool columns are categorical automatically)")
     p.add_argument("--min-engaged", type=int, default=3, metavar="N", help="minimum engagers per group for the intensity part; fewer gives a 'not estimable' row")
+    p.add_argument("--intensity-se", choices=INTENSITY_SE, default=HurdleConfig.intensity_se,
+                   help=f"test of the intensity contrasts (default {HurdleConfig.intensity_se}, the method that held its size in "
+                   "the calibration study; hc0-z is the method before it, anti-conservative with few engagers): sandwich "
+                   "HC0 x n/(n-1), HC2 or HC3 with a z or t(n-p) reference, wild score bootstrap, or permutation of "
+                   "group labels among engagers; see docs/hurdle.md")  # fmt: skip
+    p.add_argument("--intensity-resamples", type=int, default=HurdleConfig.intensity_resamples, metavar="B",
+                   help="draws of the wild bootstrap / permutation test")  # fmt: skip
+    p.add_argument("--intensity-seed", type=int, default=HurdleConfig.intensity_seed, metavar="SEED", help="seed of those draws")
+    p.add_argument("--min-engaged-test", type=int, default=HurdleConfig.min_engaged_test, metavar="N",
+                   help="fewest engagers per group for an intensity p-value; below it the row has the estimate only and "
+                   "a note (no method held its size there in the calibration study)")  # fmt: skip
     p.add_argument("--correction", choices=CORRECTIONS, default="fdr_bh", help="multiple-comparison correction")
     p.add_argument("--family", choices=FAMILIES, default="part", help="tests corrected together: part = each hurdle part's tests (all actions x contrasts); all; action; contrast")
     p.add_argument("--pairwise-subsets", action="store_true", help="refit each contrast on the two groups' participants only (default: one model with all groups, pairwise contrasts)")
@@ -367,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 covariates=args.covariates,
                 categorical=args.categorical,
                 min_engaged=args.min_engaged,
+                intensity_se=args.intensity_se,
+                intensity_resamples=args.intensity_resamples,
+                intensity_seed=args.intensity_seed,
+                min_engaged_test=args.min_engaged_test,
                 correction=args.correction,
                 family=args.family,
                 pairwise_subsets=args.pairwise_subsets,

@@ -6,7 +6,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from analysis.calibration import IntensityCell, ProbabilityCell, intensity_pvalues, probability_pvalues, rejection_summary
 from analysis.config import HurdleConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.simulate import PlantedEffect, SimConfig, simulate_cohort
@@ -83,3 +85,47 @@ def test_planted_effects_found_in_right_direction():
         null_n += int((~merged["planted"]).sum())
     assert found / planted_n >= 0.85, found / planted_n
     assert false_pos / null_n <= 0.05
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 28: the intensity test's size at small n (a fixed seed set; the full grid is
+# bench/bench_hurdle_calibration.py and its table is in docs/hurdle.md)
+# --------------------------------------------------------------------------------------------------
+SIZE_CELLS = (
+    IntensityCell(12, "equal", "skewed", quantised=True),  # the issue's cohort: ~12 engagers, skewed, frames
+    IntensityCell(12, "paper", "skewed", quantised=True),  # 120/46/124
+    IntensityCell(20, "paper", "skewed", quantised=False),
+    IntensityCell(40, "equal", "mild", quantised=False),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", range(len(SIZE_CELLS)))
+def test_default_intensity_test_holds_its_size(i):
+    """Null rejection at 0.05 within 2.5 Monte-Carlo se of 0.05 for the default, on cells from its
+    smallest testable engagers up; the method before issue 28 (hc0-z) over-rejects on the same data."""
+    cell = SIZE_CELLS[i]
+    default = HurdleConfig().intensity_se
+    assert cell.engagers >= HurdleConfig().min_engaged_test
+    P = intensity_pvalues(cell, 1000, seed=2800 + i, methods=(default, "hc0-z"), resamples=999)
+    rate, se, with_p = rejection_summary(P[default], 0.05)
+    assert with_p == 1.0
+    assert abs(rate - 0.05) <= 2.5 * se, (cell.label(), rate, se)
+    old, old_se, _ = rejection_summary(P["hc0-z"], 0.05)
+    if cell.shape == "skewed":
+        assert old - 0.05 > 2.5 * old_se, (cell.label(), old)
+
+
+@pytest.mark.slow
+def test_probability_part_size_at_small_n():
+    """The logistic part at small n, by the analysis' own fits (issue 28, item 3).
+
+    Rare engagement (p = 0.15, 8 in the smallest group of 120/46/124, often separated: Firth's penalised
+    LR) is conservative, within the band or below it. Balanced groups of 12 with p = 0.5 (ML Wald z)
+    over-reject a little: 0.066 here (0.059 in the bench's grid), above the 2.5-se band but below 0.08;
+    docs/hurdle.md reports it as found.
+    """
+    rare, se_rare, _ = rejection_summary(probability_pvalues(ProbabilityCell(8, "paper", 0.15), 1000, seed=2900), 0.05)
+    assert rare <= 0.05 + 2.5 * se_rare, (rare, se_rare)
+    half, se_half, _ = rejection_summary(probability_pvalues(ProbabilityCell(12, "equal", 0.5), 1000, seed=2900), 0.05)
+    assert 0.05 - 2.5 * se_half <= half < 0.08, (half, se_half)

@@ -96,11 +96,37 @@ def test_bad_input_exits_2_names_problem_and_writes_nothing(tmp_path, capsys, sm
         (["--groups", "ASD,PSY,TDC,XX"], "'XX' requested but absent"),
         (["--min-engaged", "1"], "min_engaged must be >= 2"),
         (["--categorical", "age"], "not in --covariates"),
+        (["--intensity-resamples", "10"], "intensity_resamples must be >= 99"),
+        (["--min-engaged-test", "-1"], "min_engaged_test must be >= 0"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, capsys, small_cohort, args, message):
     rc, out = _run(tmp_path, small_cohort, *args)
     assert rc == 2 and message in capsys.readouterr().err and not out.exists()
+
+
+def test_intensity_se_option_reaches_the_results(tmp_path, capsys, small_cohort):
+    """--intensity-se hc0-z gives the method before issue 28 (HC0 x n/(n-1), Wald z); the default is
+    recorded in the sidecar by its field name; both runs share every estimate."""
+    from analysis.config import HurdleConfig
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    rc_old, out_old = _run(tmp_path / "old", small_cohort, "--no-plots", "--intensity-se", "hc0-z", "--min-engaged-test", "0")
+    rc_new, out_new = _run(tmp_path / "new", small_cohort, "--no-plots")
+    assert rc_old == rc_new == 0
+    old = pd.read_parquet(out_old / "results.parquet")
+    new = pd.read_parquet(out_new / "results.parquet")
+    inten_old, inten_new = old[old["part"] == "intensity"], new[new["part"] == "intensity"]
+    assert (inten_old["method"] == "fractional logit (Bernoulli QML, robust SE HC0 x n/(n-1))").all()
+    assert (inten_old["test"] == "Wald z (robust)").all()
+    assert inten_new["method"].str.contains("permutation of group labels among engagers, 1999 draws").all()
+    np.testing.assert_allclose(inten_new["estimate"], inten_old["estimate"], rtol=1e-12)
+    # probability rows are untouched by the option
+    pd.testing.assert_frame_equal(old[old["part"] == "probability"].drop(columns="p_adj").reset_index(drop=True),
+                                  new[new["part"] == "probability"].drop(columns="p_adj").reset_index(drop=True))  # fmt: skip
+    side = json.loads((out_new / "results.parquet.json").read_text())
+    assert side["config"]["analysis"]["intensity_se"] == HurdleConfig().intensity_se
 
 
 def test_missing_cohort_file_exits_2(tmp_path, capsys):

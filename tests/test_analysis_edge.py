@@ -44,9 +44,14 @@ def run(df: pd.DataFrame, **kw) -> pd.DataFrame:
     # never an estimate that ran off to infinity
     assert np.isfinite(res.loc[est, ["estimate", "effect", "ci_low", "ci_high", "se"]].to_numpy()).all()
     assert (res.loc[est, "effect"].between(1e-6, 1e6)).all()
-    # non-estimable rows say why and carry no numbers
-    assert res.loc[~est, "note"].str.startswith("not estimable").all()
-    assert res.loc[~est, ["estimate", "effect", "ci_low", "ci_high", "p_adj"]].isna().all().all()
+    # rows without a p: "not estimable" (no numbers) or, in the intensity part, "not tested" (too few
+    # engagers for any test to hold its size: the estimate only)
+    untested = res["note"].fillna("").str.startswith("not tested")
+    assert (res.loc[untested, "part"] == "intensity").all()
+    assert res.loc[~est & ~untested, "note"].str.startswith("not estimable").all()
+    assert res.loc[~est & ~untested, ["estimate", "effect", "ci_low", "ci_high", "p_adj"]].isna().all().all()
+    assert res.loc[untested, ["se", "ci_low", "ci_high", "statistic", "p", "p_adj"]].isna().all().all()
+    assert np.isfinite(res.loc[untested, ["estimate", "effect"]].to_numpy()).all()
     return res
 
 
@@ -92,7 +97,11 @@ def test_everyone_engaged():
     df = make_cohort({g: list(rng.uniform(1, 40, n)) for g, n in (("ASD", 25), ("PSY", 10), ("TDC", 25))})
     res = run(df)
     assert (res.loc[res["part"] == "probability", "note"] == "not estimable: every participant engaged").all()
-    assert res.loc[res["part"] == "intensity", "p"].notna().all()
+    inten = res[res["part"] == "intensity"].set_index("contrast")
+    assert np.isfinite(inten.loc["ASD vs TDC", "p"])
+    # PSY's 10 engagers are fewer than min_engaged_test (12): estimates without a p
+    assert inten.loc[["ASD vs PSY", "PSY vs TDC"], "p"].isna().all()
+    assert inten.loc[["ASD vs PSY", "PSY vs TDC"], "note"].str.contains(r"\(PSY: 10 < 12\)").all()
 
 
 @pytest.mark.filterwarnings("error")

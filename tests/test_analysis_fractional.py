@@ -66,8 +66,9 @@ def test_sandwich_is_hc0_scaled_by_n_over_n_minus_1():
 
 
 def test_intensity_rows_match_independent_contrasts():
+    """The method before issue 28 (intensity_se="hc0-z") exactly as it was: HC0 x n/(n-1), Wald z."""
     d = _data(seed=4)
-    res = intensity_part(d, HurdleConfig(covariates=("age",)))
+    res = intensity_part(d, HurdleConfig(covariates=("age",), intensity_se="hc0-z"))
     design = build_design(d, ["ASD", "PSY", "TDC"], ["age"])
     y = d["percent_time"].to_numpy() / 100
     b, V = _independent(design.X, y)

@@ -353,3 +353,26 @@ def test_cli_bad_input_exit_2_nothing_written(args, message, run_dir: Path, tmp_
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (out / "index.html").exists()
+
+
+@pytest.mark.parametrize("method, phrase", [
+    ("permutation", "a permutation test of the group labels among the two groups' engagers"),
+    ("hc0-z", "Wald tests with HC0 x n/(n-1) robust (sandwich) standard errors and a normal reference"),
+    ("hc3-t", "HC3 robust (sandwich) standard errors and a t reference with n - p degrees of freedom"),
+    (None, "the run does not record which test"),
+])  # fmt: skip
+def test_methods_state_the_intensity_test_from_the_config(run_dir: Path, method: str | None, phrase: str) -> None:
+    from reports.methods import methods_sections
+
+    run = load_run(run_dir)
+    cfg = run.results_meta["config"]["analysis"]
+    assert cfg["intensity_se"] == "permutation" and cfg["min_engaged_test"] == 12  # recorded by the hurdle stage
+    if method is None:
+        del cfg["intensity_se"]
+    else:
+        cfg["intensity_se"] = method
+    text = " ".join(next(s for s in methods_sections(run) if s.title == "Statistical model").text)
+    assert phrase in text
+    if method is not None:
+        assert f"intensity_se = {method}" in text and "fewer than 12 engagers in a group" in text
+    assert ("the default:" in text) == (method == "permutation")

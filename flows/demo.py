@@ -22,7 +22,8 @@ import pandas as pd
 
 from flows.cohort_analysis import direct_run_settings, readout_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
-from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
+from flows.console import flow_errors, setup_console
+from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written
 from recipes.demo_model import demo_readout
 from simulator.recording import CohortConfig, write_cohort
 
@@ -87,7 +88,7 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     config = CohortConfig(groups=dict(groups or DEMO_GROUPS), seconds=seconds, seed=seed)
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
-    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run",
+    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run", weights="demo",
                                   # the read-out the demo model was calibrated for (stored in its checkpoint)
                                   readout=readout_settings(demo_readout()),
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
@@ -107,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each simulated recording")
     parser.add_argument("--workers", type=int, default=2, help="participants rendered in parallel")
     args = parser.parse_args(argv)
-    setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("flows.demo"), direct_run_settings():
+    setup_console(verbose=args.verbose, quiet=args.quiet)  # no HTTP request lines; Prefect's INFO at -v
+    with flow_errors("flows.demo", verbose=args.verbose), handle_errors("flows.demo"):
         check_output_dir(args.out)
-        result = run_demo(args.out, seed=args.seed, groups={g: args.per_group for g in DEMO_GROUPS},
-                          seconds=args.seconds, workers=args.workers)
+        with direct_run_settings():
+            result = run_demo(args.out, seed=args.seed, groups={g: args.per_group for g in DEMO_GROUPS},
+                              seconds=args.seconds, workers=args.workers)
     report_written(result.summary["cohort"], "cohort table")
     report_written(result.report, "report")
     with pd.option_context("display.width", 160, "display.max_columns", 12):

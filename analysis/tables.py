@@ -92,7 +92,7 @@ def to_html(table: pd.DataFrame, caption: str) -> str:
 
 
 def to_markdown(table: pd.DataFrame, caption: str) -> str:
-    """A GitHub-flavoured Markdown table with the caption above it.
+    r"""A GitHub-flavoured Markdown table with the caption above it.
 
     Cells and caption carry user text (group and action names, covariate names), and Markdown passes
     raw HTML through to the page that renders it (a group named ``<img src=x onerror=...>`` would run

@@ -7,7 +7,8 @@ console keeps to what the user acts on:
 
 - default: the project's own INFO lines; one progress line per finished task (how many runs of each
   task have finished so far); warnings; a failed task or flow as one line naming it and the
-  exception's first line; no tracebacks, no HTTP requests, no other Prefect INFO lines;
+  exception's first line; no tracebacks, no HTTP requests, no other Prefect INFO lines, no INFO lines
+  of a local Dask cluster (its worker processes log on their own, with Prefect's format);
 - ``-q``: warnings and errors only (still one line each, no tracebacks);
 - ``-v``: everything, Prefect's and httpx's records and tracebacks included.
 
@@ -28,7 +29,9 @@ from pipeline.cli import setup_logging
 
 __all__ = ["FlowConsoleHandler", "setup_console", "flow_errors", "one_line"]
 
-_HTTP_LOGGERS = ("httpx", "httpcore")
+# Libraries whose INFO lines are theirs, not the user's: every Prefect client HTTP request (httpx,
+# httpcore) and a local Dask cluster's start-up and connections (distributed).
+_CHATTY_LIBRARIES = ("httpx", "httpcore", "distributed")
 
 
 def one_line(exc: BaseException) -> str:
@@ -50,7 +53,7 @@ class FlowConsoleHandler(logging.StreamHandler):
         self._reported: set[str] = set()  # failures already printed (Prefect logs each one 2-4 times)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if _in(record.name, _HTTP_LOGGERS) and record.levelno < logging.WARNING:
+        if _in(record.name, _CHATTY_LIBRARIES) and record.levelno < logging.WARNING:
             return
         if not _in(record.name, ("prefect",)):
             super().emit(self._without_traceback(record))

@@ -9,12 +9,14 @@ which lists the most significant rows rather than all p < .05. The caption state
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["format_p", "publication_table", "table_caption", "to_html", "to_markdown", "to_latex"]
 
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # where Markdown would start raw HTML or an autolink
 _TYPE = {"probability": "Prob.", "intensity": "%"}
 HEADER = ["Action", "Contrast", "Type", "Effect", "p", "p_adj"]
 
@@ -90,12 +92,22 @@ def to_html(table: pd.DataFrame, caption: str) -> str:
 
 
 def to_markdown(table: pd.DataFrame, caption: str) -> str:
-    """A GitHub-flavoured Markdown table with the caption above it."""
+    r"""A GitHub-flavoured Markdown table with the caption above it.
+
+    Cells and caption carry user text (group and action names, covariate names), and Markdown passes
+    raw HTML through to the page that renders it (a group named ``<img src=x onerror=...>`` would run
+    there). A ``<`` that could open a tag, comment or autolink (followed by a letter, ``/``, ``!`` or
+    ``?``) is therefore backslash-escaped (CommonMark renders ``\<`` as a literal ``<``), as is every
+    backslash, so that a name's own ``\`` cannot cancel the escape; ``ASD < PSY`` stays as it is. ``|``
+    is escaped so that it cannot end a cell.
+    """
 
     def esc(v: object) -> str:
-        return str(v).replace("|", "\\|")
+        text = str(v).replace("\\", "\\\\").replace("|", "\\|")
+        return _TAG_START.sub(r"\\<", text)
 
-    lines = [f"**Table.** {caption}", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines = [f"**Table.** {esc(caption)}", "", "| " + " | ".join(table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 

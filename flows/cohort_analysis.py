@@ -25,10 +25,12 @@ settings. A bad value fails within seconds, naming the field, with nothing writt
 
 # No `from __future__ import annotations` here: Prefect builds the flow's parameter model from the real
 # annotation objects (string annotations leave it "not fully defined" in a served run's process).
+import contextlib
 import functools
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -58,7 +60,7 @@ from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
 from pipeline.artifacts import atomic_write_text, is_up_to_date, sha256_file
-from pipeline.manifest import Manifest, read_manifest
+from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
@@ -81,15 +83,30 @@ class FlowFailed(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 # Plain steps (testable without Prefect)
 # --------------------------------------------------------------------------------------------------
-def resolve_weights(weights: Path | None) -> Path:
-    """The checkpoint to use: the given file, or the built-in demo model (simulated data only)."""
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"params.weights: checkpoint not found: {weights}")
-        return Path(weights)
-    from recipes.demo_model import demo_checkpoint_path  # the demo model ships with the simulator
+DEMO_WEIGHTS = "demo"
+NO_WEIGHTS_HELP = (
+    "a run needs a Micro-DualNet checkpoint (params.weights, --weights FILE): train one on MA-52 "
+    "(python -m recipes.train, docs/training.md) or on the lab's own coded sessions; --weights demo names "
+    "the built-in demo model, which was trained on simulated mannequins only and is not for real videos")
 
-    return demo_checkpoint_path()
+
+def resolve_weights(weights: Path | str | None) -> Path:
+    """The checkpoint file to use: the given file, or the built-in demo model when ``weights`` is ``demo``.
+
+    There is no default: a lab's videos read by the demo model (trained on simulated mannequins) would
+    give numbers that look like results. ``demo`` is a name, not a path (a checkpoint file called
+    ``demo`` is given as ``./demo``). Raises FileNotFoundError naming ``params.weights`` and where a real
+    model comes from.
+    """
+    if weights is None:
+        raise FileNotFoundError(f"params.weights: no checkpoint given; {NO_WEIGHTS_HELP}")
+    if str(weights) == DEMO_WEIGHTS:
+        from recipes.demo_model import demo_checkpoint_path  # the demo model ships with the simulator
+
+        return demo_checkpoint_path()
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"params.weights: checkpoint not found: {weights}; {NO_WEIGHTS_HELP}")
+    return Path(weights)
 
 
 @functools.lru_cache(maxsize=4)
@@ -139,15 +156,6 @@ class RunPlan:
     statistics: HurdleConfig
 
 
-def check_manifest_groups(manifest: Manifest, groups: list[str] | tuple[str, ...]) -> None:
-    """Every group the statistics compare must occur in the manifest (``statistics.groups``)."""
-    present = set(manifest.participants["group"].astype(str))
-    missing = [g for g in groups if g not in present]
-    if missing:
-        raise RunRefused(f"params.statistics.groups: group(s) {', '.join(map(repr, missing))} not in the manifest "
-                         f"{manifest.path} (it has {', '.join(sorted(present))}; set the groups to compare)")
-
-
 def prepare_run(params: CohortAnalysisParams) -> RunPlan:
     """Check and resolve everything before any work (module docstring); :class:`RunRefused` naming the field."""
     if not Path(params.manifest).is_file():
@@ -156,12 +164,16 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
         manifest = read_manifest(params.manifest, check_videos=False)
     except ValueError as exc:
         raise RunRefused(f"params.manifest: {' '.join(str(exc).split())}") from None
-    check_manifest_groups(manifest, params.statistics.groups)
+    try:
+        check_manifest_groups(manifest, params.statistics.groups)
+    except ValueError as exc:
+        raise RunRefused(f"params.{exc}") from None
     try:
         weights = resolve_weights(params.weights)
         ckpt = checkpoint_for(weights)
     except (OSError, ValueError) as exc:  # CheckpointError is a ValueError
-        raise RunRefused(f"params.weights: {' '.join(str(exc).split())}") from None
+        msg = " ".join(str(exc).split())
+        raise RunRefused(msg if msg.startswith("params.weights") else f"params.weights: {msg}") from None
     try:  # the checkpoint's calibrated read-out is the default; the user's fields override it
         try:
             base = ReadoutConfig.record_fields(ckpt.provenance.get("readout"))
@@ -346,15 +358,30 @@ def run_cohort_analysis(params: CohortAnalysisParams, *, task_runner: str = "thr
 # --------------------------------------------------------------------------------------------------
 # Command line: direct run without a deployment
 # --------------------------------------------------------------------------------------------------
-def direct_run_settings():
-    """Prefect settings for a run without a deployment: a temporary server gets 120 s to start (the
-    default 20 s is tight on 2 busy cores) and sends no analytics. Settings the user exported win."""
+@contextlib.contextmanager
+def direct_run_settings() -> Iterator[None]:
+    """Prefect settings and server for a run without a deployment, for the ``with`` block.
+
+    A temporary server (:func:`flows.server.temporary_server`: a child with a death hook, so it goes
+    with this process even on SIGKILL, which Prefect's own ephemeral server did not) gets 120 s to
+    start (the default 20 s is tight on 2 busy cores) and sends no analytics. Settings the user
+    exported win; a user's ``PREFECT_API_URL`` (environment or profile) means their server is used and
+    none is started.
+    """
+    from flows.server import temporary_server
+    from prefect.settings import PREFECT_API_URL
+
     updates = {}
     if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
         updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 120
     if "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ:
         updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
-    return temporary_settings(updates=updates)
+    with temporary_settings(updates=updates):
+        if PREFECT_API_URL.value():
+            yield
+        else:
+            with temporary_server(startup_timeout=PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()):
+                yield
 
 
 def build_parser():
@@ -364,7 +391,8 @@ def build_parser():
                          prog="python -m flows.cohort_analysis")
     parser.add_argument("--manifest", required=True, type=Path, help="cohort manifest (CSV or Parquet)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (reruns resume in it)")
-    parser.add_argument("--weights", type=Path, help="Micro-DualNet checkpoint (default: the demo model)")
+    parser.add_argument("--weights", type=Path, metavar="CKPT|demo",
+                        help="Micro-DualNet checkpoint (required; 'demo' names the demo model trained on simulated data)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--groups", nargs="+", default=["ASD", "PSY", "TDC"], metavar="G",
                         help="groups to compare, in contrast order")
@@ -382,27 +410,28 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.cli import handle_errors, setup_logging
+    from flows.console import flow_errors, setup_console
+    from pipeline.cli import handle_errors
 
     args = build_parser().parse_args(argv)
-    setup_logging(verbose=args.verbose, quiet=args.quiet)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
-    with handle_errors("flows.cohort_analysis"), direct_run_settings():
-        try:
-            readout = {f.name: getattr(args, f.name) for f in fields(ReadoutConfig) if hasattr(args, f.name)}
-            params = CohortAnalysisParams(
-                manifest=args.manifest, out=args.out, weights=args.weights, max_failed_share=args.max_failed_share,
-                recognition={"device": args.device}, readout=readout,
-                statistics={"groups": args.groups, "covariates": args.covariates})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
-            return 2
-        try:  # everything checkable is checked before a server starts or a folder is made
-            prepare_run(params)
-        except RunRefused as exc:
-            print(f"flows.cohort_analysis: error: {exc}", file=sys.stderr)
-            return 2
+    setup_console(verbose=args.verbose, quiet=args.quiet)  # no HTTP request lines; Prefect's INFO at -v
+    try:  # before the server starts: a bad value is refused at once
+        readout = {f.name: getattr(args, f.name) for f in fields(ReadoutConfig) if hasattr(args, f.name)}
+        params = CohortAnalysisParams(
+            manifest=args.manifest, out=args.out, weights=args.weights, max_failed_share=args.max_failed_share,
+            recognition={"device": args.device}, readout=readout,
+            statistics={"groups": args.groups, "covariates": args.covariates})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        return 2
+    try:  # everything checkable is checked before a server starts or a folder is made
+        prepare_run(params)
+    except RunRefused as exc:
+        print(f"flows.cohort_analysis: error: {exc}", file=sys.stderr)
+        return 2
+    with flow_errors("flows.cohort_analysis", verbose=args.verbose), handle_errors("flows.cohort_analysis"), \
+            direct_run_settings():
         try:
             summary = run_cohort_analysis(params, task_runner=args.task_runner, n_workers=args.dask_workers,
                                           address=args.dask_address, slurm_config=args.slurm_config)

@@ -22,8 +22,8 @@ import pandas as pd
 
 from flows.cohort_analysis import direct_run_settings, run_cohort_analysis
 from flows.params import CohortAnalysisParams
-from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from recipes.demo_model import demo_checkpoint_path
+from flows.console import flow_errors, setup_console
+from pipeline.cli import check_output_dir, handle_errors, make_parser, report_written
 from simulator.recording import CohortConfig, write_cohort
 
 __all__ = ["DemoResult", "run_demo", "planted_check", "percent_time_error", "main", "DEMO_GROUPS"]
@@ -88,7 +88,7 @@ def run_demo(out: Path = DEFAULT_OUT, *, seed: int = 0, groups: dict[str, int] |
     cohort_dir = out / "cohort"
     write_cohort(config, cohort_dir, workers=workers)
     # No read-out parameters: the flow reads out the way the checkpoint was calibrated (its provenance).
-    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run", weights=demo_checkpoint_path(),
+    params = CohortAnalysisParams(manifest=cohort_dir / "manifest.csv", out=out / "run", weights="demo",
                                   statistics={"groups": list(config.groups), "top_actions": 0, "covariates": ["age"]})
     summary = run_cohort_analysis(params)
     results = pd.read_parquet(out / "run" / "hurdle" / "results.parquet")
@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each simulated recording")
     parser.add_argument("--workers", type=int, default=2, help="participants rendered in parallel")
     args = parser.parse_args(argv)
-    setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("flows.demo"), direct_run_settings():
+    setup_console(verbose=args.verbose, quiet=args.quiet)  # no HTTP request lines; Prefect's INFO at -v
+    with flow_errors("flows.demo", verbose=args.verbose), handle_errors("flows.demo"):
         check_output_dir(args.out)
-        result = run_demo(args.out, seed=args.seed, groups={g: args.per_group for g in DEMO_GROUPS},
-                          seconds=args.seconds, workers=args.workers)
+        with direct_run_settings():
+            result = run_demo(args.out, seed=args.seed, groups={g: args.per_group for g in DEMO_GROUPS},
+                              seconds=args.seconds, workers=args.workers)
     report_written(result.summary["cohort"], "cohort table")
     report_written(result.report, "report")
     with pd.option_context("display.width", 160, "display.max_columns", 12):

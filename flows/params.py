@@ -67,7 +67,10 @@ class CohortAnalysisParams(_Settings):
 
     manifest: Path = Field(description="cohort manifest (CSV or Parquet): participant_id, group, video, covariates")
     out: Path = Field(description="output folder (shared by all workers); a rerun into it redoes only what changed")
-    weights: Path | None = Field(None, description="Micro-DualNet checkpoint; default: the built-in demo model (simulated data only)")
+    weights: Path | None = Field(None, description=(
+        "Micro-DualNet checkpoint file (required): one trained on MA-52 (python -m recipes.train, docs/training.md) "
+        "or on the lab's coded sessions; 'demo' names the built-in demo model, trained on simulated mannequins only "
+        "(not for real videos)"))
     max_failed_share: float = Field(0.25, ge=0, le=1, description="fail the run when more than this share of videos fail")
     pose: PoseSettings = PoseSettings()
     recognition: RecognitionSettings = RecognitionSettings()

@@ -20,7 +20,8 @@ import sys
 
 from flows.cohort_analysis import cohort_analysis
 from flows.task_runners import RUNNERS, make_task_runner
-from pipeline.cli import handle_errors, make_parser, setup_logging
+from flows.console import setup_console
+from pipeline.cli import handle_errors, make_parser
 
 __all__ = ["main", "serving_flow"]
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slurm-config", metavar="FILE", help="YAML file for --task-runner slurm (flows/slurm.example.yaml)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N flow runs at a time (default: no limit)")
     args = parser.parse_args(argv)
-    setup_logging(verbose=args.verbose, quiet=args.quiet)
+    setup_console(verbose=args.verbose, quiet=args.quiet)  # no HTTP request lines; Prefect's INFO at -v
     with handle_errors("flows.serve"):
         if not os.environ.get("PREFECT_API_URL"):
             print("flows.serve: error: PREFECT_API_URL is not set; start `prefect server start` and export "

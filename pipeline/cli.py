@@ -66,11 +66,32 @@ def make_parser(description: str, *, prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """A logged exception as ``(Type: first line)`` after the message instead of a traceback (``-q``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f" ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})"
+        return self.formatMessage(logging.makeLogRecord({**record.__dict__, "message": text}))
+
+
 def setup_logging(*, verbose: bool = False, quiet: bool = False) -> None:
+    """Log to stderr at DEBUG (``-v``), INFO, or WARNING (``-q``, one line per record, no tracebacks).
+
+    The level is set on the console handler too, not only on the root logger: a record from a logger
+    with a level of its own (Prefect sets ``prefect`` to INFO) reaches the root's handlers without
+    passing the root logger's level, so ``-q`` printed Prefect's INFO lines.
+    """
     global _quiet
     _quiet = quiet
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(_OneLineFormatter(fmt) if quiet else logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 @contextlib.contextmanager

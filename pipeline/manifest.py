@@ -8,7 +8,9 @@ One row per video (CSV or Parquet)::
     012,TDC,/data/site2/p012.mp4,"120,40,640,720",11,M
 
 - ``participant_id`` is text, kept verbatim (``007`` stays ``007``; CSV cells are never parsed as
-  numbers, and a Parquet column must already be text).
+  numbers, and a Parquet column must already be text) except for leading and trailing white space,
+  which is removed with a warning naming the rows: ``"007 "`` would otherwise be a second participant
+  beside ``007`` (and ``"videos/a.mp4 "`` a missing file). The same holds for ``group`` and ``video``.
 - ``group``: diagnostic group label (text).
 - ``video``: path of the video (or OpenPose JSON folder), relative to the manifest's folder or
   absolute. Its ``video_id`` (the name every stage files its artifacts under) is the file stem, or the
@@ -21,11 +23,16 @@ One row per video (CSV or Parquet)::
 Errors (:class:`ManifestError`, a :class:`pipeline.cli.BadInput`, exit 2) name the manifest and the
 row: ``manifest.csv row 3 (line 4): video videos/p9.mp4 not found``. Rows are counted from 1 over the
 data rows; for CSV the line number (header = line 1) is given too.
+
+:func:`check_manifest_groups` checks, before any work, that the groups a run compares
+(``statistics.groups``) are in the manifest.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +41,9 @@ import pandas as pd
 
 from pipeline.cli import BadInput
 
-__all__ = ["ManifestError", "Manifest", "REQUIRED", "read_manifest", "video_id_of"]
+__all__ = ["ManifestError", "Manifest", "REQUIRED", "read_manifest", "video_id_of", "check_manifest_groups"]
+
+log = logging.getLogger("pipeline.manifest")
 
 REQUIRED: tuple[str, ...] = ("participant_id", "group", "video")
 OPTIONAL: tuple[str, ...] = ("roi",)
@@ -103,6 +112,21 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
         raise ManifestError(f"{path}: cannot read the manifest ({type(exc).__name__}: {exc})") from None
 
 
+def _strip_column(values: Sequence[object], column: str, where) -> list[object]:
+    """Text cells without leading/trailing white space; one warning naming the column and the rows changed."""
+    out, changed = [], []
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v != v.strip():
+            changed.append(i)
+            v = v.strip()
+        out.append(v)
+    if changed:
+        shown = ", ".join(where(i) for i in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        log.warning("%s: leading or trailing white space removed from column %r (%d cell%s: %s)", where(None),
+                    column, len(changed), "" if len(changed) == 1 else "s", shown)
+    return out
+
+
 def _is_missing(value: object) -> bool:
     if value is None:
         return True
@@ -155,7 +179,9 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
         raise FileNotFoundError(f"manifest not found: {path}")
     df, is_csv = _read_table(path)
 
-    def where(i: int) -> str:  # i: 0-based data row
+    def where(i: int | None) -> str:  # i: 0-based data row; None: the file
+        if i is None:
+            return str(path)
         return f"{path} row {i + 1}" + (f" (line {i + 2})" if is_csv else "")
 
     df.columns = [str(c).strip() for c in df.columns]
@@ -182,13 +208,14 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
                 raise ManifestError(f"{where(i)}: empty {c!r}")
             if c == "participant_id" and not isinstance(v, str):
                 raise ManifestError(f"{where(i)}: participant_id {v!r} is not text")
+    stripped = {c: _strip_column(df[c].tolist(), c, where) for c in REQUIRED}
 
     base = path.parent
     videos, video_ids, rois = [], [], []
     seen_video: dict[str, int] = {}
     seen_id: dict[str, int] = {}
-    for i, v in enumerate(df["video"].astype(str).tolist()):
-        p = Path(v.strip())
+    for i, v in enumerate(str(v) for v in stripped["video"]):
+        p = Path(v)
         p = p if p.is_absolute() else base / p
         p = Path(os.path.normpath(p.absolute()))
         if check_videos and not p.exists():
@@ -213,8 +240,8 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
     else:
         rois = [None] * len(df)
 
-    pids = [str(v) for v in pid.tolist()]
-    groups = [str(v).strip() for v in df["group"].tolist()]
+    pids = [str(v) for v in stripped["participant_id"]]
+    groups = [str(v) for v in stripped["group"]]
     first_group: dict[str, tuple[str, int]] = {}
     for i, (p_, g) in enumerate(zip(pids, groups)):
         if p_ in first_group and first_group[p_][0] != g:
@@ -260,3 +287,15 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
         axis=1,
     )
     return Manifest(path=path, videos=videos_df, participants=participants, covariates=covariates)
+
+
+def check_manifest_groups(manifest: Manifest, groups: Iterable[str]) -> None:
+    """Raise :class:`ManifestError` (a ValueError) naming ``statistics.groups`` and every requested
+    group that no participant of ``manifest`` belongs to, so that a run is refused at submission instead
+    of after pose and recognition, when the statistics find fewer groups than they compare."""
+    present = list(dict.fromkeys(manifest.participants["group"]))
+    missing = [g for g in dict.fromkeys(groups) if g not in set(present)]
+    if missing:
+        raise ManifestError(
+            f"statistics.groups: group{'s' if len(missing) > 1 else ''} {', '.join(repr(g) for g in missing)} "
+            f"not in the manifest {manifest.path} (its groups: {', '.join(repr(g) for g in present)})")

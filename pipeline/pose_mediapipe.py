@@ -60,6 +60,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -164,6 +165,11 @@ def blazepose_to_body25(
     return body, extra, raw
 
 
+_stderr_lock = threading.Lock()
+_stderr_users = 0  # threads inside _native_stderr_silenced
+_stderr_saved = -1  # the real fd 2 while they are
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for the duration (unless debug logging is on).
@@ -172,22 +178,35 @@ def _native_stderr_silenced() -> Iterator[None]:
     delegate", "Feedback manager requires ...") straight to fd 2 before its logging is initialised, so
     environment variables cannot silence them; they would bury the progress bar and real errors.
     Errors still surface as Python exceptions.
+
+    fd 2 belongs to the process, and the flow starts several videos' MediaPipe in threads at once: the
+    first thread in saves the real fd 2 and the last one out restores it (a count under a lock). Saved
+    and restored per thread, the second thread saved /dev/null and "restored" it last, so the rest of
+    the run's console (its errors included) went to /dev/null.
     """
+    global _stderr_users, _stderr_saved
     if logging.getLogger().isEnabledFor(logging.DEBUG):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    with _stderr_lock:
+        if _stderr_users == 0:
+            sys.stderr.flush()
+            _stderr_saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _stderr_users += 1
     try:
-        os.dup2(devnull, 2)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
             yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _stderr_lock:
+            _stderr_users -= 1
+            if _stderr_users == 0:
+                os.dup2(_stderr_saved, 2)
+                os.close(_stderr_saved)
+                _stderr_saved = -1
 
 
 @contextlib.contextmanager

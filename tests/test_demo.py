@@ -5,6 +5,11 @@ read-out, statsmodels fits, the report), with a temporary Prefect server. ``make
 code at 8 participants per group and 60 s.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +43,21 @@ def test_demo_runs_the_whole_chain_and_compares_with_the_planted_truth(tmp_path,
     assert "simulated" in result.summary["trained_on"].lower()
 
 
+def test_make_demo_console_shows_results_and_no_http_requests(tmp_path):
+    """``python -m flows.demo`` (what ``make demo`` runs) at its smallest: results on stdout, no Prefect
+    client HTTP request lines, no Prefect INFO lines, no traceback; its temporary server is its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "flows.demo", "--out", str(tmp_path / "demo"), "--per-group", "1",
+                        "--seconds", "6", "--workers", "1"], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-4000:]
+    text = r.stdout + r.stderr
+    assert "HTTP Request" not in text and "Traceback" not in text
+    assert "Beginning flow run" not in text and "Finished in state" not in text and "temporary server" not in text
+    assert "Percent time, detected vs planted truth" in r.stdout and "wrote report:" in r.stdout
+    assert "tasks finished:" in r.stderr  # progress
+
+
 def test_planted_check_orients_each_contrast_to_the_planted_group():
     effects = pd.DataFrame({"action": ["nodding", "waving", "shrugging"], "group": ["ASD", "PSY", "ASD"],
                             "part": ["probability", "intensity", "probability"],
@@ -66,5 +86,3 @@ def test_percent_time_error_is_the_mean_absolute_difference_per_action():
     err = percent_time_error(truth, detected).set_index("action")
     assert err.loc["nodding", "mae_pp"] == pytest.approx(1.5)
     assert err.loc["waving", "mae_pp"] == pytest.approx(2.5) and err.loc["waving", "detected_pct"] == pytest.approx(2.5)
-
-

@@ -1,10 +1,10 @@
-"""Cohort manifest reader: verbatim identifiers, covariates, relative paths, errors naming the row."""
+"""Cohort manifest reader: verbatim identifiers, covariates, relative paths, errors naming the row; the groups check."""
 
 import pandas as pd
 import pytest
 
 from pipeline.cli import BadInput
-from pipeline.manifest import ManifestError, read_manifest
+from pipeline.manifest import ManifestError, check_manifest_groups, read_manifest
 
 
 def write(tmp_path, text, name="manifest.csv"):
@@ -105,3 +105,44 @@ def test_manifest_error_is_bad_input_and_missing_file_is_file_not_found(tmp_path
     assert issubclass(ManifestError, BadInput)
     with pytest.raises(FileNotFoundError):
         read_manifest(tmp_path / "nope.csv")
+
+
+def test_white_space_around_ids_is_stripped_with_a_warning_naming_column_and_rows(tmp_path, videos, caplog):
+    # "007 " and a video path with a trailing space: without the strip, a second participant 007 and a
+    # missing file; with it, one participant with two videos and a warning per column naming the rows.
+    p = write(tmp_path, ("participant_id,group,video,age\n"
+                         "007,ASD,videos/p007_a.mp4,9\n"
+                         "007 ,ASD ,videos/p007_b.mp4 ,9\n"
+                         "\t012,TDC,videos/p012.mp4,11\n"))
+    with caplog.at_level("WARNING", logger="pipeline.manifest"):
+        m = read_manifest(p)
+    assert m.participants["participant_id"].tolist() == ["007", "012"]
+    assert m.videos["participant_id"].tolist() == ["007", "007", "012"]
+    assert m.videos["group"].tolist() == ["ASD", "ASD", "TDC"]
+    assert m.videos["video"].tolist()[1] == str((videos / "p007_b.mp4").resolve())
+    by_column = {r.args[1]: r.getMessage() for r in caplog.records}
+    assert set(by_column) == {"participant_id", "group", "video"}
+    assert "2 cells" in by_column["participant_id"] and "row 2 (line 3)" in by_column["participant_id"]
+    assert "row 3 (line 4)" in by_column["participant_id"]
+    assert "1 cell:" in by_column["video"] and "row 2 (line 3)" in by_column["video"]
+
+
+def test_clean_manifest_warns_nothing(tmp_path, videos, caplog):
+    p = write(tmp_path, "participant_id,group,video\n1,ASD,videos/p012.mp4\n2,TDC,videos/p013.mp4\n")
+    with caplog.at_level("WARNING", logger="pipeline.manifest"):
+        read_manifest(p)
+    assert caplog.records == []
+
+
+def test_check_manifest_groups_names_the_field_and_every_missing_group(tmp_path, videos):
+    m = read_manifest(write(tmp_path, "participant_id,group,video\n1,ASD,videos/p012.mp4\n2,TDC,videos/p013.mp4\n"))
+    check_manifest_groups(m, ["ASD", "TDC"])  # present: no error
+    check_manifest_groups(m, ["TDC"])
+    with pytest.raises(ValueError) as err:
+        check_manifest_groups(m, ["ASD", "PSY", "TDC", "OTH"])
+    text = str(err.value)
+    assert text.startswith("statistics.groups:") and "'PSY', 'OTH'" in text and "groups 'PSY'" in text
+    assert "its groups: 'ASD', 'TDC'" in text and str(m.path) in text
+    assert isinstance(err.value, BadInput)  # exit 2 in a CLI
+    with pytest.raises(ValueError, match=r"group 'asd' not in"):  # group names are matched exactly
+        check_manifest_groups(m, ["asd", "TDC"])

@@ -280,7 +280,7 @@ def assert_run_outputs_complete(out: Path, videos: set[str]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def thread_table(cohort, prefect_env, slurm_local, tmp_path_factory):
+def thread_table(slurm_local, prefect_env, cohort, tmp_path_factory):
     """The cohort table of the thread runner on this machine: what every SLURM run must reproduce."""
     out = tmp_path_factory.mktemp("threads") / "out"
     run = cli_run(cohort, out, prefect_env, slurm_local, "threads", "-q")
@@ -291,7 +291,7 @@ def thread_table(cohort, prefect_env, slurm_local, tmp_path_factory):
 # --------------------------------------------------------------------------------------------------
 # The flow through SLURM
 # --------------------------------------------------------------------------------------------------
-def test_cohort_flow_runs_on_slurm_jobs_and_matches_the_thread_runner(cohort, prefect_env, slurm_local,
+def test_cohort_flow_runs_on_slurm_jobs_and_matches_the_thread_runner(slurm_local, prefect_env, cohort,
                                                                      thread_table, tmp_path):
     """`python -m flows.cohort_analysis --task-runner slurm`: the documented command, as a user runs it."""
     cfg = slurm_config(tmp_path / "slurm.yaml", prefect_env)
@@ -314,7 +314,7 @@ def test_cohort_flow_runs_on_slurm_jobs_and_matches_the_thread_runner(cohort, pr
     assert_nothing_left(slurm_local)
 
 
-def test_cancelled_worker_job_loses_no_task(cohort, prefect_env, slurm_local, thread_table, tmp_path):
+def test_cancelled_worker_job_loses_no_task(slurm_local, prefect_env, cohort, thread_table, tmp_path):
     """`scancel` of the worker job while a pose task runs on it: the task reruns on a new job, the flow completes."""
     cfg = slurm_config(tmp_path / "slurm.yaml", prefect_env, minimum=1, maximum=1)
     run = cli_run(cohort, tmp_path / "out", prefect_env, slurm_local, "slurm", "--slurm-config", str(cfg), "-q")
@@ -346,7 +346,7 @@ def test_cancelled_worker_job_loses_no_task(cohort, prefect_env, slurm_local, th
     assert_nothing_left(slurm_local)
 
 
-def test_walltime_shorter_than_the_work_recovers_on_new_jobs(prefect_env, slurm_local, tmp_path):
+def test_walltime_shorter_than_the_work_recovers_on_new_jobs(slurm_local, prefect_env, tmp_path):
     """Jobs of 1 minute (Slurm's least walltime), one at a time, for two tasks of 50 s each.
 
     Slurm ends the first job at its walltime (state TIMEOUT; its log says DUE TO TIME LIMIT) with a task
@@ -376,7 +376,7 @@ def test_walltime_shorter_than_the_work_recovers_on_new_jobs(prefect_env, slurm_
     assert_nothing_left(slurm_local)
 
 
-def test_recognition_goes_only_to_the_gpu_worker(cohort, prefect_env, slurm_local, tmp_path):
+def test_recognition_goes_only_to_the_gpu_worker(slurm_local, prefect_env, cohort, tmp_path):
     """device=cuda: recognition tasks carry the Dask resource GPU=1; a CPU worker never gets one.
 
     The flow's SLURM runner starts CPU workers; a second job from a ``gpus_per_job: 1`` config (real

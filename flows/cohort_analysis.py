@@ -447,4 +447,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the importable module's flow, not this __main__ copy: Dask workers outside this process (a SLURM
+    # job, `dask worker`) unpickle the tasks by module name, and their __main__ is not this file.
+    from flows.cohort_analysis import main as _main
+
+    raise SystemExit(_main())

@@ -242,7 +242,7 @@ def test_failure_while_moving_files_in_leaves_no_complete_looking_set(tmp_path, 
     real, calls = os.replace, []
 
     def flaky(src, dst):
-        if ".staging-" in str(src):  # moving the staged set in (the manifest's own writes pass)
+        if ".staging-" in str(src) and ".staging-" not in str(dst):  # moving the staged set in
             calls.append(dst)
             if len(calls) == 3:
                 raise OSError("disk full")

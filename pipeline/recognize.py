@@ -69,7 +69,7 @@ from pipeline.clip_stream import VideoPlan
 from pipeline.contracts import WINDOWS
 from pipeline.keypoints import read_keypoints
 from pipeline.person_crop import decode_scale, normalize, scaled_size, window_boxes
-from pipeline.stage import Job, ItemResult, exit_code, full_config, run_item, summary, write_qc_table
+from pipeline.stage import Job, ItemResult, check_outputs_free, exit_code, full_config, run_item, summary, write_qc_table
 from pipeline.video import VIDEO_SUFFIXES, VideoError, probe
 from pipeline.window_feed import FEED_KINDS, WindowFeed
 
@@ -800,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             ids[v.stem] = v
             jobs.append(RecognizeJob(item_id=v.stem, source=str(v), out_dir=str(out_dir), force=args.force,
                                      keypoints=str(keypoints_for(args.keypoints, v.stem))))
+        check_outputs_free(RecognizeStage(ckpt, options), jobs, out_dir)  # a user's file in the way: exit 2
     with handle_errors("pipeline.recognize"):
         results, stats = recognize_videos(jobs, ckpt, options)
         for r in results:

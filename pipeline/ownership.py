@@ -372,13 +372,15 @@ class Removal:
     kept: list[Path] = dataclasses.field(default_factory=list)
 
 
-def remove_owned(folder: str | os.PathLike, stage: str, names: Iterable[str] | None = None) -> Removal:
+def remove_owned(folder: str | os.PathLike, stage: str, names: Iterable[str] | None = None, *,
+                 prune_dirs: bool = True) -> Removal:
     """Remove files of ``stage`` from ``folder``: only those its manifest lists (of ``names``, or all),
     only inside the folder, only while they match the record. The only function that deletes outputs.
 
     A listed file that changed since (the user replaced or edited it) is kept, reported in the result and
     in a warning, and dropped from the manifest (it is the user's now). Folders left empty by a removal
-    are removed too (inside ``folder`` only). Returns a :class:`Removal`.
+    are removed too (inside ``folder`` only), unless ``prune_dirs`` is false (per-item stages: another
+    item may be about to write into the same subfolder). Returns a :class:`Removal`.
     """
     folder = Path(folder)
     out = Removal()
@@ -411,7 +413,7 @@ def remove_owned(folder: str | os.PathLike, stage: str, names: Iterable[str] | N
                 out.kept.append(path)
                 m.files.pop(rel, None)
                 m.pending.pop(rel, None)
-        for d in sorted(parents, key=lambda p: len(p.parts), reverse=True):  # deepest first
+        for d in sorted(parents if prune_dirs else (), key=lambda p: len(p.parts), reverse=True):  # deepest first
             with contextlib.suppress(OSError):
                 d.rmdir()  # only if empty
         atomic_write_text(manifest_path(folder, stage), m.to_json())

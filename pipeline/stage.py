@@ -333,7 +333,8 @@ def remove_item_outputs(stage: Stage, job: Any) -> list[str]:
     left = [n for n in names if n in m.claimed and status(m, n) in ("changed", "unrecorded")]
     if left or m.claimed & set(names):
         update_manifest(root, stage.name, add=left, unclaim=names)
-    return [str(p) for p in remove_owned(root, stage.name, names).removed]
+    # folders stay: another item (another worker) may be writing into them right now
+    return [str(p) for p in remove_owned(root, stage.name, names, prune_dirs=False).removed]
 
 
 def _remove_leftover_temp_files(outputs: Sequence[Path]) -> None:

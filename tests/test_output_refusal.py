@@ -43,3 +43,26 @@ def test_pose_reruns_into_its_own_folder_and_an_old_folder_without_manifest(tmp_
     assert main([str(path), "--out", str(out), "-q", "--force"]) == 0
     assert keypoints_path(out, "wall").exists()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("name", ["qc_recognize.csv", "windows/v.parquet"])
+def test_recognition_refuses_a_user_file_under_an_output_name(tmp_path, capsys, name):
+    from pathlib import Path
+
+    from pipeline import recognize
+
+    weights = Path(__file__).resolve().parents[1] / "recipes" / "demo_model.pt"
+    if not weights.exists():
+        pytest.skip(f"no demo checkpoint at {weights}")
+    video = write_video(tmp_path / "v.mp4", blank_wall(3))
+    out = tmp_path / "home"
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_bytes(b"the user's own")
+    before = _snapshot(out)
+    with pytest.raises(SystemExit) as exc:
+        recognize.main([str(video), "--keypoints", str(tmp_path / "pose"), "--weights", str(weights),
+                        "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"pipeline.recognize: error: {out / name} is in the way")
+    assert _snapshot(out) == before

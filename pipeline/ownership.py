@@ -48,6 +48,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,8 +59,8 @@ from pipeline.cli import BadInput
 
 __all__ = [
     "FORMAT", "VERSION", "ForeignOutput", "Fingerprint", "Manifest", "Removal", "manifest_path", "read_manifest",
-    "relative_name", "update_manifest", "status", "foreign_names", "check_free", "remove_owned", "StagedSet",
-    "stale_staging_dirs", "named_write_error",
+    "relative_name", "update_manifest", "status", "foreign_names", "foreign_message", "check_free", "remove_owned",
+    "StagedSet", "stale_staging_dirs", "named_write_error",
 ]
 
 log = logging.getLogger("pipeline.ownership")
@@ -113,9 +114,7 @@ class Fingerprint:
 
 
 def _is_regular(st: os.stat_result) -> bool:
-    import stat as _stat
-
-    return _stat.S_ISREG(st.st_mode)
+    return stat.S_ISREG(st.st_mode)
 
 
 def relative_name(name: str | os.PathLike) -> str | None:
@@ -225,16 +224,19 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _rel_of(folder: Path, path: str | os.PathLike) -> str:
-    p = Path(path)
-    if p.is_absolute() or str(p).startswith(str(folder)):
+    """A ``str`` is a name relative to ``folder``; a ``Path`` is a path (absolute, or relative to the
+    working folder) that must lie inside ``folder``. Returns the relative name."""
+    if isinstance(path, str):
+        rel = relative_name(path)
+    else:
+        p = Path(path)
         try:
-            p = p.relative_to(folder)
+            rel = relative_name(p.relative_to(folder))
         except ValueError:
             try:
-                p = p.resolve().relative_to(folder.resolve())
+                rel = relative_name(p.resolve().relative_to(folder.resolve()))
             except ValueError:
-                raise ValueError(f"{path} is not inside {folder}") from None
-    rel = relative_name(p)
+                rel = None
     if rel is None:
         raise ValueError(f"{path} is not inside {folder}")
     return rel
@@ -248,7 +250,8 @@ def update_manifest(
 ) -> Manifest:
     """Change the stage's manifest under the folder lock and write it atomically; returns the new record.
 
-    ``add``: files now in the folder (absolute inside it, or relative) recorded as they are now;
+    ``add``: files now in the folder recorded as they are now (a ``str`` is a name relative to the
+    folder, a ``Path`` a path inside it);
     ``fingerprints``: records known already (relative name -> fingerprint); ``drop``: names no longer
     ours; ``settle``: pending records whose files are in place become file records, the others are
     dropped (first, so a killed commit's files stay ours); ``pending``: replaces the pending records;

@@ -299,15 +299,12 @@ def check_outputs_free(stage: Stage, jobs: Sequence[Any], qc_dir: str | os.PathL
     Earlier runs' files that the stage can show are its own (sidecar naming the stage) are fine.
     """
     found: list[str] = []
-    first_root: Path | None = None
     manifests: dict[Path, Any] = {}
     for job in jobs:
         root = _root(job)
         m = manifests.setdefault(root, read_manifest(root, stage.name))
         arts, derived = _item_names(stage, job)
         foreign, _ = foreign_names(root, stage.name, arts + derived, adopt=_adopter(stage, job), manifest=m)
-        if foreign and first_root is None:
-            first_root = root
         found += [str(root / f) for f in foreign]
     if qc_dir is not None:
         names, adopt = _qc_names(stage), _qc_adopter(stage, qc_dir)

@@ -227,3 +227,17 @@ def test_stale_staging_folders_of_killed_runs_are_cleaned(tmp_path):
         assert st.path.parent == out and st.path.name.startswith(".staging-t-")
     assert not killed.exists() and not legacy.exists() and live.exists() and other_stage.exists()
     assert [p for p in out.iterdir() if p.name.startswith(".staging-t-")] == [live]
+
+
+def test_names_are_relative_and_paths_must_lie_inside(tmp_path, monkeypatch):
+    """A str is a name inside the folder (even one that starts like the folder); a Path must lie inside it."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("out")
+    _write(folder / "out" / "x.csv", "nested")
+    _write(folder / "outdoor.csv", "beside")
+    m = update_manifest(folder, "t", add=["out/x.csv", "outdoor.csv", folder / "outdoor.csv",
+                                          (tmp_path / "out" / "out" / "x.csv")])
+    assert set(m.files) == {"out/x.csv", "outdoor.csv"}
+    for bad in ("../x.csv", "/etc/passwd", Path("elsewhere.csv")):
+        with pytest.raises(ValueError):
+            update_manifest(folder, "t", add=[bad])

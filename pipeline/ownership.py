@@ -107,8 +107,8 @@ class Fingerprint:
     @classmethod
     def from_dict(cls, d: Mapping) -> "Fingerprint":
         size, mtime, sha = d["size"], d["mtime_ns"], d["sha256"]
-        if not (isinstance(size, int) and isinstance(mtime, int) and isinstance(sha, str)
-                and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        if not (isinstance(size, int) and isinstance(mtime, int) and isinstance(sha, str) and len(sha) == 64
+                and not sha.strip("0123456789abcdef")):
             raise ValueError("bad fingerprint")
         return cls(size, mtime, sha)
 
@@ -172,11 +172,47 @@ def manifest_path(folder: str | os.PathLike, stage: str) -> Path:
     return Path(folder) / f".{stage}.outputs.json"
 
 
+_parsed: dict[str, tuple[tuple[int, int, int], Manifest]] = {}  # path -> (stat key, manifest as read)
+
+
 def read_manifest(folder: str | os.PathLike, stage: str) -> Manifest:
-    """The stage's manifest in ``folder``; empty when absent, unreadable, of another format, version or stage."""
+    """The stage's manifest in ``folder``; empty when absent, unreadable, of another format, version or stage.
+
+    A manifest unchanged since this process last read it (same inode, size and mtime: every write is an
+    atomic replace, so a new file) is not parsed again: a rerun that skips a thousand up-to-date items
+    reads it once, not a thousand times (about 60 ms each at 3000 entries).
+    """
     folder = Path(folder)
-    m = Manifest(folder, stage)
     path = manifest_path(folder, stage)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Manifest(folder, stage)
+    except OSError:
+        st = None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+    cached = _parsed.get(str(path))
+    if key is not None and cached is not None and cached[0] == key:
+        m = cached[1]
+    else:
+        m = _parse(folder, stage, path)
+        if key is not None:
+            _parsed[str(path)] = (key, m)
+    return Manifest(folder, stage, dict(m.files), dict(m.pending), set(m.claimed))
+
+
+def _write(m: Manifest) -> None:
+    """Write the manifest atomically and remember it as read (no parse on the next read)."""
+    path = manifest_path(m.folder, m.stage)
+    atomic_write_text(path, m.to_json())
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        _parsed[str(path)] = ((st.st_ino, st.st_size, st.st_mtime_ns),
+                              Manifest(m.folder, m.stage, dict(m.files), dict(m.pending), set(m.claimed)))
+
+
+def _parse(folder: Path, stage: str, path: Path) -> Manifest:
+    m = Manifest(folder, stage)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -284,7 +320,7 @@ def update_manifest(
         target = manifest_path(folder, stage)
         for leftover in folder.glob(f".{target.name}.*.tmp"):  # a killed writer's; we hold the lock
             leftover.unlink(missing_ok=True)
-        atomic_write_text(target, m.to_json())
+        _write(m)
     return m
 
 
@@ -419,7 +455,7 @@ def remove_owned(folder: str | os.PathLike, stage: str, names: Iterable[str] | N
         for d in sorted(parents if prune_dirs else (), key=lambda p: len(p.parts), reverse=True):  # deepest first
             with contextlib.suppress(OSError):
                 d.rmdir()  # only if empty
-        atomic_write_text(manifest_path(folder, stage), m.to_json())
+        _write(m)
     return out
 
 

@@ -265,7 +265,7 @@ def _adopter(stage: Stage, job: Any):
     return adopt
 
 
-def _claim(stage: Stage, job: Any) -> None:
+def _check_item(stage: Stage, job: Any) -> None:
     """Refuse (ForeignOutput) if an output name of the item holds a file that is not ours; record the
     files an earlier run of the stage wrote without a manifest (their sidecar names the stage)."""
     root = _root(job)
@@ -273,11 +273,19 @@ def _claim(stage: Stage, job: Any) -> None:
     foreign, adoptable = foreign_names(root, stage.name, arts + derived, adopt=_adopter(stage, job))
     if foreign:
         raise ForeignOutput(foreign_message(root, stage.name, foreign))
-    update_manifest(root, stage.name, add=adoptable, claim=arts + derived)
+    if adoptable:
+        update_manifest(root, stage.name, add=adoptable)
 
 
-def _record(stage: Stage, job: Any, ctx: "ItemContext") -> None:
-    """Record what the item wrote (and the item's outputs that are in place) in the stage's manifest."""
+def _claim(stage: Stage, job: Any) -> None:
+    """Before computing: the item's names (just checked) are about to be written (see pipeline.ownership)."""
+    arts, derived = _item_names(stage, job)
+    update_manifest(_root(job), stage.name, claim=arts + derived)
+
+
+def _record(stage: Stage, job: Any, ctx: "ItemContext", *, claimed: bool = True) -> None:
+    """Record what the item wrote in the stage's manifest and drop its claim (nothing to do for an
+    up-to-date item that wrote nothing: no manifest write)."""
     root = _root(job)
     files = []
     for p in map(Path, list(ctx.written) + list(ctx.sidecars)):
@@ -288,8 +296,9 @@ def _record(stage: Stage, job: Any, ctx: "ItemContext") -> None:
             continue
         if p.is_file():
             files.append(rel)
-    arts, derived = _item_names(stage, job)
-    update_manifest(root, stage.name, add=sorted(set(files)), unclaim=arts + derived + files)
+    if files or claimed:
+        arts, derived = _item_names(stage, job)
+        update_manifest(root, stage.name, add=sorted(set(files)), unclaim=arts + derived + files)
 
 
 def check_outputs_free(stage: Stage, jobs: Sequence[Any], qc_dir: str | os.PathLike | None = None) -> None:
@@ -388,7 +397,7 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
     t0 = time.perf_counter()
     ctx = None
     try:
-        _claim(stage, job)  # a user's file under an output name: fail the item, touch nothing
+        _check_item(stage, job)  # a user's file under an output name: fail the item, touch nothing
     except ForeignOutput as exc:
         row = _finish_row(stage, job, stage.failed_qc(job, str(exc)), "failed", str(exc), time.perf_counter() - t0)
         return ItemResult(job.item_id, str(job.source), "failed", row, [], error=str(exc))
@@ -408,10 +417,11 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
                 refresh = getattr(stage, "refresh_existing", None)
                 if refresh is not None:
                     refresh(job, ctx)
-                _record(stage, job, ctx)
+                _record(stage, job, ctx, claimed=False)
                 row = _finish_row(stage, job, row, "skipped", None, time.perf_counter() - t0)
                 return ItemResult(job.item_id, str(job.source), "skipped", row, list(ctx.written))
         _remove_leftover_temp_files(outputs)
+        _claim(stage, job)
         ctx = ItemContext(stage.name, input_hash, config)
         row = stage.compute(job, ctx)
         _record(stage, job, ctx)

@@ -116,6 +116,7 @@ from pipeline.ownership import (ForeignOutput, check_free, foreign_message, fore
 __all__ = [
     "Job", "Stage", "ItemContext", "ItemResult", "full_config", "run_item", "run_items", "remove_item_outputs",
     "check_outputs_free", "write_qc_table", "read_qc_table", "summary", "exit_code", "STATUSES", "die_with_parent",
+    "worker_context",
 ]
 
 log = logging.getLogger("pipeline.stage")
@@ -546,6 +547,12 @@ class _WorkerContext(multiprocessing.context.SpawnContext):
     """The spawn context whose processes die with this one from their first instruction on."""
 
     Process = _WorkerProcess
+
+
+def worker_context() -> multiprocessing.context.SpawnContext:
+    """A spawn context whose processes run :func:`die_with_parent` before anything else (for other
+    process pools that must not outlive this process, e.g. decode workers)."""
+    return _WorkerContext()
 
 
 def _init_worker(queue, parent_pid: int) -> None:

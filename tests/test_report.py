@@ -346,6 +346,21 @@ def test_rebuild_removes_only_its_own_stale_pages(bare_run: Path, tmp_path: Path
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
 
 
+def test_an_old_report_json_folder_is_migrated(bare_run: Path, tmp_path: Path) -> None:
+    """A folder built before output manifests: pages listed in report.json that are provably ours (our
+    page names and our CSP line) are adopted once, so the rebuild retires the stale one."""
+    out = tmp_path / "old"
+    pages = build_report_files(bare_run, out)
+    (out / ".report.outputs.json").unlink()
+    stale = out / "participants" / "gone-00000000.html"
+    stale.write_bytes(pages[1].read_bytes())  # a page of a participant no longer in the run
+    names = [p.relative_to(out).as_posix() for p in pages] + ["participants/gone-00000000.html"]
+    (out / "report.json").write_text(json.dumps({"report_version": "1", "created": "x", "pages": names}))
+    build_report(bare_run, out)
+    assert not stale.exists() and not (out / "report.json").exists()
+    assert all(p.exists() for p in pages)
+
+
 def test_a_forged_old_listing_deletes_nothing_of_the_users(bare_run: Path, tmp_path: Path, capsys) -> None:
     """Issue 19: reports.build deleted every .html listed in any report.json under --out, even the
     user's ({"pages": ["Documents/cv.html"]} emptied a folder). Old listings are now read once and make

@@ -386,8 +386,8 @@ def _prepare_worker(job: ClipJob) -> ItemResult:
 
 
 def _result(job: ClipJob, r: ItemResult) -> PrepareResult:
-    return PrepareResult(job.item, r.status, record=r.qc.get("record"), error=r.error, frames=int(r.qc.get("frames", 0)),
-                         seconds=float(r.qc.get("seconds", 0.0)))
+    return PrepareResult(job.item, r.status, record=r.qc.get("record"), error=r.error,
+                         frames=int(r.qc.get("frames", 0)), seconds=float(r.qc.get("seconds", 0.0)))
 
 
 def prepare_one(item: ClipItem, out_dir: str | os.PathLike, cfg: PrepareConfig, *, force: bool = False) -> PrepareResult:

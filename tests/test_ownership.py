@@ -184,7 +184,8 @@ def test_a_commit_killed_halfway_leaves_only_files_the_manifest_vouches_for(tmp_
             _staged(st, "bouts.parquet", "new bouts")
             st.commit()
     monkeypatch.setattr(os, "replace", real_replace)
-    assert (out / "cohort.parquet").read_text() == "new cohort" and (out / "bouts.parquet").read_text() == "old bouts.parquet"
+    assert (out / "cohort.parquet").read_text() == "new cohort"
+    assert (out / "bouts.parquet").read_text() == "old bouts.parquet"
     m = read_manifest(out, "t")
     assert all(m.owns(n) for n in ("cohort.parquet", "bouts.parquet", "agreement.csv"))
     # the next run proceeds (nothing is foreign) and ends with a clean record of its set

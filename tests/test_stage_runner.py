@@ -22,8 +22,8 @@ import pytest
 
 from pipeline.artifacts import read_sidecar, sha256_file, write_artifact
 from pipeline.ownership import ForeignOutput, manifest_path, read_manifest
-from pipeline.stage import (Job, ItemContext, check_outputs_free, exit_code, remove_item_outputs, run_item, run_items, summary,
-                            write_qc_table)
+from pipeline.stage import (Job, ItemContext, check_outputs_free, exit_code, remove_item_outputs, run_item, run_items,
+                            summary, write_qc_table)
 
 REPO = Path(__file__).resolve().parents[1]
 

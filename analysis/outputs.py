@@ -1,17 +1,14 @@
 """Writing the hurdle analysis's output set so that a failure never leaves a half-set that looks complete,
-and a rerun never deletes a file that is not ours.
+and a rerun never deletes or overwrites a file that is not ours.
 
-Everything except ``results.parquet`` is first written into a staging folder beside the output folder
-(:func:`pipeline.artifacts.staging_dir`: same file system, so moves are renames; a killed run's staging
-folder is removed by the next run). Then the output folder is checked: a file under a name we are
-about to write that no earlier run of ``analysis.hurdle`` recorded in the folder's output manifest
-(``.outputs.json``) stops the run with a one-line error and nothing changes. Otherwise the previous
-``results.parquet`` is removed, the manifest is updated to cover old and new files, the previous run's
-files that the new set does not replace are removed (only those the manifest lists: a user's own files
-in the folder stay), the staged files are moved in, and ``results.parquet`` (with its sidecar, through
-:func:`pipeline.artifacts.write_artifact`, contract ``hurdle_results``) is written *last*; finally the
-manifest lists exactly the new set. A folder whose ``results.parquet`` and sidecar exist therefore holds a
-complete, matching set.
+The set is written into a staging folder inside the output folder and committed together
+(:class:`pipeline.ownership.StagedSet`): a file of the user's under a name we are about to write stops
+the run with a one-line error (exit 2) and nothing changes; otherwise the staged files are recorded as
+pending in the output manifest (``.hurdle.outputs.json``), the previous ``results.parquet.json`` is
+removed, the data files are moved in (``results.parquet`` last), then the sidecar; the previous run's
+files that the new set does not replace are removed (only those the manifest records and that are
+unchanged: a user's own files in the folder stay). A folder whose ``results.parquet`` *and* sidecar
+exist therefore holds a complete, matching set. A killed run's staging folder is removed by the next.
 
 Files::
 
@@ -21,12 +18,19 @@ Files::
     descriptives.csv                   n, engaged, % engaged, mean/median percent among engagers
     plots/<action>.png|svg             violin plot per selected action (paper's Fig. 3 style)
     overview.png|svg                   all selected actions in one figure
-    .outputs.json                      output manifest: the files above, as this tool's own
+    .hurdle.outputs.json               output manifest (pipeline.ownership): the files above, fingerprinted
+
+Folders written by earlier versions: their listing (``.outputs.json`` format 1, tool
+``analysis.hurdle``; before that, the results sidecar's ``files``) is read once. The files it lists
+that bear one of this tool's output names are adopted into the new manifest (fingerprinted as they
+are), then the old listing is removed (migrated). A listed name that is not one of ours (e.g. a forged
+``../x`` or ``notes.txt``) is ignored: a legacy listing alone never makes a file deletable.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -34,26 +38,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.artifacts import (
-    check_no_foreign_outputs,
-    record_outputs,
-    recorded_outputs,
-    remove_outputs,
-    sha256_file,
-    sidecar_path,
-    staging_dir,
-    write_artifact,
-)
+from pipeline.artifacts import read_sidecar, sha256_file, sidecar_path, write_artifact
+from pipeline.ownership import StagedSet, check_free, read_manifest, relative_name, update_manifest
 
 from .config import HurdleConfig, OutputConfig
 from .descriptives import describe_groups
 from .tables import publication_table, table_caption, to_html, to_latex, to_markdown
 
-__all__ = ["TOOL", "default_out_dir", "slug", "planned_outputs", "previous_outputs", "check_out_dir_free", "write_outputs"]
+__all__ = ["STAGE", "default_out_dir", "slug", "planned_outputs", "legacy_outputs", "check_out_dir_free",
+           "write_outputs"]
 
-TOOL = "analysis.hurdle"  # the name under which the output manifest records our files
+log = logging.getLogger(__name__)
+STAGE = "hurdle"  # the stage name of the results sidecar and of the output manifest
+_LEGACY_TOOL, _LEGACY_MANIFEST = "analysis.hurdle", ".outputs.json"
 _RESULTS = "results.parquet"
 _TABLES = ("table.html", "table.md", "table.tex")
+_OUR_NAMES = re.compile(r"^(results\.parquet(\.json)?|results\.csv|descriptives\.csv|table\.(html|md|tex)"
+                        r"|overview\.(png|svg|pdf)|plots/[A-Za-z0-9_]+\.(png|svg|pdf))$")
 
 
 def default_out_dir(cohort_path: str | os.PathLike) -> Path:
@@ -88,29 +89,56 @@ def planned_outputs(actions: Sequence[str], out_cfg: OutputConfig) -> list[str]:
     return names + [_RESULTS, sidecar_path(_RESULTS).name]
 
 
-def previous_outputs(out: str | os.PathLike) -> set[str]:
-    """The files in ``out`` that an earlier run of this tool recorded as its own.
-
-    From the output manifest; for a folder written before manifests existed, from the results sidecar
-    of that run (stage ``hurdle``, which listed its files). Nothing else counts as ours.
-    """
+def legacy_outputs(out: str | os.PathLike) -> set[str]:
+    """The files an earlier version of this tool listed as its own in ``out`` (see the module docstring):
+    only names that are this tool's output names, inside the folder."""
     out = Path(out)
-    own = recorded_outputs(out, TOOL)
-    if own:
-        return own
+    names: list = []
     try:
-        side = json.loads(sidecar_path(out / _RESULTS).read_text(encoding="utf-8"))
-        if side.get("stage") == "hurdle" and isinstance(side.get("files"), list):
-            return {str(f) for f in side["files"]} | {_RESULTS, sidecar_path(_RESULTS).name}
-    except (OSError, ValueError, AttributeError):
+        doc = json.loads((out / _LEGACY_MANIFEST).read_text(encoding="utf-8"))
+        if doc.get("format") == 1:
+            names = list(doc["tools"][_LEGACY_TOOL]["files"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
-    return set()
+    side = read_sidecar(out / _RESULTS)
+    if not names and side and side.get("stage") == STAGE and isinstance(side.get("files"), list):
+        names = [*side["files"], _RESULTS, sidecar_path(_RESULTS).name]
+    return {n for n in (relative_name(str(f)) for f in names if isinstance(f, str)) if n and _OUR_NAMES.match(n)}
+
+
+def _adopter(out: Path):
+    legacy = legacy_outputs(out)
+
+    def adopt(rel: str) -> bool:
+        return rel in legacy
+
+    return adopt
+
+
+def _migrate(out: Path) -> None:
+    """Adopt the files of an earlier version's listing that are still there, then drop that listing."""
+    legacy = legacy_outputs(out)
+    if not legacy and not (out / _LEGACY_MANIFEST).exists():
+        return
+    m = read_manifest(out, STAGE)
+    there = sorted(n for n in legacy if not m.recorded(n) and (out / n).is_file() and not (out / n).is_symlink())
+    update_manifest(out, STAGE, add=there)
+    try:
+        doc = json.loads((out / _LEGACY_MANIFEST).read_text(encoding="utf-8"))
+        ours = doc.get("format") == 1 and set(doc.get("tools", {})) <= {_LEGACY_TOOL}
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if ours:
+        (out / _LEGACY_MANIFEST).unlink()
+        log.info("%s: migrated the old output listing %s to %s", out, _LEGACY_MANIFEST, f".{STAGE}.outputs.json")
 
 
 def check_out_dir_free(out: str | os.PathLike, names: Sequence[str]) -> None:
-    """Refuse (:class:`pipeline.artifacts.ForeignOutput`, exit 2) when ``out`` holds a file under one of
+    """Refuse (:class:`pipeline.ownership.ForeignOutput`, exit 2) when ``out`` holds a file under one of
     ``names`` that is not ours; call it before the analysis so a user learns it at once."""
-    check_no_foreign_outputs(out, names, previous_outputs(out), tool=TOOL)
+    out = Path(out)
+    if out.is_dir():
+        check_free(out, STAGE, names, adopt=_adopter(out))
 
 
 def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, out_cfg: OutputConfig, stage: Path) -> list[Path]:
@@ -178,42 +206,29 @@ def write_outputs(
 
     Raises
     ------
-    pipeline.artifacts.ForeignOutput
-        ``out`` holds a file under a name of the output set that no earlier run recorded as its own;
-        nothing is changed then.
+    pipeline.ownership.ForeignOutput
+        ``out`` holds a file under a name of the output set that is not ours; nothing is changed then.
+    OSError
+        A file could not be written; it names the output file. The previous set is intact unless the
+        error came while moving files in (then ``results.parquet.json`` is absent: not a complete set).
     """
     out = Path(out)
-    final_parquet = out / _RESULTS
-    with staging_dir(out) as stage:
-        staged = _stage(results, cohort, config, out_cfg, stage)
-        names = [f.relative_to(stage).as_posix() for f in staged]
-        new_set = names + [_RESULTS, sidecar_path(_RESULTS).name]
-        own = previous_outputs(out)
-        check_no_foreign_outputs(out, new_set, own, tool=TOOL)
-        out.mkdir(exist_ok=True)
-        # The old results must stop vouching for the folder before any file in it changes.
-        final_parquet.unlink(missing_ok=True)
-        sidecar_path(final_parquet).unlink(missing_ok=True)
-        # Recorded before they appear: a crash from here on leaves no file of ours unrecorded.
-        record_outputs(out, TOOL, own | set(new_set))
-        # The previous run's files that the new set does not replace go (e.g. the plot of an action no
-        # longer selected, or plots after --no-plots): only files the manifest lists as ours.
-        remove_outputs(out, sorted(own - set(new_set)))
-        final: list[Path] = []
-        for f, name in zip(staged, names):
-            dest = out / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dest)
-            final.append(dest)
-    write_artifact(
-        results,
-        final_parquet,
-        contract="hurdle_results",
-        stage="hurdle",
-        input_hash=sha256_file(source) if source is not None and Path(source).exists() else "",
-        config={"analysis": config, "output": out_cfg},
-        extra={"files": names},
-    )
-    record_outputs(out, TOOL, new_set)
-    final.append(final_parquet)
-    return final
+    out.mkdir(parents=True, exist_ok=True)
+    with StagedSet(out, STAGE, adopt=_adopter(out)) as st:
+        staged = _stage(results, cohort, config, out_cfg, st.path)
+        names = [st.add_written(f) for f in staged]
+        st.check(names + [_RESULTS, sidecar_path(_RESULTS).name])  # before the results are even written
+        _migrate(out)
+        with st.writing(_RESULTS) as path:
+            write_artifact(
+                results,
+                path,
+                contract="hurdle_results",
+                stage=STAGE,
+                input_hash=sha256_file(source) if source is not None and Path(source).exists() else "",
+                config={"analysis": config, "output": out_cfg},
+                extra={"files": names},
+            )
+        st.add_written(sidecar_path(path))
+        final = st.commit()
+    return [p for p in final if p.name != sidecar_path(_RESULTS).name]

@@ -45,7 +45,6 @@ import pyarrow as pa
 from model.preprocessing import ClassList
 from pipeline.agreement import percent_time_agreement, read_frame_truth
 from pipeline.artifacts import (
-    atomic_write_text,
     config_hash,
     is_up_to_date,
     read_artifact,
@@ -67,6 +66,7 @@ from pipeline.cli import (
 )
 from pipeline.contracts import BOUTS, COHORT, EXCLUSIONS, SEGMENTS, WINDOWS, ContractError
 from pipeline.manifest import Manifest, read_manifest
+from pipeline.ownership import StagedSet, manifest_path, update_manifest
 from pipeline.readout import (
     ClassListMismatch,
     CohortTables,
@@ -340,52 +340,109 @@ def readout_up_to_date(manifest: Manifest, windows_dir: Path, out_dir: Path, con
     return (out_dir / "detections.csv").exists() and meta.get("readout_sources", {}) == dict(sources or {})
 
 
+def _adopter(out_dir: Path):
+    """Outputs of an earlier version (before output manifests) are ours when their sidecar, or for the
+    CSV files the cohort table's sidecar, names this stage."""
+
+    def ours(path: Path) -> bool:
+        meta = read_sidecar(path)
+        return bool(meta) and meta.get("stage") == STAGE
+
+    def adopt(rel: str) -> bool:
+        if rel in ("detections.csv", "agreement.csv"):
+            return ours(out_dir / "cohort.parquet")
+        data = rel[: -len(".json")] if rel.endswith(".parquet.json") else rel
+        return data.endswith(".parquet") and ours(out_dir / data)
+
+    return adopt
+
+
+def _migrate(out_dir: Path) -> None:
+    """First run under output manifests: record the segments an earlier version wrote (its stale-file
+    rule was a glob over ``segments/*.parquet`` with our sidecar), so that this run can retire them."""
+    if manifest_path(out_dir, STAGE).exists() or not (out_dir / "segments").is_dir():
+        return
+    adopt = _adopter(out_dir)
+    names = []
+    for p in sorted((out_dir / "segments").glob("*.parquet")):
+        rel = p.relative_to(out_dir).as_posix()
+        if not p.is_symlink() and p.is_file() and adopt(rel):
+            names.append(rel)
+            if sidecar_path(p).is_file():
+                names.append(rel + ".json")
+    if names:
+        update_manifest(out_dir, STAGE, add=names)
+
+
 def write_outputs(result: AggregateResult, out_dir: Path, *, agreement: pd.DataFrame | None = None) -> list[Path]:
-    """Write segments/, detections.csv, cohort/bouts/exclusions (and agreement.csv); return written paths."""
+    """Write segments/, detections.csv, cohort/bouts/exclusions (and agreement.csv) as one set; return the
+    data files written (segments that were up to date are kept, not rewritten).
+
+    The set is written into a staging folder inside ``out_dir`` and committed together
+    (:class:`pipeline.ownership.StagedSet`): the previous sidecars go first, then the data files move
+    in, then their sidecars, so a kill never leaves a new ``cohort.parquet`` beside the previous run's
+    ``bouts``/``exclusions`` with valid sidecars; a failure while writing leaves the previous set as it
+    was and no staging folder. The previous run's segments of videos that failed now or left the
+    manifest are removed (only files recorded in ``.aggregate.outputs.json`` and unchanged).
+
+    Raises
+    ------
+    pipeline.ownership.ForeignOutput
+        A file of the user's holds an output name (exit 2; nothing in ``out_dir`` changes).
+    OSError
+        A file could not be written; the error names the output (``out/cohort.parquet``), not a
+        staged or temporary file.
+    """
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = result.config.to_dict()
     classes_dict = result.classes.to_dict() if result.classes is not None else None
     facts = {"readout": cfg, "readout_sources": result.sources, "readout_text": result.config.describe(),
              "classes": classes_dict,
              "model_id": result.model_id, "manifest": str(result.manifest.path)}
-    written: list[Path] = []
+    written: list[str] = []
+    _migrate(out_dir)
+    with StagedSet(out_dir, STAGE, adopt=_adopter(out_dir)) as st:
 
-    seg_dir = out_dir / "segments"
-    kept: set[str] = set()
-    for vid, seg in result.segments.items():
-        path = seg_dir / f"{vid}.parquet"
-        kept.add(path.name)
-        if is_up_to_date(path, input_hash=result.hashes[vid], config=cfg, contract=SEGMENTS):
-            continue
-        written.append(write_artifact(_typed(seg, SEGMENTS), path, contract=SEGMENTS, stage=STAGE, input_hash=result.hashes[vid],
-                                      config=cfg, extra={**facts, "video_id": vid, "fps": result.readouts[vid].fps}))
-    # A previous run's segments for videos that failed now or left the manifest would look current.
-    if seg_dir.is_dir():
-        for old in seg_dir.glob("*.parquet"):
-            meta = read_sidecar(old)
-            if old.name not in kept and meta and meta.get("stage") == STAGE:
-                old.unlink()
-                sidecar_path(old).unlink(missing_ok=True)
+        def table(rel: str, data, contract, input_hash: str, extra: dict) -> None:
+            with st.writing(rel) as path:
+                write_artifact(_typed(data, contract), path, contract=contract, stage=STAGE, input_hash=input_hash,
+                               config=cfg, extra=extra)
+            st.add_written(sidecar_path(path))
+            written.append(rel)
 
-    all_segments = [result.segments[v] for v in result.manifest.videos["video_id"] if v in result.segments]
-    seg_all = pd.concat(all_segments, ignore_index=True) if all_segments else pd.DataFrame(
-        {c: pd.Series(dtype=t) for c, t in
-         [("video_id", object), ("action_id", np.int16), ("start_s", float), ("end_s", float), ("score", float)]})
-    det = detections_table(seg_all)
-    written.append(atomic_write_text(out_dir / "detections.csv", det.to_csv(index=False)))
+        def text(rel: str, content: str) -> None:
+            with st.writing(rel) as path:
+                path.write_text(content, encoding="utf-8")
+            written.append(rel)
 
-    tables = result.tables or _empty_tables(result.manifest, result.failures)
-    cohort_hash = cohort_input_hash(result.manifest, result.hashes)
-    extra = {**facts, "participants": int(tables.cohort["participant_id"].nunique()),
-             "excluded_participants": int((tables.exclusions["scope"] == "participant").sum()),
-             "failed_videos": int((tables.exclusions["scope"] == "video").sum())}
-    for name, table, contract in (("cohort.parquet", tables.cohort, COHORT), ("bouts.parquet", tables.bouts, BOUTS),
-                                  ("exclusions.parquet", tables.exclusions, EXCLUSIONS)):
-        written.append(write_artifact(_typed(table, contract), out_dir / name, contract=contract, stage=STAGE,
-                                      input_hash=cohort_hash, config=cfg, extra=extra))
-    if agreement is not None:
-        written.append(atomic_write_text(out_dir / "agreement.csv", agreement.to_csv(index=False)))
-    return written
+        kept: list[str] = []
+        for vid, seg in result.segments.items():
+            rel = f"segments/{vid}.parquet"
+            if is_up_to_date(out_dir / rel, input_hash=result.hashes[vid], config=cfg, contract=SEGMENTS):
+                kept += [rel, rel + ".json"]
+                continue
+            table(rel, seg, SEGMENTS, result.hashes[vid], {**facts, "video_id": vid, "fps": result.readouts[vid].fps})
+
+        all_segments = [result.segments[v] for v in result.manifest.videos["video_id"] if v in result.segments]
+        seg_all = pd.concat(all_segments, ignore_index=True) if all_segments else pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in
+             [("video_id", object), ("action_id", np.int16), ("start_s", float), ("end_s", float), ("score", float)]})
+        text("detections.csv", detections_table(seg_all).to_csv(index=False))
+
+        tables = result.tables or _empty_tables(result.manifest, result.failures)
+        cohort_hash = cohort_input_hash(result.manifest, result.hashes)
+        extra = {**facts, "participants": int(tables.cohort["participant_id"].nunique()),
+                 "excluded_participants": int((tables.exclusions["scope"] == "participant").sum()),
+                 "failed_videos": int((tables.exclusions["scope"] == "video").sum())}
+        for name, data, contract in (("cohort.parquet", tables.cohort, COHORT), ("bouts.parquet", tables.bouts, BOUTS),
+                                     ("exclusions.parquet", tables.exclusions, EXCLUSIONS)):
+            table(name, data, contract, cohort_hash, extra)
+        if agreement is not None:
+            text("agreement.csv", agreement.to_csv(index=False))
+        st.check(kept)  # up-to-date segments stay: they must be ours (recorded, or adopted now)
+        st.commit(keep=kept)
+    return [out_dir / rel for rel in written]
 
 
 def summarize(result: AggregateResult) -> str:

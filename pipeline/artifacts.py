@@ -13,37 +13,33 @@ temporary file in the same folder and renamed into place, then the sidecar likew
 the two leaves an artifact without sidecar, which counts as *not* up to date and is redone. Files get
 the permissions of a plain new file (``0o666 & ~umask``).
 
-Tools that write a whole folder (the hurdle outputs) keep an *output manifest* there
-(:data:`OUTPUT_MANIFEST`, ``.outputs.json``: tool name -> the files it wrote) and remove on rerun only
-files it lists (:func:`record_outputs`, :func:`check_no_foreign_outputs`, :func:`remove_outputs`);
-they write the set in a :func:`staging_dir` beside the folder first, and a killed run's staging folder
-is cleaned up by the next run.
+A write that fails raises an OSError naming the final path (not the temporary file) and the reason
+(:func:`named_write_error`), e.g. ``cannot write out/cohort.parquet: No space left on device``.
+
+Which files in an output folder are ours, what a rerun may replace or remove, and how a set of files
+is committed together: :mod:`pipeline.ownership`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import platform
-import re
-import shutil
 import tempfile
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.cli import BadInput
 from pipeline.contracts import CONTRACTS, Contract, conform
 
 __all__ = [
@@ -59,16 +55,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "current_umask",
-    "OUTPUT_MANIFEST",
-    "ForeignOutput",
-    "read_output_manifest",
-    "recorded_outputs",
-    "record_outputs",
-    "foreign_files",
-    "check_no_foreign_outputs",
-    "remove_outputs",
-    "stale_staging_dirs",
-    "staging_dir",
+    "named_write_error",
 ]
 
 SIDECAR_SUFFIX = ".json"
@@ -175,20 +162,37 @@ def _temp_file(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def named_write_error(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` as an OSError that names ``path`` (the output, not a temporary or staged file) and the reason.
+
+    pyarrow's and ``f.write``'s errors carry no file name, and a temporary file's name would mislead;
+    :func:`pipeline.cli.handle_errors` prints ``cannot write <path>: <reason>`` from this.
+    """
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else None) or str(exc)
+    return OSError(exc.errno if exc.errno is not None else errno.EIO, reason, str(path))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename.
 
     The file gets the permissions of a plain new file (``0o666 & ~umask``), not mkstemp's 0600.
+    An OSError names ``path`` (:func:`named_write_error`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_file(path)
+    except OSError as exc:
+        raise named_write_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise named_write_error(exc, path) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -238,11 +242,14 @@ def write_artifact(
     else:
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         contract_name = contract_version = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A stale sidecar must never vouch for the new file: remove it before replacing the data.
-    sidecar_path(path).unlink(missing_ok=True)
-    fd, tmp = _temp_file(path)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A stale sidecar must never vouch for the new file: remove it before replacing the data.
+        sidecar_path(path).unlink(missing_ok=True)
+        fd, tmp = _temp_file(path)
+        os.close(fd)
+    except OSError as exc:
+        raise named_write_error(exc, path) from exc
     try:
         if path.suffix.lower() == ".csv":
             # Flat tables only (no list columns); floats as their shortest round-trip text, nulls empty.
@@ -250,6 +257,9 @@ def write_artifact(
         else:
             pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise named_write_error(exc, path) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -327,198 +337,3 @@ def _contract_matches(meta: Mapping[str, Any], contract: Contract | str | None) 
         return True
     current = CONTRACTS.get(recorded)
     return current is not None and meta.get("contract_version") == current.version
-
-
-# --------------------------------------------------------------------------------------------------
-# Output manifests: which files in a folder a tool wrote, so that a rerun removes only its own files
-# --------------------------------------------------------------------------------------------------
-
-OUTPUT_MANIFEST = ".outputs.json"
-_MANIFEST_FORMAT = 1
-
-
-class ForeignOutput(BadInput):
-    """An output folder holds a file under a name the tool would write, which no earlier run of the
-    tool recorded as its own (a user's file): the tool refuses rather than overwrite or delete it."""
-
-
-def _relative_name(name: str | os.PathLike) -> str | None:
-    """``name`` as a clean relative POSIX path inside a folder, or None if it would leave the folder."""
-    p = PurePosixPath(Path(name).as_posix())
-    if p.is_absolute() or not p.parts or any(part in ("..", "") for part in p.parts) or str(p) == ".":
-        return None
-    return str(p)
-
-
-def read_output_manifest(folder: str | os.PathLike) -> dict[str, list[str]]:
-    """Tool name -> the files (relative POSIX paths) it recorded in ``folder``'s manifest.
-
-    A missing, unreadable or malformed manifest records nothing (so every file counts as foreign).
-    """
-    try:
-        data = json.loads((Path(folder) / OUTPUT_MANIFEST).read_text(encoding="utf-8"))
-        tools = data["tools"]
-        return {str(t): [n for n in (_relative_name(f) for f in entry["files"]) if n] for t, entry in tools.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def recorded_outputs(folder: str | os.PathLike, tool: str) -> set[str]:
-    """The files ``tool`` recorded as its own in ``folder`` (relative POSIX paths)."""
-    return set(read_output_manifest(folder).get(tool, ()))
-
-
-def record_outputs(folder: str | os.PathLike, tool: str, files: Iterable[str | os.PathLike]) -> Path:
-    """Record ``files`` (paths inside ``folder``, absolute or relative) as ``tool``'s outputs there.
-
-    Replaces the tool's earlier entry and keeps other tools' entries. The manifest
-    (:data:`OUTPUT_MANIFEST`, JSON) is written atomically. Record a file *before* it can appear in
-    the folder, so that a crash never leaves a file of ours that no manifest vouches for.
-    """
-    folder = Path(folder)
-    names = set()
-    for f in files:
-        p = Path(f)
-        rel = _relative_name(p.relative_to(folder) if p.is_absolute() else p)
-        if rel is None:
-            raise ValueError(f"{f} is not inside {folder}")
-        names.add(rel)
-    tools = read_output_manifest(folder)
-    tools[tool] = sorted(names)
-    doc = {
-        "format": _MANIFEST_FORMAT,
-        "note": "files each tool wrote here; a rerun of a tool removes only its own files",
-        "tools": {t: {"files": fs} for t, fs in sorted(tools.items())},
-    }
-    return atomic_write_text(folder / OUTPUT_MANIFEST, json.dumps(doc, indent=2) + "\n")
-
-
-def foreign_files(folder: str | os.PathLike, names: Iterable[str], own: Iterable[str]) -> list[str]:
-    """Of the relative ``names`` a tool is about to write in ``folder``, those already taken by
-    something the tool does not own: an existing file (or folder) not in ``own``, or a non-folder
-    where a subfolder is needed (e.g. a user's file called ``plots`` where ``plots/x.png`` goes)."""
-    folder, own = Path(folder), set(own)
-    found = []
-    for name in names:
-        rel = PurePosixPath(name)
-        for k in range(1, len(rel.parts)):  # parent folders must be folders
-            parent = folder.joinpath(*rel.parts[:k])
-            if parent.exists() and not parent.is_dir() and str(PurePosixPath(*rel.parts[:k])) not in own:
-                found.append(str(PurePosixPath(*rel.parts[:k])))
-                break
-        else:
-            target = folder / rel
-            if (target.exists() or target.is_symlink()) and name not in own:
-                found.append(name)
-    return list(dict.fromkeys(found))
-
-
-def check_no_foreign_outputs(folder: str | os.PathLike, names: Iterable[str], own: Iterable[str], *, tool: str) -> None:
-    """Raise :class:`ForeignOutput` (a one-line bad-input error) naming the first name in ``names`` that
-    ``folder`` already holds without ``tool`` having recorded it (see :func:`foreign_files`)."""
-    clash = foreign_files(folder, names, own)
-    if clash:
-        more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
-        raise ForeignOutput(
-            f"{Path(folder) / clash[0]}{more} is in the way: {tool} would write there, but no earlier run of "
-            f"{tool} recorded it as its own ({OUTPUT_MANIFEST}); move it or choose another output folder"
-        )
-
-
-def remove_outputs(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
-    """Delete the files ``names`` (relative, recorded as a tool's own) from ``folder``; then delete the
-    subfolders they were in if that left them empty. Never touches anything outside ``folder``.
-
-    Returns the removed files.
-    """
-    folder = Path(folder)
-    root = folder.resolve()
-    removed, parents = [], set()
-    for name in names:
-        rel = _relative_name(name)
-        if rel is None:
-            continue
-        f = folder / rel
-        if f.is_symlink() or (f.is_file() and root in f.resolve().parents):
-            f.unlink(missing_ok=True)
-            removed.append(f)
-            parents.update(p for p in f.parents if p != folder and folder in p.parents)
-    for d in sorted(parents, key=lambda p: len(p.parts), reverse=True):  # deepest first
-        try:
-            d.rmdir()  # only if empty
-        except OSError:
-            pass
-    return removed
-
-
-# --------------------------------------------------------------------------------------------------
-# Staging folders: a tool writes a whole output set beside the output folder, then moves it in
-# --------------------------------------------------------------------------------------------------
-
-STAGING_MAX_AGE_S = 24 * 3600
-_STAGING_NAME = re.compile(r"staging-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", platform.node() or "host")
-
-
-def _staging_prefix(out: Path) -> str:
-    return f".{out.name}.staging-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def stale_staging_dirs(out: str | os.PathLike, *, max_age_s: float = STAGING_MAX_AGE_S) -> list[Path]:
-    """Staging folders of earlier runs for ``out`` that no live run uses.
-
-    A staging folder ``.<out name>.staging-<host>-<pid>-<random>`` is stale when its process is gone
-    (same host), when it is older than ``max_age_s`` (another host's, or a reused pid), or when its
-    name carries no host and pid (left by a version of the tool from before this naming).
-    """
-    out = Path(out)
-    prefix, host, now = _staging_prefix(out), _host(), time.time()
-    stale = []
-    try:
-        entries = list(out.parent.iterdir())
-    except OSError:
-        return []
-    for d in entries:
-        if not d.name.startswith(prefix) or d.is_symlink() or not d.is_dir():
-            continue
-        m = _STAGING_NAME.search(d.name[len(f".{out.name}.") :])
-        try:
-            old = now - d.stat().st_mtime > max_age_s
-        except OSError:
-            continue
-        if m is None or old or (m["host"] == host and not _pid_alive(int(m["pid"]))):
-            stale.append(d)
-    return stale
-
-
-@contextlib.contextmanager
-def staging_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """A fresh staging folder beside ``out`` (same file system: moving files in is a rename).
-
-    Stale staging folders of earlier runs for the same ``out`` (a killed run) are removed first; this
-    run's folder is removed on exit, whatever happens.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for d in stale_staging_dirs(out):
-        shutil.rmtree(d, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(out)}{_host()}-{os.getpid()}-", dir=out.parent))
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

@@ -46,7 +46,8 @@ from pipeline.settings import add_arguments, from_args
 from pipeline.pose_openpose import SELECT_RULES, OpenPoseConfig
 from pipeline.qc import failed_row, qc_row
 from pipeline.roi import Roi, clip_roi, parse_roi, read_roi_file
-from pipeline.stage import ItemContext, ItemResult, exit_code, run_item, run_items, summary, write_qc_table
+from pipeline.stage import (ItemContext, ItemResult, check_outputs_free, exit_code, run_item, run_items, summary,
+                            write_qc_table)
 
 __all__ = ["PoseConfig", "PoseStage", "POSE_STAGE", "VideoJob", "process_video", "run_pose", "find_inputs",
            "make_jobs", "keypoints_path", "parse_roi", "clip_roi", "main"]
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         rois = read_roi_file(args.roi_file) if args.roi_file else None
         out_dir = check_output_dir(args.out)  # before any video is posed
         jobs = make_jobs(inputs, out_dir, config, rois=rois, overlay=args.overlay, force=args.force)
+        check_outputs_free(POSE_STAGE, jobs, out_dir)  # a user's file under an output name: exit 2 now
     results = run_pose(jobs, workers=args.workers)
     for r in results:
         for path in r.written:

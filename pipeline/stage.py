@@ -41,7 +41,22 @@ instance) with
                           (overlays); removed with the outputs when the item fails.
 ``refresh_existing(job, ctx)`` optional: called for an up-to-date item after ``qc_for_existing``,
                           e.g. to draw derived files that are missing (record them with ``ctx.wrote``).
+``sidecars``              optional bool (default True): the outputs have sidecars (``X.json``).
+``is_current(job, input_hash, config)`` optional -> bool: replaces the sidecar check of "up to date"
+                          for outputs that keep their provenance inside (prepared clips).
+``adopts(job, path)``     optional -> bool: whether an output file that no output manifest records is
+                          this stage's all the same (default: its sidecar's ``stage`` is ``name``).
 ========================= ===========================================================================
+
+Ownership (:mod:`pipeline.ownership`): the stage's files in ``out_dir`` are recorded in its output
+manifest ``out_dir/.<name>.outputs.json`` as each item finishes (outputs, sidecars, derived files)
+and with the QC table. Before an item is computed, each of its output names must be free or ours: a
+file there that the manifest does not vouch for (and that ``adopts`` does not claim: an earlier run's
+file with our sidecar is recorded then) fails the item with a one-line reason and stays untouched.
+:func:`check_outputs_free` runs the same check over all jobs and the QC table before any work, so a
+CLI exits 2 naming the file. A failed item's earlier outputs are removed by
+:func:`remove_item_outputs` (through :func:`pipeline.ownership.remove_owned`: only files we wrote
+and that are unchanged; the user's files under the same names stay).
 
 Before computing an item the runner removes temp files that a killed run left for its outputs
 (``.<name>.*.tmp``, see :mod:`pipeline.artifacts`). The runner overwrites the row's ``status`` (``ok`` computed now / ``skipped`` up to date / ``failed``),
@@ -56,28 +71,33 @@ Functions: :func:`run_item` (one job, in this process), :func:`run_items` (many,
 :func:`write_qc_table` (merge and write the QC table), :func:`summary` (the text for stderr),
 :func:`exit_code` (0 all ok/skipped, 1 some failed; 2 is for bad arguments, raised before any
 work through :class:`pipeline.cli.BadInput`), :func:`full_config` (the config a sidecar records for a
-job), :func:`remove_outputs` (an item's outputs of this stage). A CLI's ``main`` does: parse -> ``check_output_dir``
--> make jobs -> ``run_items`` -> ``report_written`` for each result's ``written`` and for the QC table
--> print ``summary`` -> return ``exit_code``.
+job), :func:`remove_item_outputs` (a failed item's outputs of this stage), :func:`check_outputs_free`.
+A CLI's ``main`` does: parse -> ``check_output_dir`` -> make jobs -> ``check_outputs_free`` ->
+``run_items`` -> ``report_written`` for each result's ``written`` and for the QC table -> print
+``summary`` -> return ``exit_code``.
 
 Worker processes (``workers > 1``) are spawned (MediaPipe's and OpenCV's threads do not survive a
 fork). Each worker asks Linux to kill it when its parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``)
 and also runs a watchdog thread that exits when the parent's pid changes (other systems, or a parent
-that died before the request took effect). A worker that dies (segfault, ``os._exit``, the OOM killer)
-fails only the item it was running: see :func:`run_items`.
+that died before the request took effect): :func:`die_with_parent`. It does so *first*, before the
+spawned interpreter imports anything of ours or re-imports the parent's main module (which pulls in
+torch, MediaPipe, OpenCV: 15-30 s on a loaded machine), so a parent killed while its workers are
+still starting takes them with it: the hook travels as the first entry of the spawn's preparation
+data and runs when the child unpickles it (:class:`_WorkerContext`). A worker that dies (segfault,
+``os._exit``, the OOM killer) fails only the item it was running: see :func:`run_items`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
-import ctypes.util
 import datetime as _dt
+import importlib
 import logging
+import marshal
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.spawn
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,10 +110,13 @@ import pandas as pd
 
 from pipeline.artifacts import atomic_write_text, is_up_to_date, read_sidecar, sidecar_path, write_artifact
 from pipeline.cli import EXIT_OK, EXIT_PARTIAL, progress
+from pipeline.ownership import (ForeignOutput, check_free, foreign_message, foreign_names, read_manifest, relative_name,
+                                remove_owned, status, update_manifest)
 
 __all__ = [
-    "Job", "Stage", "ItemContext", "ItemResult", "full_config", "run_item", "run_items", "remove_outputs", "write_qc_table",
-    "read_qc_table", "summary", "exit_code", "STATUSES", "die_with_parent",
+    "Job", "Stage", "ItemContext", "ItemResult", "full_config", "run_item", "run_items", "remove_item_outputs",
+    "check_outputs_free", "write_qc_table", "read_qc_table", "summary", "exit_code", "STATUSES", "die_with_parent",
+    "worker_context",
 ]
 
 log = logging.getLogger("pipeline.stage")
@@ -143,11 +166,14 @@ class ItemContext:
     config: dict
     written: list[str] = field(default_factory=list)
 
+    sidecars: list[str] = field(default_factory=list)
+
     def write_artifact(self, data, path: str | os.PathLike, *, contract, extra: dict | None = None) -> Path:
         """:func:`pipeline.artifacts.write_artifact` with this stage's name, input hash and config."""
         p = write_artifact(data, path, contract=contract, stage=self.stage, input_hash=self.input_hash,
                            config=self.config, extra=extra)
         self.written.append(str(p))
+        self.sidecars.append(str(sidecar_path(p)))
         return p
 
     def wrote(self, path: str | os.PathLike) -> None:
@@ -183,30 +209,139 @@ def _message(job: Any, exc: BaseException) -> str:
     return f"{job.source}: {type(exc).__name__}: {text}"
 
 
-def remove_outputs(stage: Stage, job: Any) -> list[str]:
-    """Remove this item's outputs that this stage wrote (sidecar ``stage`` == ``stage.name``).
+def _root(job: Any) -> Path:
+    return Path(job.out_dir)
 
-    Files of another tool or of the user under the same names are left alone. Derived outputs
-    (``stage.derived_outputs``) go only together with an output of this stage. Returns removed paths.
-    """
-    removed: list[str] = []
-    owned = False
-    for path in stage.outputs(job):
-        meta = read_sidecar(path)
-        if not meta or meta.get("stage") != stage.name:
-            continue
-        owned = True
-        for p in (Path(path), sidecar_path(path)):
-            if p.exists():
-                p.unlink()
-                removed.append(str(p))
+
+def _item_names(stage: Stage, job: Any) -> tuple[list[str], list[str]]:
+    """(artifact names, derived names) of the item, relative to ``job.out_dir``; artifacts with their sidecars."""
+    root = _root(job)
+    with_sidecars = getattr(stage, "sidecars", True)
+    arts: list[str] = []
+    for p in map(Path, stage.outputs(job)):
+        arts.append(_rel(root, p))
+        if with_sidecars:
+            arts.append(_rel(root, sidecar_path(p)))
     derived = getattr(stage, "derived_outputs", None)
-    if owned and derived is not None:
-        for p in map(Path, derived(job)):
-            if p.is_file():
-                p.unlink()
-                removed.append(str(p))
-    return removed
+    return arts, [_rel(root, Path(p)) for p in (derived(job) if derived is not None else [])]
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        rel = relative_name(path.relative_to(root))
+    except ValueError:
+        rel = None
+    if rel is None:
+        raise ValueError(f"{path}: a stage output must lie inside its out_dir {root}")
+    return rel
+
+
+def _adopter(stage: Stage, job: Any):
+    """Whether an unrecorded (or changed) file at one of the item's output names is this stage's anyway:
+    an output or its sidecar when the sidecar names the stage (or ``stage.adopts`` says so); a derived
+    file when an output of the item is ours."""
+    root = _root(job)
+    outputs = [Path(p) for p in stage.outputs(job)]
+    decides: dict[str, Path] = {}  # name -> the output whose record decides
+    for p in outputs:
+        decides[_rel(root, p)] = p
+        if getattr(stage, "sidecars", True):
+            decides[_rel(root, sidecar_path(p))] = p
+    _, derived = _item_names(stage, job)
+    own = getattr(stage, "adopts", None)
+
+    def ours(p: Path) -> bool:
+        if own is not None:
+            return bool(own(job, p))
+        meta = read_sidecar(p)
+        return bool(meta) and meta.get("stage") == stage.name
+
+    def adopt(rel: str) -> bool:
+        if rel in decides:
+            return ours(decides[rel])
+        if rel in derived:
+            return any(p.exists() and ours(p) for p in outputs)
+        return False
+
+    return adopt
+
+
+def _check_item(stage: Stage, job: Any) -> None:
+    """Refuse (ForeignOutput) if an output name of the item holds a file that is not ours; record the
+    files an earlier run of the stage wrote without a manifest (their sidecar names the stage)."""
+    root = _root(job)
+    arts, derived = _item_names(stage, job)
+    foreign, adoptable = foreign_names(root, stage.name, arts + derived, adopt=_adopter(stage, job))
+    if foreign:
+        raise ForeignOutput(foreign_message(root, stage.name, foreign))
+    if adoptable:
+        update_manifest(root, stage.name, add=adoptable)
+
+
+def _claim(stage: Stage, job: Any) -> None:
+    """Before computing: the item's names (just checked) are about to be written (see pipeline.ownership)."""
+    arts, derived = _item_names(stage, job)
+    update_manifest(_root(job), stage.name, claim=arts + derived)
+
+
+def _record(stage: Stage, job: Any, ctx: "ItemContext", *, claimed: bool = True) -> None:
+    """Record what the item wrote in the stage's manifest and drop its claim (nothing to do for an
+    up-to-date item that wrote nothing: no manifest write)."""
+    root = _root(job)
+    files = []
+    for p in map(Path, list(ctx.written) + list(ctx.sidecars)):
+        try:
+            rel = _rel(root, p)
+        except ValueError:
+            log.debug("%s is outside %s; not recorded", p, root)
+            continue
+        if p.is_file():
+            files.append(rel)
+    if files or claimed:
+        arts, derived = _item_names(stage, job)
+        update_manifest(root, stage.name, add=sorted(set(files)), unclaim=arts + derived + files)
+
+
+def check_outputs_free(stage: Stage, jobs: Sequence[Any], qc_dir: str | os.PathLike | None = None) -> None:
+    """Before any work: raise :class:`pipeline.ownership.ForeignOutput` (exit 2, one line naming the first
+    file) when an output name of a job, or of the QC table in ``qc_dir``, holds a file that is not ours.
+
+    Earlier runs' files that the stage can show are its own (sidecar naming the stage) are fine.
+    """
+    found: list[str] = []
+    manifests: dict[Path, Any] = {}
+    for job in jobs:
+        root = _root(job)
+        m = manifests.setdefault(root, read_manifest(root, stage.name))
+        arts, derived = _item_names(stage, job)
+        foreign, _ = foreign_names(root, stage.name, arts + derived, adopt=_adopter(stage, job), manifest=m)
+        found += [str(root / f) for f in foreign]
+    if qc_dir is not None:
+        names, adopt = _qc_names(stage), _qc_adopter(stage, qc_dir)
+        foreign, _ = foreign_names(qc_dir, stage.name, names, adopt=adopt)
+        found += [str(Path(qc_dir) / f) for f in foreign]
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ForeignOutput(f"{found[0]}{more} is in the way: {stage.name} would write there, but it is not a file "
+                            f"{stage.name} wrote (or it changed since); move it or choose another output folder")
+
+
+def remove_item_outputs(stage: Stage, job: Any) -> list[str]:
+    """Remove the item's outputs of this stage (artifacts, sidecars, derived files): only files the stage's
+    output manifest records and that are unchanged (:func:`pipeline.ownership.remove_owned`).
+
+    Files of another tool or of the user under the same names are left alone. Returns removed paths.
+    """
+    root = _root(job)
+    arts, derived = _item_names(stage, job)
+    names = arts + derived
+    m = read_manifest(root, stage.name)
+    # what a write of this run (or a killed one) left under a claimed name is ours: record it first
+    left = [n for n in names if n in m.claimed and status(m, n) in ("changed", "unrecorded")]
+    if left or m.claimed & set(names):
+        update_manifest(root, stage.name, add=left, unclaim=names)
+    # folders stay: another item (another worker) may be writing into them right now
+    return [str(p) for p in remove_owned(root, stage.name, names, prune_dirs=False).removed]
 
 
 def _remove_leftover_temp_files(outputs: Sequence[Path]) -> None:
@@ -228,8 +363,8 @@ def _failed(
     stage: Stage, job: Any, message: str, seconds: float, written: list[str] | None = None, flag: str | None = None
 ) -> ItemResult:
     try:
-        removed = remove_outputs(stage, job)
-    except OSError as exc:  # never let the clean-up hide the item's own error
+        removed = remove_item_outputs(stage, job)
+    except (OSError, ValueError) as exc:  # never let the clean-up hide the item's own error
         log.warning("%s: could not remove stale outputs: %s", job.source, exc)
         removed = []
     row = _finish_row(stage, job, stage.failed_qc(job, message), "failed", message, seconds)
@@ -250,16 +385,30 @@ def _finish_row(stage: Stage, job: Any, row: dict, status: str, error: str | Non
     return row
 
 
+def _current(stage: Stage, job: Any, outputs: list[Path], input_hash: str, config: dict) -> bool:
+    own = getattr(stage, "is_current", None)
+    if own is not None:
+        return bool(own(job, input_hash, config))
+    return (bool(outputs) and is_up_to_date(outputs[0], input_hash=input_hash, config=config)
+            and all(p.exists() for p in outputs[1:]))
+
+
 def run_item(stage: Stage, job: Any) -> ItemResult:
     """Run one job end to end in this process. Never raises for a bad item (status ``failed``)."""
     t0 = time.perf_counter()
     ctx = None
     try:
+        _check_item(stage, job)  # a user's file under an output name: fail the item, touch nothing
+    except ForeignOutput as exc:
+        row = _finish_row(stage, job, stage.failed_qc(job, str(exc)), "failed", str(exc), time.perf_counter() - t0)
+        return ItemResult(job.item_id, str(job.source), "failed", row, [], error=str(exc))
+    except Exception as exc:
+        return _failed(stage, job, _message(job, exc), time.perf_counter() - t0)
+    try:
         input_hash = stage.input_hash(job)
         config = full_config(stage, job)
         outputs = [Path(p) for p in stage.outputs(job)]
-        if (not job.force and outputs and is_up_to_date(outputs[0], input_hash=input_hash, config=config)
-                and all(p.exists() for p in outputs[1:])):
+        if not job.force and _current(stage, job, outputs, input_hash, config):
             try:
                 row = stage.qc_for_existing(job)
             except Exception as exc:  # damaged output under a matching sidecar: compute it again
@@ -269,11 +418,14 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
                 refresh = getattr(stage, "refresh_existing", None)
                 if refresh is not None:
                     refresh(job, ctx)
+                _record(stage, job, ctx, claimed=False)
                 row = _finish_row(stage, job, row, "skipped", None, time.perf_counter() - t0)
                 return ItemResult(job.item_id, str(job.source), "skipped", row, list(ctx.written))
         _remove_leftover_temp_files(outputs)
+        _claim(stage, job)
         ctx = ItemContext(stage.name, input_hash, config)
         row = stage.compute(job, ctx)
+        _record(stage, job, ctx)
         row = _finish_row(stage, job, row, "ok", None, time.perf_counter() - t0)
         return ItemResult(job.item_id, str(job.source), "ok", row, list(ctx.written))
     except Exception as exc:  # one bad item must not stop the batch; keep the reason, name the input
@@ -285,16 +437,31 @@ def run_item(stage: Stage, job: Any) -> ItemResult:
 # --------------------------------------------------------------------------------------------------
 # Worker processes
 # --------------------------------------------------------------------------------------------------
-_PR_SET_PDEATHSIG = 1
 _started = None  # in worker processes: queue on which each job announces its index when it starts
 
 
 def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
-    """Make this (worker) process exit when ``parent_pid`` dies, however it dies."""
+    """Make this (worker) process exit when ``parent_pid`` dies, however it dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill us the moment the parent thread
+    exits. Everywhere: a daemon thread polls ``getppid()`` every ``poll_s`` seconds and exits when it
+    changed (reparented: the parent is gone), which also covers a parent that died before the prctl.
+
+    Self-contained on purpose (imports inside, no module globals): its code object is shipped to a
+    spawned child and run there before anything else is imported (:func:`_death_hook`).
+    """
+    import os
+    import sys
+    import threading
+    import time
+
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            import ctypes
+
+            # CDLL(None): the symbols already loaded into the interpreter (libc's prctl among them);
+            # ctypes.util.find_library would run ldconfig in a subprocess.
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = 1, SIGKILL = 9
         except (OSError, AttributeError):  # no prctl: the watchdog below still works
             pass
     if os.getppid() != parent_pid:  # the parent died before the request took effect
@@ -309,9 +476,88 @@ def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
+class _Call:
+    """``func(*args)``, pickled as that call: unpickling it in another process makes the call there.
+
+    Used to build :func:`die_with_parent` from its code object in a spawned child out of standard
+    library callables only (``importlib.import_module``, ``getattr``, ``marshal.loads``), because the
+    child cannot import this package yet at that point (its ``sys.path`` is not set up).
+    """
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+    def evaluate(self):
+        """The call's value here (what unpickling produces there)."""
+        func = self.func.evaluate() if isinstance(self.func, _Call) else self.func
+        return func(*(a.evaluate() if isinstance(a, _Call) else a for a in self.args))
+
+    def __call__(self, *args):  # pickle insists that a reduce's callable be callable here too
+        return self.evaluate()(*args)
+
+
+def _death_hook(parent_pid: int) -> _Call:
+    """An object whose unpickling runs ``die_with_parent(parent_pid, 0.5)`` in the unpickling process."""
+    function_type = _Call(getattr, _Call(importlib.import_module, "types"), "FunctionType")
+    code = _Call(marshal.loads, marshal.dumps(die_with_parent.__code__))
+    fn = _Call(function_type, code, {}, "die_with_parent")
+    return _Call(fn, parent_pid, 0.5)
+
+
+_spawning = threading.local()
+_patch_lock = threading.Lock()
+
+
+def _install_preparation_hook() -> None:
+    """Wrap :func:`multiprocessing.spawn.get_preparation_data` (once) so that processes started through
+    :class:`_WorkerContext` get :func:`_death_hook` as the first entry of their preparation data: the
+    child unpickles that dict before it sets up ``sys.path`` or re-imports the parent's ``__main__``,
+    so the hook is in place before torch, MediaPipe or OpenCV load. Other processes are unaffected
+    (the entry is added only while this thread starts one of ours; unknown keys are ignored)."""
+    with _patch_lock:
+        original = multiprocessing.spawn.get_preparation_data
+        if getattr(original, "_with_death_hook", False):
+            return
+
+        def get_preparation_data(name):
+            data = original(name)
+            if getattr(_spawning, "active", False):
+                data = {"die_with_parent": _death_hook(os.getpid()), **data}
+            return data
+
+        get_preparation_data._with_death_hook = True
+        multiprocessing.spawn.get_preparation_data = get_preparation_data
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj):
+        _install_preparation_hook()
+        _spawning.active = True
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            _spawning.active = False
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    """The spawn context whose processes die with this one from their first instruction on."""
+
+    Process = _WorkerProcess
+
+
+def worker_context() -> multiprocessing.context.SpawnContext:
+    """A spawn context whose processes run :func:`die_with_parent` before anything else (for other
+    process pools that must not outlive this process, e.g. decode workers)."""
+    return _WorkerContext()
+
+
 def _init_worker(queue, parent_pid: int) -> None:
     global _started
-    die_with_parent(parent_pid)
+    die_with_parent(parent_pid)  # already done by the preparation hook; a second watchdog costs nothing
     _started = queue
 
 
@@ -329,7 +575,7 @@ def _worker_died(stage: Stage, job: Any, detail: str = "") -> ItemResult:
 
 def _pool_round(stage, jobs, todo, workers, worker, results, done) -> tuple[bool, set[int]]:
     """Run ``todo`` in one spawned pool; returns (pool broke, indices that started in it)."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _WorkerContext()
     queue = ctx.SimpleQueue()
     started: set[int] = set()
 
@@ -427,6 +673,21 @@ def qc_paths(stage: Stage, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     return out / f"{stage.qc_file}.parquet", out / f"{stage.qc_file}.csv"
 
 
+def _qc_names(stage: Stage) -> list[str]:
+    return [f"{stage.qc_file}.parquet", f"{stage.qc_file}.parquet.json", f"{stage.qc_file}.csv"]
+
+
+def _qc_adopter(stage: Stage, out_dir: str | os.PathLike):
+    """The QC table of an earlier run (before output manifests) is ours when its sidecar says so."""
+    parquet, _ = qc_paths(stage, out_dir)
+
+    def adopt(rel: str) -> bool:
+        meta = read_sidecar(parquet)
+        return bool(meta) and meta.get("stage") == f"{stage.name}-qc"
+
+    return adopt
+
+
 def read_qc_table(stage: Stage, out_dir: str | os.PathLike) -> pd.DataFrame | None:
     """The stage's QC table in ``out_dir`` from an earlier run, or None (absent, unreadable, not ours)."""
     parquet, _ = qc_paths(stage, out_dir)
@@ -434,7 +695,6 @@ def read_qc_table(stage: Stage, out_dir: str | os.PathLike) -> pd.DataFrame | No
         return None
     meta = read_sidecar(parquet)
     if not meta or meta.get("stage") != f"{stage.name}-qc":
-        log.warning("%s was not written by the %s stage; it will be replaced", parquet, stage.name)
         return None
     try:
         return pd.read_parquet(parquet)
@@ -450,8 +710,16 @@ def write_qc_table(
 
     Rows of items this run did not touch are kept as they were (failures included); rows of items it
     did replace theirs. Rows are sorted by ``id_column``. Returns both paths.
+
+    Raises
+    ------
+    pipeline.ownership.ForeignOutput
+        A file of the user's holds one of the QC table's names (nothing is written then).
     """
     parquet, csv = qc_paths(stage, out_dir)
+    adoptable = check_free(out_dir, stage.name, _qc_names(stage), adopt=_qc_adopter(stage, out_dir))
+    if adoptable:
+        update_manifest(out_dir, stage.name, add=adoptable)
     new = pd.DataFrame(list(rows))
     old = read_qc_table(stage, out_dir)
     if old is not None and not old.empty and stage.id_column in old:
@@ -468,6 +736,7 @@ def write_qc_table(
         df[col] = df[col].astype("string") if col in df else pd.Series(dtype="string")
     parquet = write_artifact(df, parquet, contract=None, stage=f"{stage.name}-qc", config=config)
     csv = atomic_write_text(csv, df.to_csv(index=False, float_format="%.4f"))
+    update_manifest(out_dir, stage.name, add=[parquet, sidecar_path(parquet), csv])
     return parquet, csv
 
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from pipeline.clip_stream import StreamStats, VideoPlan, WindowClip, iter_window_clips
-from pipeline.stage import die_with_parent
+from pipeline.stage import die_with_parent, worker_context
 
 __all__ = ["WindowFeed", "FEED_KINDS"]
 
@@ -205,7 +205,9 @@ class WindowFeed:
         first = next(plans, None)
         if first is None:  # nothing to decode: no process is started
             return
-        ctx = multiprocessing.get_context("spawn")  # OpenCV's / torch's threads do not survive a fork
+        # spawned (OpenCV's / torch's threads do not survive a fork); each child installs the death hook
+        # before anything else is imported (pipeline.stage.worker_context), so none outlives a killed parent
+        ctx = worker_context()
         tasks = ctx.Queue()
         results = ctx.Queue(maxsize=self.max_pending)
         started = ctx.SimpleQueue()

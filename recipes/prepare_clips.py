@@ -23,7 +23,19 @@ short side ``--short-side`` as JPEG, keypoints moved with the pixels, label, sou
 atomically. A rerun skips clips whose stored source hashes and settings still match (resume after
 a crash or an extended list). Missing videos or keypoints stop the run before any work with one
 line naming the first few and the count (exit 2); a clip that fails to decode fails alone (exit 1,
-the manifest lists the others).
+the manifest lists the others; an earlier run's file of that clip is removed).
+
+Each clip is an item of the stage runner (:mod:`pipeline.stage`, :class:`PrepareStage`): input hash,
+settings, up-to-date check, failures isolated, spawned worker processes that die with the parent
+(``--workers``), ownership of the files (``OUT/.prepare_clips.outputs.json``; a user's file under a
+clip's name or ``manifest.json`` stops the run, exit 2). Two things are the stage's own, on purpose:
+
+- *up to date* is read from the clip file itself (``is_current``): the ``.npz`` carries its source
+  hash, settings and label in its ``meta`` record, as :mod:`model.clips` defines the format, so it
+  has no sidecar and prepared folders of earlier versions resume without preparing anything again;
+- ``manifest.json`` is written once after all clips, by :func:`prepare_clips`, not per item: it
+  lists the clips that succeeded *in list order*, which no single item knows. No QC table is written
+  (the folder's format is fixed by :mod:`model.clips`); the summary goes to the log.
 """
 
 from __future__ import annotations
@@ -34,7 +46,6 @@ import logging
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,14 +58,16 @@ from model.preprocessing import BACKGROUND, ClassList, Preprocessing
 from model.taxonomy import MA52, NUM_BODY25, NUM_KEYPOINTS
 from model.transforms import resize_keypoints
 from pipeline.artifacts import atomic_write_bytes, atomic_write_text, sha256_file, sha256_files
-from pipeline.cli import (EXIT_OK, EXIT_PARTIAL, BadInput, check_output_dir, handle_errors, make_parser, progress,
+from pipeline.cli import (EXIT_OK, EXIT_PARTIAL, BadInput, check_output_dir, handle_errors, make_parser,
                           report_written, setup_logging)
 from pipeline.keypoints import read_keypoints
-from pipeline.pose_openpose import OpenPoseConfig, OpenPoseError, list_frames, load_people, select_people
+from pipeline.ownership import check_free, update_manifest
+from pipeline.pose_openpose import OpenPoseConfig, list_frames, load_people, select_people
+from pipeline.stage import ItemContext, ItemResult, Job, check_outputs_free, run_item, run_items
 from pipeline.video import VideoError, iter_frames, probe
 
-__all__ = ["ClipItem", "PrepareConfig", "PrepareResult", "read_clip_list", "parse_classes", "find_clip_inputs",
-           "prepare_one", "prepare_clips", "main"]
+__all__ = ["ClipItem", "PrepareConfig", "PrepareResult", "ClipJob", "PrepareStage", "PREPARE_STAGE", "read_clip_list",
+           "parse_classes", "find_clip_inputs", "prepare_one", "prepare_clips", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -289,19 +302,50 @@ def _record(item: ClipItem, meta: dict) -> dict:
             "video": meta["video"], "has_keypoints": item.keypoints_kind is not None}
 
 
-def prepare_one(item: ClipItem, out_dir: str | os.PathLike, cfg: PrepareConfig, *, force: bool = False) -> PrepareResult:
-    """Decode, resize and store one clip (skipped when up to date). Never raises for a bad clip."""
-    t0 = time.perf_counter()
-    path = Path(out_dir) / "clips" / f"{item.clip_id}.npz"
-    try:
-        source_hash = _source_hash(item)
-        settings = _settings(cfg)
-        if not force and path.is_file():
-            old = _stored_meta(path)
-            if old and old.get("source_hash") == source_hash and old.get("settings") == settings \
-                    and old.get("label") == item.label:
-                return PrepareResult(item, "skipped", _record(item, old), frames=old["num_frames"],
-                                     seconds=time.perf_counter() - t0)
+def clip_path(out_dir: str | os.PathLike, clip_id: str) -> Path:
+    return Path(out_dir) / "clips" / f"{clip_id}.npz"
+
+
+@dataclass(frozen=True)
+class ClipJob(Job):
+    """One clip for the stage runner (``item_id`` the clip id, ``source`` the video)."""
+
+    item: ClipItem | None = None
+    config: PrepareConfig = field(default_factory=PrepareConfig)
+
+
+class PrepareStage:
+    """The clip-specific parts of the stage (see :class:`pipeline.stage.Stage` and the module docstring)."""
+
+    name = "prepare_clips"
+    version = 1
+    id_column = "clip_id"
+    qc_file = "qc_prepare"  # not written (see the module docstring); the runner needs a name
+    done_word = "prepared"
+    sidecars = False  # provenance lives inside the .npz
+
+    def input_hash(self, job: ClipJob) -> str:
+        return _source_hash(job.item)
+
+    def artifact_config(self, job: ClipJob) -> dict:
+        return {"settings": _settings(job.config), "label": job.item.label}
+
+    def outputs(self, job: ClipJob) -> list[Path]:
+        return [clip_path(job.out_dir, job.item_id)]
+
+    def is_current(self, job: ClipJob, input_hash: str, config: dict) -> bool:
+        old = _stored_meta(clip_path(job.out_dir, job.item_id))
+        return bool(old) and old.get("source_hash") == input_hash and old.get("settings") == config["settings"] \
+            and old.get("label") == job.item.label
+
+    def adopts(self, job: ClipJob, path: Path) -> bool:
+        """A clip file of an earlier run (before output manifests): readable, with our meta record."""
+        old = _stored_meta(path)
+        return bool(old) and {"source_hash", "settings", "label"} <= set(old)
+
+    def compute(self, job: ClipJob, ctx: ItemContext) -> dict:
+        item, cfg = job.item, job.config
+        path = clip_path(job.out_dir, job.item_id)
         info = probe(item.video)
         h1, w1 = _short_side_size(info.width, info.height, cfg.short_side)
         frames, indices = [], []
@@ -315,46 +359,77 @@ def prepare_one(item: ClipItem, out_dir: str | os.PathLike, cfg: PrepareConfig, 
         kp = _keypoints_for(item, frame_indices, (info.width, info.height), cfg)
         kp = resize_keypoints(torch.from_numpy(kp), (info.height, info.width), (h1, w1)).numpy()
         meta = {"video": item.video, "keypoints": item.keypoints, "keypoints_kind": item.keypoints_kind,
-                "source_hash": source_hash, "settings": settings, "label": item.label,
+                "source_hash": ctx.input_hash, "settings": _settings(cfg), "label": item.label,
                 "source_size": [info.width, info.height], "fps": info.fps, "num_frames": len(frames),
                 "height": h1, "width": w1}
         atomic_write_bytes(path, encode_prepared_clip(frames, kp, frame_indices, item.label, meta,
                                                       quality=cfg.jpeg_quality))
-        return PrepareResult(item, "ok", _record(item, meta), frames=len(frames), seconds=time.perf_counter() - t0)
-    except (VideoError, OpenPoseError) as exc:
-        msg = str(exc)
-    except Exception as exc:  # one bad clip must not stop the batch
-        log.debug("%s failed", item.video, exc_info=True)
-        msg = f"{item.video}: {type(exc).__name__}: {exc}"
-    return PrepareResult(item, "failed", error=msg, seconds=time.perf_counter() - t0)
+        ctx.wrote(path)
+        return {"frames": len(frames), "record": _record(item, meta)}
+
+    def qc_for_existing(self, job: ClipJob) -> dict:
+        old = _stored_meta(clip_path(job.out_dir, job.item_id))
+        if not old:
+            raise ValueError("unreadable clip file")
+        return {"frames": old["num_frames"], "record": _record(job.item, old)}
+
+    def failed_qc(self, job: ClipJob, error: str) -> dict:
+        return {"frames": 0, "record": None}
 
 
-def _prepare_star(args: tuple) -> PrepareResult:
-    return prepare_one(*args[:3], force=args[3])
+PREPARE_STAGE = PrepareStage()
+
+
+def _prepare_worker(job: ClipJob) -> ItemResult:
+    """Module-level (picklable by name) per-clip worker for the runner's spawned pool."""
+    return run_item(PREPARE_STAGE, job)
+
+
+def _result(job: ClipJob, r: ItemResult) -> PrepareResult:
+    return PrepareResult(job.item, r.status, record=r.qc.get("record"), error=r.error,
+                         frames=int(r.qc.get("frames", 0)), seconds=float(r.qc.get("seconds", 0.0)))
+
+
+def prepare_one(item: ClipItem, out_dir: str | os.PathLike, cfg: PrepareConfig, *, force: bool = False) -> PrepareResult:
+    """Decode, resize and store one clip (skipped when up to date). Never raises for a bad clip."""
+    job = ClipJob(item.clip_id, item.video, str(out_dir), force, item, cfg)
+    return _result(job, run_item(PREPARE_STAGE, job))
+
+
+def _manifest_is_ours(out_dir: Path):
+    def adopt(rel: str) -> bool:  # a manifest.json of an earlier run: our format key
+        try:
+            return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8")).get("format") == PREPARED_FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return adopt
 
 
 def prepare_clips(items: list[ClipItem], out_dir: str | os.PathLike, classes: ClassList, *,
                   config: PrepareConfig | None = None, workers: int = 1, force: bool = False,
                   show_progress: bool = False) -> tuple[list[PrepareResult], Path]:
-    """Prepare every clip, then write ``manifest.json`` (clips that succeeded, in list order).
+    """Prepare every clip (on the stage runner), then write ``manifest.json`` (clips that succeeded, in
+    list order). Returns the per-clip results and the manifest's path.
 
-    Returns the per-clip results and the manifest's path.
+    Raises
+    ------
+    pipeline.ownership.ForeignOutput
+        A file of the user's holds a clip's name or ``manifest.json`` (before any clip is prepared).
     """
     cfg = config or PrepareConfig()
     preprocessing = Preprocessing(resize_short=cfg.short_side, size=cfg.crop_size)
     out_dir = Path(out_dir)
-    jobs = [(item, out_dir, cfg, force) for item in items]
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            it = pool.map(_prepare_star, jobs, chunksize=1)
-            results = list(progress(it, desc="prepare", total=len(jobs), unit="clip") if show_progress else it)
-    else:
-        it = map(_prepare_star, jobs)
-        results = list(progress(it, desc="prepare", total=len(jobs), unit="clip") if show_progress else it)
+    jobs = [ClipJob(item.clip_id, item.video, str(out_dir), force, item, cfg) for item in items]
+    check_outputs_free(PREPARE_STAGE, jobs)
+    check_free(out_dir, PREPARE_STAGE.name, [MANIFEST], adopt=_manifest_is_ours(out_dir))
+    done = run_items(PREPARE_STAGE, jobs, workers=workers, worker=_prepare_worker, desc="prepare", unit="clip")
+    results = [_result(job, r) for job, r in zip(jobs, done)]
     manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),
                 "storage": "jpeg", "settings": _settings(cfg),
                 "clips": [r.record for r in results if r.record is not None]}
     path = atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    update_manifest(out_dir, PREPARE_STAGE.name, add=[path])
     return results, path
 
 
@@ -376,7 +451,7 @@ def build_parser():
     p.add_argument("--short-side", type=int, default=256, help="short side of the stored frames")
     p.add_argument("--crop-size", type=int, default=224, help="model crop size recorded in the manifest")
     p.add_argument("--jpeg-quality", type=int, default=90)
-    p.add_argument("--workers", type=int, default=1, help="processes decoding clips in parallel")
+    p.add_argument("--workers", type=int, default=1, help="processes decoding clips in parallel (spawned; they die with this one)")
     p.add_argument("--force", action="store_true", help="prepare every clip again")
     return p
 

@@ -13,6 +13,15 @@ autoescaping. When a sidecar says the model was trained on simulated data (or th
 simulated), every page carries a banner saying the results are a demonstration.
 
 The run-folder layout is in :mod:`reports.run` and docs/report.md.
+
+Ownership: the pages are written into a staging folder inside ``OUT`` and committed together
+(:class:`pipeline.ownership.StagedSet`, manifest ``OUT/.report.outputs.json`` with each page's
+fingerprint). A file of the user's under a page name (``index.html``, ``participants/...``) stops the
+build with a one-line error (exit 2) and nothing in ``OUT`` changes; a rebuild removes only pages
+the manifest records and that are unchanged. The ``report.json`` listing of earlier versions is read
+once: a page it lists is adopted only if it bears a page name of ours *and* our page's own
+Content-Security-Policy line; then the listing is removed. A listing alone never makes a file
+deletable (``{"pages": ["Documents/cv.html"]}`` deletes nothing).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -32,8 +42,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from analysis.tables import HEADER, format_p, publication_table, table_caption
-from pipeline.artifacts import atomic_write_text
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
+from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
 from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
 from reports.methods import methods_sections, simulated_provenance
@@ -42,10 +52,14 @@ from reports.settings import ReportSettings
 from reports.summaries import demographics, effects_table, group_summary, participant_actions, qc_by_participant
 from reports.summaries import reference_group as default_reference
 
-__all__ = ["build_report", "page_name", "main", "REPORT_VERSION"]
+__all__ = ["build_report", "build_report_files", "page_name", "main", "REPORT_VERSION", "STAGE"]
 
+log = logging.getLogger(__name__)
 REPORT_VERSION = "1"
-_LISTING = "report.json"  # the pages a build wrote; a rebuild removes those it no longer writes
+STAGE = "report"  # the output manifest's stage name: OUT/.report.outputs.json
+_LEGACY_LISTING = "report.json"  # earlier versions' list of pages (no fingerprints); migrated once
+_PAGE_NAME = re.compile(r"^(index\.html|participants/[A-Za-z0-9-]+-[0-9a-f]{8}\.html)$")
+_PAGE_MARK = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'"  # in base.html.j2
 
 
 # -- formatting filters (templates escape their output; these only format numbers) ----------------
@@ -179,6 +193,16 @@ def _video_rows(videos: Sequence[VideoInfo], redact: _Redactor, show_paths: bool
 
 def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
                  show_paths: bool = False, show_progress: bool = False) -> Path:  # fmt: skip
+    """Read a run folder and write the cohort report and one page per participant; returns ``index.html``.
+
+    See :func:`build_report_files` (which returns every page written).
+    """
+    return build_report_files(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths,
+                              show_progress=show_progress)[0]
+
+
+def build_report_files(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
+                       show_paths: bool = False, show_progress: bool = False) -> list[Path]:  # fmt: skip
     """Read a run folder and write the cohort report and one page per participant.
 
     Parameters
@@ -196,13 +220,15 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
 
     Returns
     -------
-    pathlib.Path
-        ``out_dir/index.html``.
+    list of pathlib.Path
+        The pages written, ``out_dir/index.html`` first.
 
     Raises
     ------
     pipeline.cli.BadInput
         Unusable run folder or a reference group absent from the cohort.
+    pipeline.ownership.ForeignOutput
+        A file of the user's holds a page name in ``out_dir`` (nothing there is changed then).
     """
     run = load_run(run_dir)
     ref = default_reference(run, reference_group)
@@ -210,7 +236,61 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
         raise BadInput(f"--reference-group {ref!r} is not a group of the cohort ({', '.join(run.groups)})")
     ref_label = f"{ref} group" if ref else "whole cohort"
     out = Path(out_dir)
-    (out / "participants").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with StagedSet(out, STAGE, adopt=_legacy_adopter(out)) as st:
+        _render(run, ref, ref_label, st, show_paths=show_paths, show_progress=show_progress)
+        st.check(st.names)
+        _migrate(out)
+        final = st.commit()
+    return sorted(final, key=lambda p: (p.name != "index.html", str(p)))
+
+
+def _legacy_adopter(out: Path):
+    """Pages listed by an earlier version's ``report.json`` that are provably pages of ours."""
+    listed: set[str] = set()
+    try:
+        doc = json.loads((out / _LEGACY_LISTING).read_text(encoding="utf-8"))
+        listed = {str(p) for p in doc.get("pages", []) if isinstance(p, str)} if isinstance(doc, dict) else set()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+    def adopt(rel: str) -> bool:
+        if rel not in listed or not _PAGE_NAME.match(rel):
+            return False
+        path = out / rel
+        if path.is_symlink() or not path.is_file():
+            return False
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                return _PAGE_MARK in f.read(4096)
+        except OSError:
+            return False
+
+    adopt.listed = listed
+    return adopt
+
+
+def _migrate(out: Path) -> None:
+    """Adopt the provable pages of an old ``report.json`` (so a rebuild can retire them), then drop it."""
+    listing = out / _LEGACY_LISTING
+    if not listing.is_file() or listing.is_symlink():
+        return
+    adopt = _legacy_adopter(out)
+    m = read_manifest(out, STAGE)
+    names = [n for n in (relative_name(p) for p in sorted(adopt.listed)) if n and not m.recorded(n) and adopt(n)]
+    update_manifest(out, STAGE, add=names)
+    try:
+        doc = json.loads(listing.read_text(encoding="utf-8"))
+        ours = isinstance(doc, dict) and set(doc) <= {"report_version", "created", "pages"} and "pages" in doc
+    except (OSError, ValueError):
+        ours = False
+    if ours:
+        listing.unlink()
+        log.info("%s: migrated the old page listing %s (%d page(s) adopted)", out, listing.name, len(names))
+
+
+def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_paths: bool, show_progress: bool) -> None:
+    """Render every page into the staging folder of ``st``."""
     env = make_environment()
     redact = _Redactor(run, show_paths)
     banner = simulated_provenance(run)
@@ -225,7 +305,6 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
     pages = {pid: f"participants/{page_name(pid)}" for pid in ids}
     if len(set(pages.values())) != len(pages):  # 8 hex digits of sha256: a clash is astronomically unlikely
         raise BadInput("two participant IDs map to the same page name")
-    written: list[Path] = []
 
     # -- cohort page -------------------------------------------------------------------------------
     qc_threshold = ((run.qc_meta or {}).get("config") or {}).get("qc", {}).get("min_detected")
@@ -276,9 +355,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
             violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
             results_rows=_records(res), ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
         )  # fmt: skip
-    index = out / "index.html"
-    atomic_write_text(index, env.get_template("index.html.j2").render(ctx))
-    written.append(index)
+    with st.writing("index.html") as index:
+        index.write_text(env.get_template("index.html.j2").render(ctx), encoding="utf-8")
 
     # -- participant pages -------------------------------------------------------------------------
     template = env.get_template("participant.html.j2")
@@ -321,28 +399,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, refe
             prev_page=Path(pages[ids[i - 1]]).name if i > 0 else None,
             next_page=Path(pages[ids[i + 1]]).name if i + 1 < len(ids) else None,
         )
-        path = out / pages[pid]
-        atomic_write_text(path, template.render(pctx))
-        written.append(path)
-
-    _remove_stale(out, written)
-    atomic_write_text(out / _LISTING, json.dumps({"report_version": REPORT_VERSION, "created": common["created"],
-                                                  "pages": [str(p.relative_to(out)) for p in written]}, indent=1))  # fmt: skip
-    return index
-
-
-def _remove_stale(out: Path, written: list[Path]) -> None:
-    """Remove pages an earlier build listed in report.json and this one did not write (only those)."""
-    try:
-        old = json.loads((out / _LISTING).read_text(encoding="utf-8")).get("pages", [])
-    except (OSError, ValueError, AttributeError):
-        return
-    keep = {p.resolve() for p in written}
-    root = out.resolve()
-    for name in old:
-        p = (out / str(name)).resolve()
-        if p not in keep and root in p.parents and p.suffix == ".html" and p.is_file():
-            p.unlink()
+        with st.writing(pages[pid]) as path:
+            path.write_text(template.render(pctx), encoding="utf-8")
 
 
 def build_parser():
@@ -363,12 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.run.is_dir():
             raise BadInput(f"--run {args.run} is not a folder")
         settings = from_args(ReportSettings, args, stage="report").settings
-        index = build_report(args.run, args.out, reference_group=settings.reference_group,
-                             show_paths=settings.show_paths, show_progress=not args.quiet)
-        listing = json.loads((args.out / _LISTING).read_text(encoding="utf-8"))
-        for name in listing["pages"]:
-            report_written(args.out / name)
-        print(f"report: {index}", file=sys.stderr)
+        pages = build_report_files(args.run, args.out, reference_group=settings.reference_group,
+                                   show_paths=settings.show_paths, show_progress=not args.quiet)
+        for path in pages:
+            report_written(path)
+        print(f"report: {pages[0]}", file=sys.stderr)
     return 0
 
 

@@ -155,7 +155,7 @@ def test_full_run_writes_complete_output_set(tmp_path, capsys, small_cohort):
     assert len([f for f in files if f.startswith("plots/") and f.endswith(".svg")]) == 3
     assert printed[-1] == f"wrote {out / 'results.parquet'}"  # results.parquet is written last
     assert {line.removeprefix("wrote ") for line in printed} == {str(out / f) for f in files if not f.endswith(".json")}
-    assert not list(tmp_path.glob(".out.staging-*"))
+    assert not list(tmp_path.glob(".out.staging-*")) and not list(out.glob(".staging-*"))
     res = pd.read_parquet(out / "results.parquet")
     csv = pd.read_csv(out / "results.csv")
     assert len(res) == len(csv) == 3 * 3 * 2
@@ -202,9 +202,9 @@ def test_rerun_removes_stale_files_of_the_previous_run(tmp_path, capsys, small_c
     assert {p.name for p in (out / "plots").iterdir()} == {f"{slug(actions[2])}.png", f"{slug(actions[2])}.svg"}
     side = json.loads((out / "results.parquet.json").read_text())
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == set(side["files"]) | {"results.parquet", "results.parquet.json", "notes.txt", ".outputs.json"}
-    manifest = json.loads((out / ".outputs.json").read_text())["tools"]["analysis.hurdle"]["files"]
-    assert set(manifest) == files - {"notes.txt", ".outputs.json"}
+    assert files == set(side["files"]) | {"results.parquet", "results.parquet.json", "notes.txt", ".hurdle.outputs.json"}
+    manifest = json.loads((out / ".hurdle.outputs.json").read_text())["files"]
+    assert set(manifest) == files - {"notes.txt", ".hurdle.outputs.json"}
     rc, out = _run(tmp_path, small_cohort, "--actions", actions[2], "--no-plots")
     assert rc == 0
     assert not (out / "plots").exists() and not (out / "overview.png").exists()
@@ -262,32 +262,34 @@ def test_simulate_cli_writes_cohort_and_truth(tmp_path, capsys):
     assert exc.value.code == 2
 
 
-def test_failure_while_moving_files_in_leaves_no_results_parquet(tmp_path, capsys, small_cohort, monkeypatch):
+def test_failure_while_moving_files_in_leaves_no_complete_looking_set(tmp_path, capsys, small_cohort, monkeypatch):
     rc, out = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "2")
     assert rc == 0 and (out / "results.parquet").exists()
-    from analysis import outputs
-
     real, calls = os.replace, []
 
     def flaky(src, dst):
-        calls.append(dst)
-        if len(calls) == 3:
-            raise OSError("disk full")
+        if ".staging-" in str(src) and ".staging-" not in str(dst):  # moving the staged set in
+            calls.append(dst)
+            if len(calls) == 3:
+                raise OSError("disk full")
         return real(src, dst)
 
-    monkeypatch.setattr(outputs.os, "replace", flaky)
-    # a write error is a one-line message and exit 2, no traceback
+    monkeypatch.setattr(os, "replace", flaky)
+    # a write error is a one-line message naming the file and exit 2, no traceback
     rc, _ = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "3")
-    assert rc == 2 and "disk full" in capsys.readouterr().err
-    # half the new files are in, so the folder must not look complete
-    assert not (out / "results.parquet").exists() and not (out / "results.parquet.json").exists()
-    assert not list(tmp_path.glob(".out.staging-*"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "disk full" in err and str(out) in err and err.count("\n") == 1
+    # half the new files are in, so the folder must not look complete: no results sidecar
+    assert not (out / "results.parquet.json").exists()
+    assert not list(out.glob(".staging-*"))
     # the manifest already vouched for the files moved in, so the next run cleans up after the crash
-    monkeypatch.setattr(outputs.os, "replace", real)
+    monkeypatch.setattr(os, "replace", real)
     rc, _ = _run(tmp_path, small_cohort, "--no-plots", "--top-actions", "3")
     assert rc == 0
-    manifest = json.loads((out / ".outputs.json").read_text())["tools"]["analysis.hurdle"]["files"]
-    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == set(manifest) | {".outputs.json"}
+    manifest = json.loads((out / ".hurdle.outputs.json").read_text())
+    assert manifest["pending"] == {}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == set(manifest["files"]) | {
+        ".hurdle.outputs.json"}
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -308,9 +310,9 @@ def test_foreign_folder_is_never_wiped(tmp_path, capsys, small_cohort):
     rc, _ = _run(tmp_path, small_cohort, "--top-actions", "2")
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("analysis.hurdle: error:")
-    assert str(out / "results.csv") in err and "no earlier run of analysis.hurdle recorded it" in err
+    assert str(out / "results.csv") in err and "is not a file hurdle wrote" in err
     assert _snapshot(out) == before
-    assert not list(tmp_path.glob(".out.staging-*"))
+    assert not list(tmp_path.glob(".out.staging-*")) and not list(out.glob(".staging-*"))
 
 
 def test_foreign_files_under_other_names_are_left_alone(tmp_path, capsys, small_cohort):
@@ -331,35 +333,55 @@ def test_folder_from_before_output_manifests_is_recognised(tmp_path, capsys, sma
     """A folder written by an earlier version (its results sidecar lists the files) is still ours."""
     rc, out = _run(tmp_path, small_cohort, "--top-actions", "2")
     assert rc == 0
-    (out / ".outputs.json").unlink()
+    (out / ".hurdle.outputs.json").unlink()
     (out / "notes.txt").write_text("mine")
     rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
     assert rc == 0 and not (out / "plots").exists() and (out / "notes.txt").read_text() == "mine"
 
 
+def test_an_old_outputs_listing_is_migrated_once_and_cannot_delete_user_files(tmp_path, capsys, small_cohort):
+    """Format-1 .outputs.json (before fingerprints): files it lists under our output names are adopted,
+    then the listing goes; names that are not ours (a user's notes, a path outside) are never touched."""
+    rc, out = _run(tmp_path, small_cohort, "--top-actions", "2")
+    assert rc == 0
+    ours = sorted(json.loads((out / ".hurdle.outputs.json").read_text())["files"])
+    (out / ".hurdle.outputs.json").unlink()
+    (out / "notes.txt").write_text("mine")
+    (tmp_path / "outside.txt").write_text("keep")
+    listing = {"format": 1, "tools": {"analysis.hurdle": {"files": ours + ["notes.txt", "../outside.txt"]}}}
+    (out / ".outputs.json").write_text(json.dumps(listing))
+    rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
+    assert rc == 0 and not (out / "plots").exists()
+    assert (out / "notes.txt").read_text() == "mine" and (tmp_path / "outside.txt").read_text() == "keep"
+    assert not (out / ".outputs.json").exists()
+    assert "notes.txt" not in json.loads((out / ".hurdle.outputs.json").read_text())["files"]
+
+
 def test_killed_run_staging_folders_are_cleaned_up(tmp_path, capsys, small_cohort):
     """Audit 8: a killed run left hidden .staging-* folders forever. The next run removes those of
-    dead runs (and those from before pids were in the name) and leaves a live run's alone."""
+    dead runs (inside the folder, and the older ones beside it) and leaves a live run's alone."""
     import platform
     import re
 
-    from pipeline.artifacts import stale_staging_dirs
+    from pipeline.ownership import stale_staging_dirs
 
     host = re.sub(r"[^A-Za-z0-9]", "_", platform.node() or "host")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    legacy = tmp_path / ".out.staging-k3j_x9q2"  # the old mkdtemp name
-    killed = tmp_path / f".out.staging-{host}-{dead}-abc123"
-    live = tmp_path / f".out.staging-{host}-{os.getpid()}-def456"
-    old_live = tmp_path / f".out.staging-{host}-{os.getpid()}-old789"
+    out = tmp_path / "out"
+    legacy = tmp_path / ".out.staging-k3j_x9q2"  # the old mkdtemp name, beside the folder
+    killed = out / f".staging-hurdle-{host}-{dead}-abc123"
+    live = out / f".staging-hurdle-{host}-{os.getpid()}-def456"
+    old_live = out / f".staging-hurdle-{host}-{os.getpid()}-old789"
     other = tmp_path / ".other.staging-k3j_x9q2"  # another output folder's: not ours to judge
     for d in (legacy, killed, live, old_live, other):
         (d / "plots").mkdir(parents=True)
         (d / "results.csv").write_text("half")
     os.utime(old_live, (0, 0))  # older than a day: its pid may have been reused
-    assert set(stale_staging_dirs(tmp_path / "out")) == {legacy, killed, old_live}
+    assert set(stale_staging_dirs(out, "hurdle")) == {legacy, killed, old_live}
     rc, out = _run(tmp_path, small_cohort, "--top-actions", "1", "--no-plots")
     assert rc == 0
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted([live.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [other.name]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".staging")) == [live.name]
 
 
 def test_unusable_out_is_reported_before_the_analysis(tmp_path, capsys, small_cohort, monkeypatch):
@@ -390,5 +412,5 @@ def test_every_output_file_follows_the_umask(tmp_path, capsys, small_cohort):
         os.umask(old)
     assert rc == 0
     modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*")}
-    assert {"results.parquet", "results.parquet.json", ".outputs.json", "table.md", "plots"} <= set(modes)
+    assert {"results.parquet", "results.parquet.json", ".hurdle.outputs.json", "table.md", "plots"} <= set(modes)
     assert {m for n, m in modes.items() if n != "plots"} == {0o664} and modes["plots"] == 0o775

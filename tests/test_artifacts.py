@@ -1,5 +1,5 @@
-"""Artifact store: permissions of atomically written files (audit 5), the output manifest (audit 4)
-and stale staging folders (audit 8)."""
+"""Artifact store: permissions of atomically written files (audit 5) and write errors that name the file
+(ownership of output folders: tests/test_ownership.py)."""
 
 from __future__ import annotations
 
@@ -70,56 +70,29 @@ def test_umask_in_a_fresh_process(tmp_path):
     assert _mode(tmp_path / "f.txt") == 0o664
 
 
-def test_output_manifest_round_trip_keeps_other_tools(tmp_path):
-    from pipeline.artifacts import OUTPUT_MANIFEST, read_output_manifest, record_outputs, recorded_outputs
+def test_a_write_error_names_the_output_not_a_temp_file(tmp_path, monkeypatch):
+    """Issue 19: a full disk gave "cannot write: No space left on device" without the file's name."""
+    import errno
 
-    record_outputs(tmp_path, "tool.a", ["x.csv", tmp_path / "sub" / "y.png"])
-    record_outputs(tmp_path, "tool.b", ["z.txt"])
-    record_outputs(tmp_path, "tool.a", ["x.csv"])  # replaces tool.a's entry only
-    assert read_output_manifest(tmp_path) == {"tool.a": ["x.csv"], "tool.b": ["z.txt"]}
-    assert recorded_outputs(tmp_path, "tool.c") == set()
-    with pytest.raises(ValueError):
-        record_outputs(tmp_path, "tool.a", [tmp_path.parent / "elsewhere.csv"])
-    # a corrupt manifest, or one naming paths outside the folder, vouches for nothing outside it
-    (tmp_path / OUTPUT_MANIFEST).write_text('{"tools": {"tool.a": {"files": ["../../etc/passwd", "/abs", "ok.csv"]}}}')
-    assert recorded_outputs(tmp_path, "tool.a") == {"ok.csv"}
-    (tmp_path / OUTPUT_MANIFEST).write_text("{not json")
-    assert read_output_manifest(tmp_path) == {}
+    import pyarrow.parquet as pq
 
+    from pipeline.artifacts import write_artifact
 
-def test_foreign_files_and_removal_stay_inside_the_folder(tmp_path):
-    from pipeline.artifacts import ForeignOutput, check_no_foreign_outputs, foreign_files, remove_outputs
-    from pipeline.cli import BadInput
+    def full_disk(*args, **kwargs):
+        raise OSError("IOError: No space left on device")  # pyarrow's errors carry no errno or file name
 
-    out = tmp_path / "out"
-    (out / "plots").mkdir(parents=True)
-    (out / "plots" / "a.png").write_bytes(b"ours")
-    (out / "plots" / "mine.png").write_bytes(b"user")
-    (out / "report").write_text("a user's file where a folder would go")
-    outside = tmp_path / "outside.txt"
-    outside.write_text("keep")
-    names = ["plots/a.png", "plots/b.png", "report/x.html", "new.csv"]
-    assert foreign_files(out, names, own={"plots/a.png"}) == ["report"]
-    assert foreign_files(out, names, own=set()) == ["plots/a.png", "report"]
-    with pytest.raises(ForeignOutput) as exc:
-        check_no_foreign_outputs(out, names, set(), tool="t")
-    assert isinstance(exc.value, BadInput) and str(out / "plots" / "a.png") in str(exc.value) and "1 more" in str(exc.value)
-    removed = remove_outputs(out, ["plots/a.png", "../outside.txt", "missing.csv"])
-    assert removed == [out / "plots" / "a.png"] and outside.read_text() == "keep"
-    assert (out / "plots" / "mine.png").exists()  # a folder still holding a user's file stays
-    assert remove_outputs(out, []) == []
-    (out / "plots" / "mine.png").unlink()
-    (out / "plots" / "b.png").write_bytes(b"ours")
-    remove_outputs(out, ["plots/b.png"])
-    assert not (out / "plots").exists() and out.is_dir()  # emptied subfolder removed, the folder itself kept
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    target = tmp_path / "out" / "cohort.parquet"
+    with pytest.raises(OSError) as exc:
+        write_artifact(pd.DataFrame({"x": [1]}), target, contract=None, stage="t")
+    assert exc.value.filename == str(target) and "No space left on device" in exc.value.strerror
+    assert not target.exists() and not list(target.parent.glob("*.tmp"))
 
+    def enospc(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-def test_staging_dir_is_removed_whatever_happens(tmp_path):
-    from pipeline.artifacts import staging_dir
-
-    with pytest.raises(RuntimeError):
-        with staging_dir(tmp_path / "out") as stage:
-            (stage / "f").write_text("x")
-            assert stage.parent == tmp_path and stage.name.startswith(".out.staging-")
-            raise RuntimeError
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "fsync", enospc)
+    with pytest.raises(OSError) as exc:
+        atomic_write_text(tmp_path / "out" / "detections.csv", "a,b\n")
+    assert exc.value.filename == str(tmp_path / "out" / "detections.csv") and exc.value.errno == errno.ENOSPC
+    assert not list((tmp_path / "out").iterdir())

@@ -590,7 +590,7 @@ def test_unusable_out_is_reported_before_any_video_is_posed(tmp_path, capsys, mo
     assert blocker.read_text() == "a user's file"
 
 
-def test_a_qc_table_that_cannot_be_written_is_one_line_exit_2_after_the_summary(tmp_path, capsys):
+def test_a_qc_table_that_cannot_be_written_is_one_line_exit_2_before_any_video(tmp_path, capsys):
     path = write_video(tmp_path / "wall.mp4", blank_wall(3))
     out = tmp_path / "out"
     (out / "qc.parquet").mkdir(parents=True)  # a folder where the table goes
@@ -598,8 +598,8 @@ def test_a_qc_table_that_cannot_be_written_is_one_line_exit_2_after_the_summary(
         main([str(path), "--out", str(out), "-q"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "pose: 1 input(s): 1 posed" in err and "pipeline.pose: error: cannot write" in err
-    assert "Traceback" not in err
+    assert err.startswith(f"pipeline.pose: error: {out / 'qc.parquet'} is in the way") and err.count("\n") == 1
+    assert not keypoints_path(out, "wall").exists()
 
 
 def test_qc_rows_persist_and_a_replaced_corrupt_video_loses_its_old_keypoints(tmp_path, capsys):

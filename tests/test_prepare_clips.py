@@ -195,3 +195,50 @@ def test_keypoints_artifacts_sparse_frames_and_size_check(ma52_dir, tmp_path):
     assert np.all(clip.keypoints[1] == 0) and np.all(clip.keypoints[9] == 0)  # not posed: zeros
     assert main([*common, "--keypoints", str(tmp_path / "bad"), "--out", str(tmp_path / "o2")]) == 1
     assert PreparedClips(tmp_path / "o2").records == []
+
+
+def test_spawned_workers_on_the_stage_runner_write_the_same_clips(prepared, ma52_dir, tmp_path, monkeypatch):
+    """--workers uses the stage runner's spawned pool (no fork pool of its own): same bytes as one process."""
+    import multiprocessing
+
+    import pipeline.stage as stage
+
+    root, _, _ = prepared
+    contexts = []
+    real_round = stage._pool_round
+
+    def recording_round(st, jobs, todo, workers, worker, results, done):
+        contexts.append(stage._WorkerContext().get_start_method())
+        return real_round(st, jobs, todo, workers, worker, results, done)
+
+    monkeypatch.setattr(stage, "_pool_round", recording_round)
+    monkeypatch.setattr(multiprocessing, "get_context", lambda *a: pytest.fail("a pool of its own"))
+    out = tmp_path / "w2"
+    args = ["-q", "--list", str(root / "list.txt"), "--data-root", str(ma52_dir / "clips"), "--openpose",
+            str(root / "pose"), "--out", str(out), "--short-side", str(SHORT), "--crop-size", "64", "--workers", "2"]
+    assert main(args) == 0
+    assert contexts == ["spawn"]
+    one = {p.name: p.read_bytes() for p in (root / "out" / "clips").glob("*.npz")}
+    two = {p.name: p.read_bytes() for p in (out / "clips").glob("*.npz")}
+    assert one == two and len(one) == 2
+    assert json.loads((out / "manifest.json").read_text()) == json.loads((root / "out" / "manifest.json").read_text())
+
+
+def test_a_user_file_under_a_clip_name_is_refused_and_old_folders_resume(prepared, ma52_dir, tmp_path, capsys):
+    root, _, _ = prepared
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    args = ["-q", "--list", str(root / "list.txt"), "--data-root", str(ma52_dir / "clips"), "--openpose",
+            str(root / "pose"), "--out", str(out), "--short-side", str(SHORT), "--crop-size", "64"]
+    # a folder prepared before output manifests: every clip is recognised as ours and skipped
+    (out / ".prepare_clips.outputs.json").unlink()
+    files = sorted((out / "clips").glob("*.npz"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    assert main(args) == 0 and [f.stat().st_mtime_ns for f in files] == mtimes
+    # a file of the user's where a clip goes: exit 2 naming it, before any clip is touched
+    files[0].write_bytes(b"my own archive")
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and f"{files[0]} is in the way" in err
+    assert files[0].read_bytes() == b"my own archive" and files[1].stat().st_mtime_ns == mtimes[1]

@@ -6,6 +6,7 @@ The run folders are built by tests/test_report_fixture.py with the real read-out
 from __future__ import annotations
 
 import html
+import json
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from pipeline.artifacts import read_artifact
 from pipeline.readout import ReadoutConfig
-from reports.build import build_report, main, page_name
+from reports.build import build_report, build_report_files, main, page_name
 from reports.run import load_run, uncovered
 from reports.summaries import bouts_from_segments, effects_table, participant_actions, percentile_of
 from test_report_fixture import ACTIONS, EVIL_ID, REAL_NAME, make_run
@@ -317,17 +318,91 @@ def test_missing_optional_parts_are_noted_not_fatal(bare_run: Path, tmp_path: Pa
     assert "Ethogram" in pages[1].read_text(encoding="utf-8")
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_rebuild_removes_only_its_own_stale_pages(bare_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     build_report(bare_run, out)
-    mine = out / "participants" / "zz-old-00000000.html"
-    mine.write_text("old")
+    manifest = json.loads((out / ".report.outputs.json").read_text())
+    assert manifest["stage"] == "report" and "index.html" in manifest["files"]
+    # a page of an earlier build for a participant no longer in the run (recorded, unchanged) goes;
+    # one the user edited since, and the user's own page, stay
+    stale, edited = sorted(manifest["files"])[1:3]
     users = out / "participants" / "notes.html"
     users.write_text("mine")
-    listing = out / "report.json"
-    listing.write_text(listing.read_text().replace('"pages": [', '"pages": [\n  "participants/zz-old-00000000.html",'))
+    fake_ids = {"zz-old-00000000.html": "stale", "zz-edit-11111111.html": "edited"}
+    for name in fake_ids:
+        (out / "participants" / name).write_bytes((out / stale).read_bytes())
+    from pipeline.ownership import update_manifest
+
+    update_manifest(out, "report", add=[f"participants/{n}" for n in fake_ids])
+    (out / "participants" / "zz-edit-11111111.html").write_text("my annotations")
     build_report(bare_run, out)
-    assert not mine.exists() and users.exists()
+    assert not (out / "participants" / "zz-old-00000000.html").exists()
+    assert (out / "participants" / "zz-edit-11111111.html").read_text() == "my annotations"
+    assert users.read_text() == "mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
+
+
+def test_an_old_report_json_folder_is_migrated(bare_run: Path, tmp_path: Path) -> None:
+    """A folder built before output manifests: pages listed in report.json that are provably ours (our
+    page names and our CSP line) are adopted once, so the rebuild retires the stale one."""
+    out = tmp_path / "old"
+    pages = build_report_files(bare_run, out)
+    (out / ".report.outputs.json").unlink()
+    stale = out / "participants" / "gone-00000000.html"
+    stale.write_bytes(pages[1].read_bytes())  # a page of a participant no longer in the run
+    names = [p.relative_to(out).as_posix() for p in pages] + ["participants/gone-00000000.html"]
+    (out / "report.json").write_text(json.dumps({"report_version": "1", "created": "x", "pages": names}))
+    build_report(bare_run, out)
+    assert not stale.exists() and not (out / "report.json").exists()
+    assert all(p.exists() for p in pages)
+
+
+def test_a_forged_old_listing_deletes_nothing_of_the_users(bare_run: Path, tmp_path: Path, capsys) -> None:
+    """Issue 19: reports.build deleted every .html listed in any report.json under --out, even the
+    user's ({"pages": ["Documents/cv.html"]} emptied a folder). Old listings are now read once and make
+    nothing deletable unless the page is provably one of ours."""
+    home = tmp_path / "home"
+    cv = home / "Documents" / "cv.html"
+    cv.parent.mkdir(parents=True)
+    cv.write_text("<html>my CV</html>")
+    (home / "participants").mkdir()
+    look_alike = home / "participants" / "someone-0123abcd.html"  # our name pattern, not our page
+    look_alike.write_text("<html>mine</html>")
+    outside = tmp_path / "outside.html"
+    outside.write_text("keep")
+    forged = {"report_version": "1", "pages": ["Documents/cv.html", "../outside.html", str(outside),
+                                               "participants/someone-0123abcd.html"]}
+    (home / "report.json").write_text(json.dumps(forged))
+    pages = build_report_files(bare_run, home)
+    assert cv.read_text() == "<html>my CV</html>" and look_alike.read_text() == "<html>mine</html>"
+    assert outside.read_text() == "keep"
+    assert not (home / "report.json").exists()  # migrated: read once, then gone
+    recorded = set(json.loads((home / ".report.outputs.json").read_text())["files"])
+    assert recorded == {p.relative_to(home).as_posix() for p in pages}
+    # the same attack with a forged manifest of the new format: fingerprints that do not match
+    # the user's files, and a path outside, remove nothing either
+    doc = json.loads((home / ".report.outputs.json").read_text())
+    entry = doc["files"]["index.html"]
+    doc["files"].update({"Documents/cv.html": entry, "../outside.html": entry})
+    (home / ".report.outputs.json").write_text(json.dumps(doc))
+    build_report(bare_run, home)
+    assert cv.read_text() == "<html>my CV</html>" and outside.read_text() == "keep"
+    # a user's own index.html (listed or not) is refused, exit 2, and nothing in the folder changes
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "index.html").write_text("<html>my site</html>")
+    (user_dir / "report.json").write_text(json.dumps({"pages": ["index.html"]}))
+    before = _snapshot(user_dir)
+    capsys.readouterr()  # what the builds above logged
+    with pytest.raises(SystemExit) as exc:
+        main(["--run", str(bare_run), "--out", str(user_dir), "-q"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and str(user_dir / "index.html") in err
+    assert _snapshot(user_dir) == before
 
 
 # -- command line ------------------------------------------------------------------------------------

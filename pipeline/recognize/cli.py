@@ -23,7 +23,7 @@ from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognitionSet
 from pipeline.recognize.run import recognize_videos
 from pipeline.recognize.stage import RecognizeStage
 from pipeline.settings import add_arguments, from_args
-from pipeline.stage import exit_code, summary, write_qc_table
+from pipeline.stage import check_outputs_free, exit_code, summary, write_qc_table
 from pipeline.video import VIDEO_SUFFIXES
 from pipeline.window_feed import FEED_KINDS
 
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             ids[v.stem] = v
             jobs.append(RecognizeJob(item_id=v.stem, source=str(v), out_dir=str(out_dir), force=args.force,
                                      keypoints=str(keypoints_for(args.keypoints, v.stem))))
+        check_outputs_free(RecognizeStage(ckpt, options), jobs, out_dir)  # a user's file in the way: exit 2
     with handle_errors("pipeline.recognize"):
         results, stats = recognize_videos(jobs, ckpt, options)
         for r in results:

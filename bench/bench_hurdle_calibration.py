@@ -13,7 +13,7 @@ tests at small n (participants per group 5-100, engagement probability 0.5 and 0
 
 Last, the simulator's end-to-end design (tests/test_end_to_end.py: 3 x 24 participants, 30 s, the
 planted rates) with the *true* percent times (a perfect recogniser; no video is rendered, the truth
-comes from ``pipeline.synthetic.recording``): null discoveries after BH for 5 seeds, with the old
+comes from ``simulator.recording``): null discoveries after BH for 5 seeds, with the old
 method and the default.
 
     .venv/bin/python bench/bench_hurdle_calibration.py [--reps 2000] [--power-reps 1000] [--prob-reps 1000]
@@ -155,8 +155,8 @@ def probability_table(reps: int) -> pd.DataFrame:
 def end_to_end_nulls(seeds, overrides: dict) -> list[tuple[int, int, int, int, list[str]]]:
     """(seed, null tests with p, null discoveries, all discoveries, the null ones described) on the
     end-to-end design's true percent times, with HurdleConfig fields ``overrides``."""
-    from pipeline.synthetic.motions import ACTIONS
-    from pipeline.synthetic.recording import ActionRates, CohortConfig, cohort_specs, percent_time
+    from simulator.motions import ACTIONS
+    from simulator.recording import ActionRates, CohortConfig, cohort_specs, percent_time
 
     planted = {
         "shaking legs": ActionRates("shaking legs", p_engaged=0.15, mean_share=0.06, prob_effects={"ASD": 3.5}),

@@ -183,7 +183,7 @@ def make_cohort(root: Path, seconds: float) -> tuple[Path, Path]:
     from model.micro_dualnet import micro_dualnet_tiny
     from model.preprocessing import ClassList, Preprocessing
     from model.windows import WindowPlan
-    from pipeline.synthetic.__main__ import main as simulate
+    from simulator.__main__ import main as simulate
 
     with contextlib.redirect_stdout(io.StringIO()):  # the simulator lists what it wrote
         ok = simulate(["-q", "cohort", "--out", str(root / "sim"), "--groups", "ASD=2,TDC=2", "--seconds", str(seconds),

@@ -212,21 +212,9 @@ def test_temporary_server_answers_sets_the_api_url_and_is_gone_after(tmp_path, m
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     """4 simulated participants in 2 groups (6 s each) + a small checkpoint whose window plan fits them."""
-    from model.checkpoint import save_checkpoint
-    from model.micro_dualnet import micro_dualnet_tiny
-    from model.preprocessing import ClassList, Preprocessing
-    from model.windows import WindowPlan
-    from simulator.__main__ import main as simulate
+    from flow_fixtures import small_cohort
 
-    root = tmp_path_factory.mktemp("cohort")
-    assert simulate(["-q", "cohort", "--out", str(root / "sim"), "--groups", "ASD=2,TDC=2", "--seconds", "6",
-                     "--size", "240x288", "--seed", "3"]) == 0
-    classes = ClassList.from_actions(["nodding", "shaking legs", "crossing arms"], background=True)
-    weights = save_checkpoint(root / "model.pt", micro_dualnet_tiny(num_classes=len(classes)), classes=classes,
-                              preprocessing=Preprocessing(resize_short=72, size=64),
-                              plan=WindowPlan(clip_len=4, stride=8),
-                              provenance={"trained_on": "random initialisation (test)"})
-    return {"manifest": root / "sim" / "manifest.csv", "weights": weights, "root": root}
+    return small_cohort(tmp_path_factory.mktemp("cohort"), seconds=6)
 
 
 def _env(tmp_path: Path) -> dict:

@@ -139,22 +139,10 @@ def prefect_env(slurm_local, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """4 simulated participants in 2 groups, 4 s each, and a small checkpoint whose window plan fits them."""
-    from model.checkpoint import save_checkpoint
-    from model.micro_dualnet import micro_dualnet_tiny
-    from model.preprocessing import ClassList, Preprocessing
-    from model.windows import WindowPlan
-    from pipeline.synthetic.__main__ import main as simulate
+    """4 simulated participants in 2 groups (4 s each) + a small checkpoint whose window plan fits them."""
+    from flow_fixtures import small_cohort
 
-    root = tmp_path_factory.mktemp("cohort")
-    assert simulate(["-q", "cohort", "--out", str(root / "sim"), "--groups", "ASD=2,TDC=2", "--seconds", "4",
-                     "--size", "240x288", "--seed", "3"]) == 0
-    classes = ClassList.from_actions(["nodding", "shaking legs", "crossing arms"], background=True)
-    weights = save_checkpoint(root / "model.pt", micro_dualnet_tiny(num_classes=len(classes)), classes=classes,
-                              preprocessing=Preprocessing(resize_short=72, size=64),
-                              plan=WindowPlan(clip_len=4, stride=8), provenance={"trained_on": "random initialisation (test)"})
-    return {"manifest": root / "sim" / "manifest.csv", "weights": weights, "root": root,
-            "videos": {"ASD-001", "ASD-002", "TDC-001", "TDC-002"}}
+    return small_cohort(tmp_path_factory.mktemp("cohort"), seconds=4)
 
 
 def slurm_config(path: Path, env: dict, *, walltime: str = "00:10:00", minimum: int = 1, maximum: int = 2,

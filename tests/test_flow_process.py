@@ -251,7 +251,7 @@ def _answering_server(proc: psutil.Process, seconds: float = 300) -> tuple[psuti
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killing_the_run_takes_its_temporary_server_with_it(cohort, tmp_path, sig):
-    run = subprocess.Popen(_cli(cohort, tmp_path / "out", "-q"), cwd=ROOT, env=_env(tmp_path),
+    run = subprocess.Popen(_cli(cohort, tmp_path / "out", "--groups", "ASD", "TDC", "-q"), cwd=ROOT, env=_env(tmp_path),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         proc = psutil.Process(run.pid)

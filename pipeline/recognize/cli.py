@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors("pipeline.recognize"):
         # flags first (cheap, and nothing is created for a bad value), then the checkpoint, then --out
-        options = options_from_args(args)
-        check_device(options.device)
+        check_device(getattr(args, "device", "cpu"))  # its own messages (tpu, mps, no CUDA) before the schema's
+        options_from_args(args)
         if args.threads is not None:
             if args.threads < 1:
                 raise BadInput(f"--threads must be >= 1, got {args.threads}")

@@ -43,7 +43,7 @@ class RecognitionSettings:
     Attributes: see :class:`RecognizeOptions` (same names, same meaning).
     """
 
-    device: Annotated[str, Field(description=(
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?)$", description=(
         "cpu, cuda or cuda:N (the CLI checks it at start: exit 2 if unusable here; the flow sends cuda "
         "tasks to GPU workers)"))] = "cpu"
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE, description="windows per forward pass (across videos)",

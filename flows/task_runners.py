@@ -102,7 +102,16 @@ def make_task_runner(kind: RunnerKind = "threads", *, n_workers: int = 2, addres
         if slurm_config is None:
             raise ValueError("--slurm-config FILE is required with --task-runner slurm (see flows/slurm.example.yaml)")
         config = load_slurm_config(slurm_config)
-        return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=slurm_cluster_kwargs(config),
+        kwargs = slurm_cluster_kwargs(config)
+        # a worker job that leaves with tasks running is named on the console with its walltime
+        from flows import slurm_watch
+
+        slurm_watch.WALLTIME = kwargs.get("walltime")
+        options = dict(kwargs.get("scheduler_options") or {})
+        preload = options.get("preload") or []
+        options["preload"] = [*([preload] if isinstance(preload, str) else preload), "flows.slurm_watch"]
+        kwargs["scheduler_options"] = options
+        return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=kwargs,
                               adapt_kwargs=config["adapt"])
     raise ValueError(f"unknown task runner {kind!r}; choose from {', '.join(RUNNERS)}")
 

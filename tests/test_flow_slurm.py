@@ -350,6 +350,9 @@ def test_walltime_shorter_than_the_work_recovers_on_new_jobs(slurm_local, prefec
     jobs = run.new_jobs()
     timed_out = [j for j in jobs if j["state"] == "TIMEOUT"]
     assert timed_out, jobs
+    # the flow's console names the walltime when a job leaves with a task running (flows.slurm_watch)
+    assert "a SLURM worker left while running 1 task(s)" in run.stderr() and "walltime of 00:01:00" in run.stderr(), \
+        run.stderr()[-3000:]
     for job in timed_out:
         assert job["time_limit"] == "1:00"
         log = (tmp_path / "slurm-logs" / f"dask-worker-{job['id']}.err").read_text()

@@ -107,8 +107,11 @@ def make_task_runner(kind: RunnerKind = "threads", *, n_workers: int = 2, addres
         from flows import slurm_watch
 
         slurm_watch.WALLTIME = kwargs.get("walltime")
+        import dask
+
         options = dict(kwargs.get("scheduler_options") or {})
-        preload = options.get("preload") or []
+        # an explicit preload replaces dask's configured ones (distributed.scheduler.preload): keep them
+        preload = options.get("preload") or dask.config.get("distributed.scheduler.preload", None) or []
         options["preload"] = [*([preload] if isinstance(preload, str) else preload), "flows.slurm_watch"]
         kwargs["scheduler_options"] = options
         return DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs=kwargs,

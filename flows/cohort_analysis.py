@@ -31,7 +31,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -64,10 +64,8 @@ from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
-from pipeline.settings import SettingsError, add_arguments
-from pipeline.cli import BadInput
+from pipeline.settings import SettingsError, add_arguments, args_values
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
-from pipeline.recognize.options import parse_device
 from pipeline.stage import ItemResult, write_qc_table
 from reports.build import build_report
 
@@ -189,14 +187,11 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
         raise RunRefused(f"params.{exc}") from None
     try:
         pose = params.pose.settings(stage="pose").settings.config(plan=ckpt.plan, plan_from_checkpoint=True)
-        settings = params.recognition.settings(stage="recognition").settings
-        parse_device(settings.device)  # a name the engine handles; availability is the worker's (GPU workers)
-        recognition = settings.options(workers=0)
+        # the schema admits cpu/cuda/cuda:N only; availability is the worker's to check (GPU workers)
+        recognition = params.recognition.settings(stage="recognition").settings.options(workers=0)
         statistics = hurdle_config(params)
     except SettingsError as exc:
         raise RunRefused(f"params.{exc}") from None
-    except BadInput as exc:
-        raise RunRefused(f"params.recognition.device: {exc}") from None
     except ValueError as exc:
         raise RunRefused(f"params: {' '.join(str(exc).split())}") from None
     return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,
@@ -416,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_console(verbose=args.verbose, quiet=args.quiet)  # no HTTP request lines; Prefect's INFO at -v
     try:  # before the server starts: a bad value is refused at once
-        readout = {f.name: getattr(args, f.name) for f in fields(ReadoutConfig) if hasattr(args, f.name)}
+        readout = args_values(ReadoutConfig, args)
         params = CohortAnalysisParams(
             manifest=args.manifest, out=args.out, weights=args.weights, max_failed_share=args.max_failed_share,
             recognition={"device": args.device}, readout=readout,

@@ -225,23 +225,23 @@ def read_cohort_windows(manifest: Manifest, windows_dir: Path, *, show_progress:
     return files, failures, classes, model_id or ""
 
 
-def checkpoint_readout(manifest: Manifest, windows_dir: Path) -> tuple[dict | None, str]:
-    """The read-out the windows' checkpoint was calibrated for, as settings fields, and its name.
+def checkpoint_readout(manifest: Manifest, windows_dir: Path) -> dict | None:
+    """The read-out the windows' checkpoint was calibrated for, as settings fields.
 
     Read from the first windows sidecar that records ``model.readout`` (the recognition stage copies
-    the checkpoint's ``provenance["readout"]`` there); ``(None, "checkpoint")`` when none does. The
-    fields are :class:`ReadoutConfig`'s, so a user's flag overrides exactly one of them.
+    the checkpoint's ``provenance["readout"]`` there); None when none does. The fields are
+    :class:`ReadoutConfig`'s, so a user's flag overrides exactly one of them.
     """
     for vid in manifest.videos["video_id"]:
         meta = read_sidecar(windows_dir / f"{vid}.parquet")
         model = meta.get("model") if isinstance(meta, dict) and isinstance(meta.get("model"), dict) else {}
         if isinstance(model.get("readout"), dict):
             try:
-                return ReadoutConfig.record_fields(model["readout"]), "checkpoint"
+                return ReadoutConfig.record_fields(model["readout"])
             except (TypeError, ValueError) as exc:
                 raise BadInput(f"{sidecar_path(windows_dir / f'{vid}.parquet')}: the checkpoint's read-out "
                                f"(model.readout) is not valid: {exc}") from None
-    return None, "checkpoint"
+    return None
 
 
 def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False,
@@ -507,9 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = check_output_dir(out_arg)
         manifest = read_manifest(manifest_arg, check_videos=False)
         windows_dir = windows_dir_of(windows_arg)
-        base, base_name = checkpoint_readout(manifest, windows_dir)
         try:
-            resolved = from_args(ReadoutConfig, args, base=base, base_name=base_name, stage="readout")
+            resolved = from_args(ReadoutConfig, args, base=checkpoint_readout(manifest, windows_dir),
+                                 base_name="checkpoint", stage="readout")
             config = resolved.settings.resolved()
         except (SettingsError, ValueError) as exc:
             raise BadInput(str(exc)) from None

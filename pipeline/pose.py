@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from model.taxonomy import ENTITY_LAYOUTS
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in r.written:
             report_written(path)
     qc_config = {"qc": config.qc, "plausibility": config.plausibility, "backend": config.backend, "frames": config.frames,
-                 "pose": settings.to_dict()}
+                 "pose": asdict(settings)}
     with handle_errors("pipeline.pose"):
         try:
             for path in write_qc_table(POSE_STAGE, [r.qc for r in results], out_dir, config=qc_config):

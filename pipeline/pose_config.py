@@ -4,7 +4,7 @@ CLI's flags and the flow's ``pose`` parameters, :mod:`pipeline.settings`) and th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -102,6 +102,3 @@ class PoseSettings:
                           openpose_size=openpose_size, plausibility=PlausibilityConfig(enabled=self.plausibility),
                           qc=QCConfig(layout=self.layout, min_detected=self.min_detected))
 
-    def to_dict(self) -> dict:
-        """The sidecar record (pose QC table, under ``pose``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}

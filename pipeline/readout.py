@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -158,8 +158,11 @@ class ReadoutConfig:
             raise SettingsError(f"readout.thresholds_file: {exc}") from None
 
     def check_classes(self, classes: ClassList) -> None:
-        """A per-class threshold for a class the model does not have is an error (``readout.thresholds``)."""
-        unknown = sorted(set(self.resolved().thresholds) - set(classes.names))
+        """A per-class threshold for a class the model does not have is an error (``readout.thresholds``).
+
+        Checks the thresholds held now: call it on :meth:`resolved` settings (a file not read yet holds
+        none)."""
+        unknown = sorted(set(self.thresholds) - set(classes.names))
         if unknown:
             raise SettingsError(f"readout.thresholds: class(es) not in the model's class list: "
                                 f"{', '.join(map(repr, unknown))} (the model has {', '.join(classes.names)})")
@@ -201,8 +204,8 @@ class ReadoutConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ReadoutConfig":
         """Inverse of :meth:`to_dict` (``order`` is fixed; older records lack ``scores``,
-        ``thresholds_file`` and ``min_observed_s``, which then take their defaults). A record that has both inline values and the file they were read from
-        keeps the values."""
+        ``thresholds_file`` and ``min_observed_s``, which then take their defaults). A record with a
+        ``thresholds_file`` holds the values read from it; :meth:`resolved` reads the file again."""
         keys = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(keys) - {"order"})
         if unknown:
@@ -214,15 +217,11 @@ class ReadoutConfig:
             values["thresholds_file"] = Path(values["thresholds_file"])
         return cls(**values)
 
-    def settings_dict(self) -> dict:
-        """Field values as the settings object takes them (the inverse of ``ReadoutConfig(**d)``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
     @classmethod
     def record_fields(cls, record: dict | None) -> dict | None:
         """Field values of a stored record (a sidecar's or a checkpoint provenance's ``readout``), for
         :func:`pipeline.settings.merge_settings`'s ``base``; None for no record."""
-        return None if record is None else cls.from_dict(record).settings_dict()
+        return None if record is None else asdict(cls.from_dict(record))
 
 
 def read_thresholds_file(path: str | os.PathLike) -> dict[str, float]:

@@ -16,7 +16,8 @@ validation             :func:`validate_settings`: the same pydantic checks plus 
                        ``__post_init__`` (cross-field rules), as one :class:`SettingsError`
                        line naming ``<stage>.<field>``; called by the CLI, the flow at
                        submission and the stage
-sidecar                ``settings.to_dict()`` under the stage's name (field names as keys)
+sidecar                the settings' fields under the stage's name (``to_dict()`` where a stage
+                       records more, e.g. the read-out's merge order; else ``dataclasses.asdict``)
 report                 Methods read those keys by field name (``reports/methods.py``)
 =====================  ===================================================================
 
@@ -40,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["SettingsError", "Resolved", "field_specs", "FieldSpec", "add_arguments", "from_args",
+__all__ = ["SettingsError", "Resolved", "field_specs", "FieldSpec", "add_arguments", "args_values", "from_args",
            "validate_settings", "merge_settings", "settings_model"]
 
 
@@ -193,25 +194,27 @@ def merge_settings(cls: type, *, user: Mapping[str, Any] | None = None, base: Ma
                    base_name: str = "base", stage: str = "settings") -> Resolved:
     """``cls`` from its defaults, overridden by ``base`` (e.g. a checkpoint's calibrated read-out),
     overridden by what the user set; validated (:func:`validate_settings`)."""
-    names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
-    sources = {n: "default" for n in names}
+    sources = {f.name: "default" for f in dataclasses.fields(cls)}
     for origin, given in ((base_name, base or {}), ("user", user or {})):
-        unknown = sorted(set(given) - set(names))
-        if unknown:
-            raise SettingsError(f"{stage}.{unknown[0]}: unknown setting (known: {', '.join(names)})")
         for k, v in given.items():
             values[k] = v
             sources[k] = origin
+    # an unknown key is refused there, naming it, before ``sources`` is returned
     return Resolved(validate_settings(values, cls, stage=stage), sources)
+
+
+def args_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``cls`` the user gave on the command line (:func:`add_arguments` suppresses the
+    others, so a default left alone is not an override)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def from_args(cls: type, args: argparse.Namespace, *, base: Mapping[str, Any] | None = None,
               base_name: str = "base", stage: str = "settings") -> Resolved:
     """Build ``cls`` from parsed arguments (only the flags the user gave) over ``base`` and the defaults."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    user = {k: v for k, v in vars(args).items() if k in names}
-    return merge_settings(cls, user=user, base=base, base_name=base_name, stage=stage)
+    return merge_settings(cls, user=args_values(cls, args), base=base, base_name=base_name, stage=stage)
 
 
 def _one_line(exc: ValidationError, stage: str) -> str:
@@ -236,7 +239,7 @@ def validate_settings(obj: Any, cls: type | None = None, *, stage: str = "settin
     naming ``<stage>.<field>``.
     """
     cls = cls or type(obj)
-    data = {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(obj) else dict(obj)
+    data = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -253,17 +256,14 @@ def settings_model(cls: type, *, name: str, module: str, doc: str | None = None)
     For parameter models (the flow's): Prefect's JSON schema and validation at submission come from
     the same annotations, and the model records which fields the caller set
     (``model_fields_set``), so a flow can lay the user's values over a checkpoint's own read-out the
-    way the CLI does (:func:`merge_settings`). ``values(m)`` of the model gives the fields set, and
-    ``m.settings(base=...)`` the validated dataclass. ``name``/``module`` make it picklable by
+    way the CLI does (:func:`merge_settings`). ``m.user_values()`` gives the fields set, and
+    ``m.settings(base=...)`` the validated dataclass with their sources (:class:`Resolved`). ``name``/``module`` make it picklable by
     reference (assign it to ``module.name``).
     """
     from pydantic import BaseModel, ConfigDict, create_model
 
     hints = typing.get_type_hints(cls, include_extras=True)
-    spec = {}
-    for f in dataclasses.fields(cls):
-        default = _default(f)
-        spec[f.name] = (hints[f.name], default)
+    spec = {f.name: (hints[f.name], _default(f)) for f in dataclasses.fields(cls)}
 
     def user_values(self) -> dict[str, Any]:
         """The fields the caller set explicitly (a default left alone is not an override)."""

@@ -3,7 +3,7 @@ flags and the flow's ``report`` parameters (:mod:`pipeline.settings`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field
@@ -27,6 +27,3 @@ class ReportSettings:
         json_schema_extra={"metavar": "GROUP"})] = None
     show_paths: Annotated[bool, Field(description=(
         "show video file names and paths (hidden by default: they can contain names)"))] = False
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -9,7 +9,7 @@ CLI's exit 2 with one line), never a per-video failure.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
@@ -58,10 +58,7 @@ class RecognitionSettings:
 
     def options(self, **run: object) -> "RecognizeOptions":
         """The run's :class:`RecognizeOptions`: these settings plus per-run ones (``workers``, ``plan``, ...)."""
-        return RecognizeOptions(**self.to_dict(), **run)
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return RecognizeOptions(**dataclasses.asdict(self), **run)
 
 
 @dataclass(frozen=True)

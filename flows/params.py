@@ -10,7 +10,6 @@ stage's own default (its CLI ``--help`` explains it); only ``manifest`` and ``ou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -53,8 +52,8 @@ ReadoutSettings = settings_model(
 StatisticsSettings = settings_model(
     HurdleConfig, name="StatisticsSettings", module=__name__,
     doc="Hurdle statistics (``python -m analysis.hurdle``): the fields of :class:`analysis.config.HurdleConfig` "
-        "(docs/hurdle.md). The flow keeps participants of groups it does not compare (ignore_other_groups) "
-        "unless told otherwise.")
+        "(docs/hurdle.md). By default the flow drops participants of groups it does not compare instead of refusing "
+        "the cohort (ignore_other_groups).")
 
 
 ReportSettings = settings_model(

@@ -11,8 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from flow_fixtures import prefect_server, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -28,52 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.5)
-    return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def prefect_env(tmp_path_factory):
     """A real Prefect server on a free loopback port; yields the environment that points at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
-           "PYTHONPATH": str(ROOT)}
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        if not _wait(f"http://127.0.0.1:{port}/api/health", 120):
-            pytest.fail(f"Prefect server did not become healthy in 120 s: {(home / 'server.log').read_text()[-2000:]}")
+    with prefect_server(tmp_path_factory.mktemp("prefect-home"), {**os.environ, "PYTHONPATH": str(ROOT)}) as env:
         yield env
-    finally:
-        _stop(server)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +72,7 @@ def served(prefect_env):
             pytest.fail("the deployment was not registered within 120 s")
         yield proc
     finally:
-        _stop(proc)
+        stop_group(proc)
         log.close()
 
 

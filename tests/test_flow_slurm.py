@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from flow_fixtures import prefect_server, stop_group
 from slurm_fixtures import free_port, slurm_local, unavailable_reason  # noqa: F401  (slurm_local: a fixture)
 
 pytestmark = pytest.mark.slow
@@ -97,44 +97,13 @@ def test_slurm_local_start_failure_names_the_daemon_and_its_log_line(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Fixtures: a Prefect server, two tiny simulated cohorts, SLURM config files
 # --------------------------------------------------------------------------------------------------
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def prefect_env(slurm_local, tmp_path_factory):
     """A real Prefect server on a free loopback port; the environment for flow runs (SLURM_CONF included)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = slurm_local.env(PREFECT_HOME=str(home), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-                          PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING",
-                          PYTHONPATH=str(ROOT))
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env={k: v for k, v in env.items() if k != "SLURM_CONF"}, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Prefect server not healthy in 120 s: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield env
-    finally:
-        _stop(server)
-        log.close()
+    env = slurm_local.env(PYTHONPATH=str(ROOT))
+    with prefect_server(tmp_path_factory.mktemp("prefect-home"), env, port=free_port(),
+                        server_env={k: v for k, v in env.items() if k != "SLURM_CONF"}) as run_env:
+        yield run_env
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +171,7 @@ class Run:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop(self.proc)
+            stop_group(self.proc)
             pytest.fail(f"the flow run did not end within {timeout} s (it hangs): {self.stderr()[-3000:]}")
         finally:
             self._done.set()
@@ -224,7 +193,7 @@ class Run:
         return [j for j in self.slurm.jobs() if j["id"] not in self.jobs_before]
 
     def kill(self):
-        _stop(self.proc)
+        stop_group(self.proc)
 
 
 def cli_run(cohort, out: Path, env, slurm, runner: str, *extra: str) -> Run:

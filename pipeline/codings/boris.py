@@ -306,6 +306,7 @@ def _read_table_part(rows: Sequence[Row], head: int, form: str, src: str, path: 
     timelines: dict[str, _Timeline] = {}
     fps_of: dict[tuple[str, str], float | None] = {}
     first_seen: dict[str, list[tuple[float, str]]] = {}
+    offsets: dict[str, float] = {}
     raw: list[tuple[str, str, Row, float, float | None, str, str | None, tuple[str, ...], str | None]] = []
     for r in rows[head + 1:]:
         if is_blank(r) or r.cells == rows[head].cells:
@@ -318,6 +319,7 @@ def _read_table_part(rows: Sequence[Row], head: int, form: str, src: str, path: 
         btype = r.get(c_type).strip().upper()
         offset = (_float(r.get(c_offset)) if c_offset is not None else None)
         offset = block.offset if offset is None else offset
+        offsets.setdefault(obs, offset)
         if form == "aggregated":
             if btype not in ("STATE", "POINT"):
                 raise CodingError(f"{place}: Behavior type {r.get(c_type)!r} is not STATE or POINT")
@@ -394,7 +396,7 @@ def _read_table_part(rows: Sequence[Row], head: int, form: str, src: str, path: 
         for f, length in zip(tl.files, tl.lengths):
             for coder in sorted(cs, key=str):
                 out.sessions.append(RawSession(f, coder, src, f"observation {obs}", fps_of.get((obs, f)),
-                                               0.0, length))
+                                               offsets.get(obs, 0.0), length))
 
 
 def _place(e: RawEvent, fname: str | None, tl: _Timeline, duration_of: DurationOf) -> RawEvent:

@@ -96,14 +96,20 @@ def read_elan(path: str | Path, options: ElanOptions) -> Reading:
     field = options.coder_field
 
     def coder_for(tier: str) -> str | None:
-        attrs = tiers[tier][2]
+        """The tier's coder; a dependent tier that names none has its parent tier's."""
+        attrs = eaf.tiers[tier][2]
         if field == "tier":
-            return coder_of(tier, options.pattern)
-        if field == "annotator":
-            return coder_of(str(attrs.get("ANNOTATOR", "") or ""), None)
-        if field == "participant":
-            return coder_of(str(attrs.get("PARTICIPANT", "") or ""), None)
-        return None
+            who = coder_of(tier, options.pattern)
+        elif field == "annotator":
+            who = coder_of(str(attrs.get("ANNOTATOR", "") or ""), None)
+        elif field == "participant":
+            who = coder_of(str(attrs.get("PARTICIPANT", "") or ""), None)
+        else:
+            return None
+        parent = attrs.get("PARENT_REF")
+        if parent in eaf.tiers and (who is None or (field == "tier" and options.dependent == "events")):
+            return coder_for(parent)
+        return who
 
     def code_for(tier: str) -> str:
         if options.pattern:

@@ -32,7 +32,6 @@ exit 2, and nothing is written):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections import Counter

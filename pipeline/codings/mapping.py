@@ -190,11 +190,9 @@ def coder_of(value: str, pattern: str | None) -> str | None:
     value = value.strip()
     if not value:
         return None
-    if pattern:
+    if pattern and "coder" in re.compile(pattern).groupindex:
         m = re.search(pattern, value)
-        if m is None or "coder" not in m.groupdict() or not m.group("coder"):
-            return None
-        return m.group("coder")
+        return m.group("coder") if m is not None and m.group("coder") else None
     return value
 
 

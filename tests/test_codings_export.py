@@ -85,8 +85,8 @@ def read_eaf_segments(path: Path, fps: float = FPS) -> list[tuple[str, int, int,
             continue
         scores = {(b, e): float(v) for b, e, v, _ in eaf.get_ref_annotation_data_for_tier(score_tier_name(tier))} \
             if score_tier_name(tier) in eaf.tiers else {}
-        for b, e, v in eaf.get_annotation_data_for_tier(tier):
-            out.append((v, round(b / 1000 * fps), round(e / 1000 * fps), scores.get((b, e))))
+        for b, e, v in eaf.get_annotation_data_for_tier(tier):  # per-action: empty value, the tier is the code
+            out.append((v or tier, round(b / 1000 * fps), round(e / 1000 * fps), scores.get((b, e))))
     return sorted(out)
 
 
@@ -269,8 +269,10 @@ def test_eaf_checks_find_broken_documents(tmp_path):
                                  '<TIME_SLOT TIME_SLOT_ID="ts3" TIME_VALUE="0"'),
         "no type": good.replace('LINGUISTIC_TYPE_ID="micro-action"', 'LINGUISTIC_TYPE_ID="other"'),
         "bad parent": good.replace('PARENT_REF="nodding"', 'PARENT_REF="nobody"'),
+        "bad vocabulary": good.replace('<LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="score"',
+                                       '<LINGUISTIC_TYPE CONTROLLED_VOCABULARY_REF="none" LINGUISTIC_TYPE_ID="score"'),
         "order": good.replace("<HEADER", '<LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="x" TIME_ALIGNABLE="true" /><HEADER', 1),
-        "no value": good.replace("<ANNOTATION_VALUE>nodding</ANNOTATION_VALUE>", "", 1),
+        "no value": good.replace("<ANNOTATION_VALUE />", "", 1),
         "no version": good.replace(' VERSION="3.0"', ""),
         "not xml": good[:-40],
     }

@@ -144,7 +144,7 @@ def test_perfect_coder_frames_boris_and_elan_equal_the_simulator_truth(coded):
         b = [(c, a, e) for c, a, e, _ in boris_pairs(project["observations"][vid], project["behaviors_conf"])]
         assert b == t
         eaf = Elan.Eaf(str(out / "elan" / PERFECT / f"{vid}.eaf"))
-        e = sorted((v, round(s / 1000 * 30), round(x / 1000 * 30)) for tier in eaf.get_tier_names()
+        e = sorted((v or tier, round(s / 1000 * 30), round(x / 1000 * 30)) for tier in eaf.get_tier_names()
                    for s, x, v in eaf.get_annotation_data_for_tier(tier))
         assert e == t
 

@@ -9,14 +9,17 @@ media file, an ethogram (``action -> code``) and optionally a score per event. O
         PROPERTY lastUsedAnnotation
       TIME_ORDER / TIME_SLOT (ms = round(1000 * frame / fps))
       TIER TIER_ID=<code> | <single tier name>  PARTICIPANT=<participant> ANNOTATOR=<coder>
-           LINGUISTIC_TYPE_REF="micro-action"   ALIGNABLE_ANNOTATION value = the event's code
+           LINGUISTIC_TYPE_REF="micro-action"   ALIGNABLE_ANNOTATION value = "" | the event's code
       TIER TIER_ID="<tier> score" PARENT_REF=<tier> LINGUISTIC_TYPE_REF="score"
            REF_ANNOTATION (Symbolic_Association) value = "0.873"        (only when scores are given)
-      LINGUISTIC_TYPE micro-action (time-alignable, controlled vocabulary "ethogram"), score
+      LINGUISTIC_TYPE micro-action (time-alignable; single-tier: controlled vocabulary "ethogram"), score
       LANGUAGE und,  CONSTRAINT ...,  CONTROLLED_VOCABULARY ethogram (one entry per code)
 
-Layouts (:data:`LAYOUTS`): ``per-action`` gives one tier per code (tier id = code), ``single-tier``
-one tier (default name ``model``) whose values are the codes. ELAN does not allow overlapping
+Layouts (:data:`LAYOUTS`), as the importer reads them (``pipeline.codings.mapping`` ELAN options):
+``per-action`` gives one tier per code (tier id = code, empty values: a value would be a modifier;
+import with ``elan: {tiers: behaviour}``, the coder is the tiers' ``ANNOTATOR``); ``single-tier`` one
+tier (default name ``model``) whose values are the codes (import with ``elan: {tiers: coder, coder:
+annotator}``). Every tier's ``ANNOTATOR`` is the coder, ``PARTICIPANT`` the participant. ELAN does not allow overlapping
 annotations on one tier, so in the single-tier layout events that overlap an earlier one go to a
 further tier ``<name> 2``, ``<name> 3``, ... (first that is free); in the per-action layout two
 overlapping events of one code are refused (they are merged on import anyway). A point event gets
@@ -116,7 +119,9 @@ def eaf_document(events: pd.DataFrame, session: Mapping, *, media_url: str, rela
     for i, (action, code) in enumerate(codes.items()):
         eaf.add_cv_entry(CV_ID, f"cveid{i}", [(code, LANG, action)])
     eaf.linguistic_types[ACTION_TYPE] = {"LINGUISTIC_TYPE_ID": ACTION_TYPE, "TIME_ALIGNABLE": "true",
-                                         "GRAPHIC_REFERENCES": "false", "CONTROLLED_VOCABULARY_REF": CV_ID}
+                                         "GRAPHIC_REFERENCES": "false"}
+    if layout == "single-tier":  # the values are codes: ELAN offers them from the vocabulary
+        eaf.linguistic_types[ACTION_TYPE]["CONTROLLED_VOCABULARY_REF"] = CV_ID
     if scores is not None:
         eaf.add_linguistic_type(SCORE_TYPE, constraints="Symbolic_Association", timealignable=False)
 
@@ -145,8 +150,8 @@ def eaf_document(events: pd.DataFrame, session: Mapping, *, media_url: str, rela
         tiers = [tier_name] + sorted((t for t in busy if t != tier_name), key=lambda t: (len(t), t))
     for tier in tiers:
         eaf.add_tier(tier, ling=ACTION_TYPE, part=participant, ann=coder)
-    for tier, a, b, code, _ in placed:
-        eaf.add_annotation(tier, _ms(a, fps), _ms(b, fps), value=code)
+    for tier, a, b, code, _ in placed:  # per-action: the tier is the code, the value is left for a modifier
+        eaf.add_annotation(tier, _ms(a, fps), _ms(b, fps), value=code if layout == "single-tier" else "")
     if scores is not None:
         for tier in [t for t in tiers if t in {p[0] for p in placed}]:  # tiers with detections
             eaf.add_tier(score_tier_name(tier), ling=SCORE_TYPE, parent=tier, part=participant, ann=coder)

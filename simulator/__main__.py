@@ -6,6 +6,7 @@
     python -m simulator clips --out clips/train --per-class 40 --seed 1
     python -m simulator clips --out clips/test --per-class 10 --seed 2      # unseen seeds
     python -m simulator sheet --out sheet.png
+    python -m simulator coders --cohort sim/ --out sim/codings --coders 2 --jitter-s 0.2 --miss 0.1 --seed 1
     python -m simulator actions
 
 Exit codes: 0 done, 2 bad arguments (nothing written). Every file written is printed as ``wrote <path>``.
@@ -23,6 +24,8 @@ from model.taxonomy import MA52
 from pipeline.artifacts import atomic_write_bytes
 from pipeline.cli import EXIT_OK, BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 from simulator.clips import ClipConfig, write_clips
+from simulator.coders import FORMATS as CODER_FORMATS
+from simulator.coders import CoderConfig, write_simulated_coders
 from simulator.motions import ACTIONS, PROGRAMS
 from simulator.recording import CohortConfig, cohort_specs, write_cohort
 from simulator.sheet import action_sheet, recording_sheet
@@ -75,7 +78,7 @@ def _common():
 def build_parser():
     p = make_parser("Kinematic video simulator: seated participants doing MA-52 micro-actions, with ground truth.",
                     prog=PROG)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{cohort,clips,sheet,actions}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{cohort,clips,sheet,coders,actions}")
     c = sub.add_parser("cohort", parents=[_common()], help="untrimmed participant videos + manifest + ground truth",
                        description="Render a cohort of untrimmed recordings with planted group effects.")
     c.add_argument("--out", required=True, help="output folder (manifest.csv, videos/, truth/, config.json)")
@@ -109,6 +112,19 @@ def build_parser():
     s.add_argument("--recording", action="store_true",
                    help="instead: one recording (participant 1 of a default cohort, --seconds, --seed)")
     s.add_argument("--seconds", type=float, default=60.0, help="recording length with --recording")
+    d = sub.add_parser("coders", parents=[_common()], help="simulated human coders of a cohort's truth (BORIS, ELAN)",
+                       description="Code a simulated cohort's truth again: a perfect coder and coders with seeded "
+                                   "boundary jitter and misses (docs/simulator.md, 'Simulated coders').")
+    d.add_argument("--cohort", required=True, metavar="SIMDIR", help="a folder written by 'python -m simulator cohort'")
+    d.add_argument("--out", required=True, metavar="DIR", help="output folder (a codings folder + boris/, elan/)")
+    d.add_argument("--coders", type=int, default=CoderConfig.coders, help="jittered coders (sim-coder-1 ...)")
+    d.add_argument("--jitter-s", type=float, default=CoderConfig.jitter_s, help="sd of onset/offset jitter, seconds")
+    d.add_argument("--clip-sigmas", type=float, default=CoderConfig.clip_sigmas, help="jitter clipped at this many sd")
+    d.add_argument("--miss", type=float, default=CoderConfig.miss, help="probability that a coder misses an event")
+    d.add_argument("--no-perfect", action="store_true", help="no perfect coder (sim-perfect)")
+    d.add_argument("--seed", type=int, default=CoderConfig.seed)
+    d.add_argument("--format", choices=CODER_FORMATS, default="both", help="review files to write besides the tables")
+    d.add_argument("--layout", choices=("per-action", "single-tier"), default="per-action", help="ELAN tier layout")
     sub.add_parser("actions", parents=[_common()], help="list the simulated actions (MA-52 index, code, body part, kind)")
     return p
 
@@ -158,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
             ok, png = cv2.imencode(".png", image)
             atomic_write_bytes(out, png.tobytes())
             report_written(out)
+            return EXIT_OK
+        if args.command == "coders":
+            try:
+                config = CoderConfig(coders=args.coders, jitter_s=args.jitter_s, clip_sigmas=args.clip_sigmas,
+                                     miss=args.miss, perfect=not args.no_perfect, seed=args.seed)
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
+            out = check_output_dir(args.out)
+            for path in write_simulated_coders(args.cohort, out, config, fmt=args.format, layout=args.layout):
+                report_written(path)
             return EXIT_OK
         if args.workers < 1:
             raise BadInput(f"--workers must be >= 1, got {args.workers}")

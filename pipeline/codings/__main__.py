@@ -5,9 +5,10 @@
     python -m pipeline.codings import --format boris|elan|observer|csv FILE_OR_DIR ... \\
         --mapping ETHOGRAM --manifest MANIFEST --out RUN/codings [--coder NAME] [--fps N] \\
         [--allow-unmapped] [--close-open-states]
+    python -m pipeline.codings export --format elan|boris --run RUN --out DIR [--layout ...] [--mapping ETHOGRAM]
 
 Exit status: 0 ok, 2 bad input (one line naming file, place and time; nothing written).
-Each subcommand adds its parser in a function of its own (``_add_import``); ``main`` dispatches on
+Each subcommand adds its parser in a function of its own (``_add_import``, ``_add_export``); ``main`` dispatches on
 ``args.command`` to the function the subparser set as ``args.run``.
 """
 
@@ -63,10 +64,22 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    from pipeline.codings import export
+
+    p = sub.add_parser(
+        "export", formatter_class=HelpFormatter,
+        help="the model's detections as ELAN (.eaf) or BORIS (.boris) files for review",
+        description=(export.__doc__ or "").strip().splitlines()[0])
+    export.add_arguments(p)
+    p.set_defaults(run=export.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("Human codings in and out: BORIS, ELAN, Noldus The Observer and CSV.", prog=PROG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_import(sub)
+    _add_export(sub)
     return parser
 
 

@@ -56,7 +56,7 @@ def _nonneg(v: np.ndarray) -> np.ndarray:
 
 
 def _is_action(v: np.ndarray) -> np.ndarray:
-    names = set(MA52.names)
+    names = set(MA52.actions)
     return np.array([x in names for x in v], dtype=bool)
 
 
@@ -176,7 +176,7 @@ def session_frames(events: pd.DataFrame, session: pd.Series | dict) -> pd.DataFr
     action_id = np.concatenate(ids).astype(np.int16)
     order = np.lexsort((action_id, frame))
     frame, action_id = frame[order], action_id[order]
-    names = np.array([None] + list(MA52.names), dtype=object)
+    names = np.array([None] + list(MA52.actions), dtype=object)
     return pd.DataFrame({
         "video_id": pd.Series([s["video_id"]] * frame.size, dtype=object),
         "frame": frame,

@@ -29,7 +29,6 @@ def validated(tmp_path_factory):
     cfg = HurdleConfig(covariates=("age",), top_actions=None, min_engaged=2)
     write_hurdle(hurdle_analysis(cohort, cfg), cohort, cfg, OutputConfig(plots=False), run / "hurdle",
                  source=run / "readout" / "cohort.parquet")
-    # a third coder who never codes "nodding" in a participant makes one verdict differ; keep it simple:
     assert agreement_main(["--run", str(run), "--bootstrap", "200", "-q"]) == 0
     pairs = pd.read_parquet(run / "validation" / "pairs.parquet")
     # plant one "below" verdict so the marking can be checked (the coders copy the model's segments)

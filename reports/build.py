@@ -46,6 +46,7 @@ from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser,
 from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
 from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
+from reports.validation import coder_videos, validation_context
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
 from reports.settings import ReportSettings
@@ -335,6 +336,8 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         ref_label=ref_label,
         participant_links=[{"participant_id": pid, "page": pages[pid], "group": g} for pid, g in zip(qc["participant_id"], qc["group"])],
         results_rows=None,
+        validation=validation_context(run),
+        below=sorted(run.below_coder_range()),
     )
     if run.results is not None:
         res = effects_table(run)
@@ -350,10 +353,15 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
                    + (f"Significant intensity contrasts: {', '.join(sig['direction'].fillna(sig['contrast']))}."
                       if len(sig) else "No significant intensity contrast."))  # fmt: skip
             violins.append({"action": a, "src": violin_data_uri(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha), "alt": alt})
+        below = run.below_coder_range()
+        pub_rows = [[f"{v} ‡" if j == 0 and v in below else v for j, v in enumerate(row)] for row in pub.values.tolist()]
+        results_rows = _records(res)
+        for r in results_rows:
+            r["below"] = r["action"] in below
         ctx.update(
-            pub_header=HEADER, pub_rows=pub.values.tolist(), pub_caption=table_caption(res, len(pub)),
+            pub_header=HEADER, pub_rows=pub_rows, pub_caption=table_caption(res, len(pub)),
             violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
-            results_rows=_records(res), ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
+            results_rows=results_rows, ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
         )  # fmt: skip
     with st.writing("index.html") as index:
         index.write_text(env.get_template("index.html.j2").render(ctx), encoding="utf-8")
@@ -374,6 +382,13 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
             f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
             f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip
+        coders = coder_videos(run, videos) if videos else []
+        coder_eth = [{"coder": c, "src": png_data_uri(ethogram_figure(cv, eth_actions + [a for a in acts if a not in eth_actions],
+                                                                     gap_label="not coded")),
+                      "alt": f"Ethogram of participant {pid} as coded by {c}: " + "; ".join(
+                          f"{v.label}, {0 if v.segments is None else len(v.segments)} coded events, "
+                          f"{_num(sum(b - a for a, b in v.no_pose), 0)} s not coded" for v in cv) + "."}
+                     for c, cv, acts in coders]
         segment_rows = [{"video": v.label, "action": r.action, "start_s": r.start_s, "end_s": r.end_s,
                          "score": r.score} for v in videos if v.segments is not None and not v.excluded
                         for r in v.segments.itertuples(index=False)]  # fmt: skip
@@ -388,6 +403,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
             videos=_video_rows(videos, redact, show_paths),
             ethogram=eth,
             ethogram_alt=eth_alt,
+            coder_ethograms=coder_eth,
             segment_rows=segment_rows,
             ethogram_missing=("No video information (the run has no manifest)." if not videos else
                               "No segments were recorded for this run (readout/segments/ is missing)."),  # fmt: skip

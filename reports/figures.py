@@ -46,7 +46,8 @@ def _label_margin(labels: Sequence[str], width_in: float, fontsize: float = 8) -
     return min(0.45, (0.25 + longest * 0.55 * fontsize / 72) / width_in)
 
 
-def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figure:
+def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str], *,
+                    gap_label: str = "no usable pose (not analysed)") -> Figure:
     """One panel per video: a row per action with its detected segments; no-pose stretches hatched grey.
 
     Parameters
@@ -55,6 +56,8 @@ def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figu
         The participant's videos (labels such as ``video 1``; never file names).
     actions : sequence of str
         Row order (top to bottom); typically the actions the participant showed.
+    gap_label : str
+        Legend text of the hatched stretches (a coder's ethogram: the stretches not coded).
     """
     n = max(1, len(videos))
     rows = max(1, len(actions))
@@ -88,7 +91,7 @@ def ethogram_figure(videos: Sequence[VideoInfo], actions: Sequence[str]) -> Figu
         ax.grid(axis="x", color="#DDDDDD", linewidth=0.5, zorder=0)
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1].set_xlabel("time in the video (s)")
-    fig.legend(handles=[Patch(facecolor=NO_POSE, edgecolor="#777777", hatch="//", label="no usable pose (not analysed)")],
+    fig.legend(handles=[Patch(facecolor=NO_POSE, edgecolor="#777777", hatch="//", label=gap_label)],
                loc="lower right", fontsize=8, frameon=False)  # fmt: skip
     return fig
 

@@ -383,4 +383,46 @@ def methods_sections(run: Run, *, show_paths: bool = False) -> list[MethodsSecti
     soft.params = software_versions(run)
     soft.text.append("Package versions recorded by the stages' sidecars (several values: stages ran with different versions)."
                      if soft.params else "No package versions are recorded in the run.")  # fmt: skip
-    return [_pose_section(run), _model_section(run, show_paths), _readout_section(run, show_paths), _stats_section(run), soft]
+    sections = [_pose_section(run), _model_section(run, show_paths), _readout_section(run, show_paths), _stats_section(run)]
+    if run.validation_meta:
+        sections.append(_validation_section(run))
+    return sections + [soft]
+
+
+def _validation_section(run: Run) -> MethodsSection:
+    """Which participants, coders, bins, tolerance and reference the validation used (validation/ sidecar)."""
+    meta = run.validation_meta or {}
+    cfg = meta.get("config") or {}
+    sec = MethodsSection("Validation against human coding")
+    coders = meta.get("coders") or []
+    part = run.validation_participants
+    n = int(part["participant_id"].nunique()) if part is not None and len(part) else 0
+    model = bool(meta.get("model"))
+    sec.text.append(
+        (f"The model's read-out was compared frame by frame with {len(coders)} human coder(s) ({', '.join(coders)}) "
+         if model else f"{len(coders)} human coders ({', '.join(coders)}) were compared with each other ")
+        + f"on {n} coded participant(s); every coder was also compared with every other coder (the human ceiling). "
+        f"Only frames observed by both sides counted: frames without a usable pose of the participant and frames "
+        f"outside a coder's coded span were excluded from both.")
+    sec.text.append(
+        f"Time-unit Cohen's kappa was computed per action on bins of {meta.get('bin_text', 'unknown width')} "
+        f"(scikit-learn), with percent agreement; where an action covered less than "
+        f"{100 * float(cfg.get('min_prevalence', 0)):g} % of the bins, or kappa was undefined, Gwet's AC1 and the "
+        "prevalence are given instead. Per-participant percent time was compared with ICC(2,1) (absolute agreement) "
+        "and ICC(3,1) (consistency) of Shrout and Fleiss (pingouin), Bland-Altman bias and 95 % limits of agreement "
+        "and the mean absolute error; engagement (any vs none) with kappa over participants.")
+    sec.text.append(
+        f"Events (runs of frames of one action) were matched one to one when their onsets lay within "
+        f"{cfg.get('tolerance_s', 'unknown')} s and they overlapped by at least {100 * float(cfg.get('min_overlap', 0)):g} % "
+        "of the shorter one (maximum bipartite matching), giving precision, recall and F1. "
+        f"Intervals: percentile bootstrap over participants ({cfg.get('bootstrap', 'unknown')} draws, seed "
+        f"{cfg.get('seed', 'unknown')}). " + (
+            f"Reference for ICC, Bland-Altman and the confusion counts: {meta.get('reference')}"
+            + (f" (a frame is coded when at least {100 * float(cfg.get('consensus_share', 0.5)):g} % of the coders "
+               "observing it coded it)" if meta.get("reference") == "consensus" else "")
+            + ". An action's verdict is 'below the coder range' when the 95 % interval of the difference between the "
+            "mean model-vs-coder kappa and the mean coder-vs-coder kappa lies below zero." if model else ""))
+    for n_ in meta.get("notes") or []:
+        sec.text.append(str(n_))
+    sec.params = flatten({"validation": cfg})
+    return sec

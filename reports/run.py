@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pipeline.artifacts import read_sidecar
 from pipeline.cli import BadInput
+from pipeline.codings.contract import CODING_EVENTS, CODING_SESSIONS
 from pipeline.contracts import ContractError, conform
 from pipeline.manifest import read_manifest
 from pipeline.run_folder import RunFolder
@@ -89,6 +90,18 @@ class Run:
     results_meta: dict | None = None
     videos: dict[str, list[VideoInfo]] = field(default_factory=dict)  # participant_id -> videos
     notes: list[str] = field(default_factory=list)
+    validation: pd.DataFrame | None = None           # validation/pairs.parquet (analysis.agreement)
+    validation_participants: pd.DataFrame | None = None
+    validation_meta: dict | None = None
+    coder_events: pd.DataFrame | None = None         # codings/events.parquet (video_id, coder, action, start_s, stop_s)
+    coder_sessions: pd.DataFrame | None = None       # codings/sessions.parquet
+
+    def below_coder_range(self) -> set[str]:
+        """Actions whose validation verdict is "below the coder range" (empty without a validation)."""
+        v = self.validation
+        if v is None or "verdict" not in v.columns:
+            return set()
+        return set(v.loc[v["verdict"] == "below the coder range", "action"])
 
     @property
     def participants(self) -> list[str]:
@@ -344,8 +357,33 @@ def load_run(run_dir: str | os.PathLike) -> Run:
                      "(run python -m analysis.hurdle --cohort readout/cohort.parquet --out hurdle).")  # fmt: skip
 
     _attach_videos(run, win_paths, seg_paths, kp_dir, notes)
+    _load_validation(run, folder, notes)
     run.notes = notes
     return run
+
+
+def _load_validation(run: Run, folder: RunFolder, notes: list[str]) -> None:
+    """The agreement with human coders (``validation/``) and the codings it compared, when present."""
+    pairs = folder.validation / "pairs.parquet"
+    if pairs.exists():
+        meta = read_sidecar(pairs)
+        if meta is None:
+            notes.append("validation/pairs.parquet has no sidecar (an interrupted validation): it is not shown.")
+        else:
+            run.validation = pq.read_table(pairs).to_pandas()
+            run.validation_meta = meta
+            part = folder.validation / "participants.parquet"
+            if part.exists():
+                run.validation_participants = pq.read_table(part).to_pandas()
+                run.validation_participants["participant_id"] = run.validation_participants["participant_id"].astype(str)
+    ev, ses = folder.codings / "events.parquet", folder.codings / "sessions.parquet"
+    if ev.exists() and ses.exists():
+        try:
+            run.coder_events = conform(pq.read_table(ev), CODING_EVENTS, source=str(ev)).to_pandas()
+            run.coder_sessions = conform(pq.read_table(ses), CODING_SESSIONS, source=str(ses)).to_pandas()
+        except Exception as exc:  # a broken codings folder must not stop the report
+            notes.append(f"codings could not be read ({' '.join(str(exc).split())}); the coders' ethograms are not shown.")
+            run.coder_events = run.coder_sessions = None
 
 
 def _attach_videos(run: Run, win_paths: dict[str, Path], seg_paths: dict[str, Path], kp_dir: Path, notes: list[str]) -> None:

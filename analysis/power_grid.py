@@ -35,7 +35,7 @@ from pipeline.cli import BadInput, progress
 
 from .config import HurdleConfig
 from .power_config import PowerConfig
-from .power_sim import Task, analysis_config, family_index, run_task, test_keys
+from .power_sim import Task, analysis_config, family_index, run_task, analysis_tests
 from .power_spec import PowerModel
 
 __all__ = ["LEADING_COLUMNS", "TRAILING_COLUMNS", "STAGE", "OUTPUTS", "CHUNK_DIR", "PowerResult", "parse_groups", "parse_range",
@@ -281,7 +281,7 @@ def _effects(model: PowerModel, keys: pd.DataFrame) -> np.ndarray:
 
 def power_table(res: PowerResult) -> pd.DataFrame:
     """One row per action x part x contrast x design (module docstring for the columns)."""
-    keys = test_keys(res.model)
+    keys = analysis_tests(res.model)
     eff = _effects(res.model, keys)
     frames = []
     for d in sorted(res.designs, key=lambda d: (sum(d), d)):
@@ -335,7 +335,7 @@ def sample_sizes(table: pd.DataFrame, groups: Sequence[str], targets: Sequence[f
 
 def family_table(res: PowerResult) -> pd.DataFrame:
     """Per design and correction family: familywise error (any true null rejected), FDR, any rejection."""
-    keys = test_keys(res.model)
+    keys = analysis_tests(res.model)
     fams = family_index(keys, res.config.family)
     rows = []
     for d in sorted(res.designs, key=lambda d: (sum(d), d)):

@@ -36,8 +36,8 @@ groups only, both hurdle models are saturated, so
   :func:`analysis.hurdle.probability_part` / :func:`~analysis.hurdle.intensity_part` for that replicate
   and action;
 
-then the p-values are adjusted over the configured family exactly as :func:`analysis.correction.adjust_pvalues`
-does (``multipletests`` per family, untested rows left out). ``tests/test_power.py`` checks that both
+then the p-values are adjusted over the configured family as :func:`analysis.correction.adjust_pvalues`
+does (per family, untested rows left out; :func:`adjusted` says why the formulas are written out). ``tests/test_power.py`` checks that both
 engines give the same p-values. Confidence intervals are not needed, so Firth contrasts use Wald
 intervals (``firth_ci`` does not change a p-value).
 """
@@ -49,7 +49,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from scipy import special, stats
-from statsmodels.stats.multitest import multipletests
 
 from .config import HurdleConfig
 from .contrasts import contrast_label, pairs
@@ -58,8 +57,8 @@ from .design import Design
 from .intensity_tests import INTENSITY_METHODS, permutation_pvalues, wild_score_pvalues
 from .power_spec import PowerModel
 
-__all__ = ["PARTS", "Task", "test_keys", "family_index", "draw_replicate", "analyse_fast", "analyse_full",
-           "adjust", "run_task"]  # fmt: skip
+__all__ = ["PARTS", "Task", "analysis_tests", "family_index", "draw_replicate", "analyse_fast", "analyse_full",
+           "adjusted", "adjust", "run_task"]  # fmt: skip
 
 PARTS: tuple[str, str] = ("probability", "intensity")
 _RUNAWAY = 15.0  # as analysis.logistic / analysis.fractional: |log odds ratio| beyond this is diverging
@@ -81,7 +80,7 @@ class Task:
     engine: str  # "fast" | "full"
 
 
-def test_keys(model: PowerModel) -> pd.DataFrame:
+def analysis_tests(model: PowerModel) -> pd.DataFrame:
     """The tests of one analysis in a fixed order: action, part, contrast, group_a, group_b, null."""
     rows = []
     idx = {g: j for j, g in enumerate(model.groups)}
@@ -101,6 +100,33 @@ def family_index(keys: pd.DataFrame, family: str) -> list[tuple[str, np.ndarray]
     return [(str(k), np.asarray(v)) for k, v in keys.groupby(key, sort=False).indices.items()]
 
 
+def adjusted(p: np.ndarray, method: str) -> np.ndarray:
+    """Adjusted p-values of one family (finite ``p`` only), the definitions of statsmodels' ``multipletests``.
+
+    Written out because ``multipletests`` runs ``gc.collect()`` on every call (statsmodels 0.15), about
+    0.3 s in a process holding a simulation, which a power loop calls 10^4 times; tests/test_power.py
+    checks these against it. With ``p_(1) <= ... <= p_(m)``: Bonferroni ``m p``; Holm
+    ``max_{j <= i} (m - j + 1) p_(j)``; Benjamini-Hochberg ``min_{j >= i} m p_(j) / j`` (Benjamini-Yekutieli:
+    times ``sum_{k <= m} 1/k``); all capped at 1.
+    """
+    m = p.size
+    if method == "bonferroni":
+        return np.minimum(p * m, 1.0)
+    order = np.argsort(p, kind="mergesort")
+    ps = p[order]
+    j = np.arange(1, m + 1)
+    if method == "holm":
+        adj = np.maximum.accumulate((m - j + 1) * ps)
+    elif method in ("fdr_bh", "fdr_by"):
+        scale = float(np.sum(1.0 / j)) if method == "fdr_by" else 1.0
+        adj = np.minimum.accumulate((m * scale * ps / j)[::-1])[::-1]
+    else:
+        raise ValueError(f"unknown correction {method!r}")
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
 def adjust(P: np.ndarray, families: list[tuple[str, np.ndarray]], correction: str) -> np.ndarray:
     """Adjusted p-values of replicates ``P`` (R, T), per family as :func:`analysis.correction.adjust_pvalues`."""
     if correction == "none":
@@ -111,7 +137,7 @@ def adjust(P: np.ndarray, families: list[tuple[str, np.ndarray]], correction: st
             vals = P[r, idx]
             ok = np.isfinite(vals)
             if ok.any():
-                out[r, idx[ok]] = multipletests(vals[ok], method=correction)[1]
+                out[r, idx[ok]] = adjusted(vals[ok], correction)
     return out
 
 
@@ -289,7 +315,7 @@ def _resampling_p(y: np.ndarray, gidx: np.ndarray, groups, members, ok, a: int, 
 
 
 def analyse_fast(PCT: np.ndarray, sizes: tuple[int, ...], model: PowerModel, config: HurdleConfig) -> np.ndarray:
-    """Raw p-values (R, T) of replicates PCT (R, A, n), tests in :func:`test_keys` order (groups only)."""
+    """Raw p-values (R, T) of replicates PCT (R, A, n), tests in :func:`analysis_tests` order (groups only)."""
     R, A, _ = PCT.shape
     C = len(pairs(model.groups))
     gidx = np.repeat(np.arange(len(sizes)), sizes)
@@ -324,7 +350,7 @@ def analyse_full(cohort: pd.DataFrame, model: PowerModel, config: HurdleConfig) 
     from .hurdle import hurdle_analysis
 
     res = hurdle_analysis(cohort, config, validate=False)
-    keys = test_keys(model)
+    keys = analysis_tests(model)
     res = res.set_index(["action", "part", "contrast"]).reindex(pd.MultiIndex.from_frame(keys[["action", "part", "contrast"]]))
     return res["p"].to_numpy(dtype=np.float64), res["p_adj"].to_numpy(dtype=np.float64)
 
@@ -353,7 +379,7 @@ def run_task(task: Task) -> dict[str, np.ndarray]:
     """
     model, sizes = task.model, task.sizes
     cfg = analysis_config(model, task.config)
-    keys = test_keys(model)
+    keys = analysis_tests(model)
     fams = family_index(keys, cfg.family)
     draws = [draw_replicate(model, sizes, task.seed, i, task.fps) for i in range(task.start, task.stop)]
     if task.engine == "full":

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import special, stats
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
@@ -22,7 +23,9 @@ from analysis.config import HurdleConfig
 from analysis.power import main
 from analysis.power_config import PowerConfig
 from analysis.power_grid import LEADING_COLUMNS, designs, family_table, power_table, run_power
-from analysis.power_sim import analyse_fast, analyse_full, analysis_config, draw_replicate, replicate_cohort
+from analysis.correction import adjust_pvalues
+from analysis.power_sim import (adjust, adjusted, analyse_fast, analyse_full, analysis_config, draw_replicate, family_index,
+                                replicate_cohort, analysis_tests)
 from analysis.power_spec import CellModel, PowerModel
 from analysis.simulate import SimConfig, simulate_cohort, write_simulation
 from pipeline.cli import BadInput
@@ -63,6 +66,28 @@ def test_fast_engine_gives_the_p_values_of_hurdle_analysis(method, pairwise):
     assert np.array_equal(np.isnan(fast), np.isnan(full))
     assert np.isnan(fast).any() and np.isfinite(fast).any()
     np.testing.assert_allclose(fast[np.isfinite(fast)], full[np.isfinite(full)], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["bonferroni", "holm", "fdr_bh", "fdr_by"])
+def test_adjusted_p_values_are_multipletests(method):
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 7, 30):
+        p = rng.uniform(size=m) ** 3
+        p[: m // 3] = p[0]  # ties
+        np.testing.assert_allclose(adjusted(p, method), multipletests(p, method=method)[1], rtol=1e-12)
+
+
+def test_adjust_follows_the_families_of_adjust_pvalues():
+    model = _model(("A", "B", "C"), [(CellModel(0.4, 0.2, 10),) * 3] * 4)
+    keys = analysis_tests(model)
+    rng = np.random.default_rng(1)
+    P = rng.uniform(size=(3, len(keys))) ** 2
+    P[:, ::5] = np.nan
+    for family in ("part", "all", "action", "contrast"):
+        ours = adjust(P, family_index(keys, family), "fdr_bh")
+        for r in range(3):
+            ref = adjust_pvalues(keys.assign(p=P[r]), "fdr_bh", family).to_numpy()
+            np.testing.assert_allclose(ours[r], ref, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -368,7 +368,8 @@ def test_label_vector_files_in_every_format(tmp_path):
     np.savetxt(tmp_path / "q.csv", q, delimiter=",")
     (tmp_path / "q.txt").write_text("\n".join(f"{n.replace(' ', '_')} " + " ".join(repr(float(v)) for v in row)
                                               for n, row in zip(names, q)) + "\n")
-    (tmp_path / "named.csv").write_text("\n".join(f"{n}," + ",".join(repr(float(v)) for v in row) for n, row in zip(names, q)))
+    (tmp_path / "named.csv").write_text("\n".join(f"{n}," + ",".join(repr(float(v)) for v in row)
+                                                   for n, row in zip(names, q)))
     for name in ("q.npy", "q.csv", "q.txt", "named.csv"):
         got = read_label_vectors(tmp_path / name, 52)
         assert got.shape == (52, 300) and got.dtype == torch.float32

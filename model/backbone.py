@@ -19,9 +19,19 @@ for ResNet-50 every block; ``block_interval=None`` applies that rule.
 Parameter names are torchvision's (``layer1.0.conv1.weight``), except that a shifted block's first
 convolution lives under ``conv1.net`` (``layer1.0.conv1.net.weight``), as in the official TSM code;
 :mod:`model.weights` converts between the layouts.
+
+Block gates (MANet). ``block_gate`` adds a module in front of every block's first convolution,
+inside the same wrapper: ``conv1 = TemporalShift(conv1, gate=block_gate(C_in))`` computes
+``conv1(shift(gate(x)))`` on the residual branch (the identity branch is untouched). MANet's temporal
+squeeze-and-excitation (:mod:`model.manet`) is such a gate. The gate's parameters live under
+``conv1.gate`` and the convolution stays ``conv1.net`` in every block (also in the blocks that do not
+shift), so ImageNet / TSM weights load into a gated backbone unchanged and the gates keep their
+initialisation (:func:`model.weights.load_backbone_weights`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -62,23 +72,35 @@ def temporal_shift(x: torch.Tensor, num_frames: int, shift_div: int = 8) -> torc
 
 
 class TemporalShift(nn.Module):
-    """Wraps a convolution: ``net(temporal_shift(x))``.
+    """Wraps a convolution: ``net(temporal_shift(gate(x)))``.
 
     ``num_frames`` is set by :class:`TSMResNet` from each input clip before the forward pass, so one
     model serves clips of any length T (the paper uses T=8 and T=16).
+
+    ``gate`` (optional) is called as ``gate(x, num_frames)`` on the block input before the shift
+    (MANet's squeeze-and-excitation); ``shift=False`` keeps the gate but skips the shift (blocks
+    that a block interval > 1 leaves unshifted, or a TSN backbone with gates).
     """
 
-    def __init__(self, net: nn.Module, shift_div: int = 8) -> None:
+    def __init__(self, net: nn.Module, shift_div: int = 8, *, gate: nn.Module | None = None,
+                 shift: bool = True) -> None:
         super().__init__()
         self.net = net
         self.shift_div = shift_div
+        self.shift = shift
         self.num_frames = 1
+        if gate is not None:
+            self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(temporal_shift(x, self.num_frames, self.shift_div))
+        if hasattr(self, "gate"):
+            x = self.gate(x, self.num_frames)
+        if self.shift:
+            x = temporal_shift(x, self.num_frames, self.shift_div)
+        return self.net(x)
 
     def extra_repr(self) -> str:
-        return f"shift_div={self.shift_div}"
+        return f"shift_div={self.shift_div}" if self.shift else "shift=False"
 
 
 class TSMResNet(nn.Module):
@@ -95,12 +117,15 @@ class TSMResNet(nn.Module):
         reference TSM rule (:func:`model.config.reference_tsm_interval`).
     width_per_group : int
         torchvision's Bottleneck inner width (64 standard; smaller for the test-size model).
+    block_gate : callable or None
+        ``block_gate(in_channels) -> nn.Module``: a gate in front of every block's first
+        convolution (module docstring); None (default) adds none.
     """
 
     out_channels = 2048
 
     def __init__(self, arch: str = "resnet101", *, shift_div: int = 8, block_interval: int | None = None,
-                 width_per_group: int = 64) -> None:
+                 width_per_group: int = 64, block_gate: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if block_interval is None:
             block_interval = reference_tsm_interval(arch)
@@ -114,12 +139,14 @@ class TSMResNet(nn.Module):
         # made channels_last there, since a 5-D clip tensor cannot carry that layout itself.
         self.memory_format = torch.contiguous_format
         self.shifted_blocks: list[str] = []
-        if block_interval > 0:
-            for stage in ("layer1", "layer2", "layer3", "layer4"):
-                for i, block in enumerate(getattr(self, stage)):
-                    if i % block_interval == 0:
-                        block.conv1 = TemporalShift(block.conv1, shift_div)
-                        self.shifted_blocks.append(f"{stage}.{i}")
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for i, block in enumerate(getattr(self, stage)):
+                shifted = block_interval > 0 and i % block_interval == 0
+                if shifted or block_gate is not None:
+                    gate = None if block_gate is None else block_gate(block.conv1.in_channels)
+                    block.conv1 = TemporalShift(block.conv1, shift_div, gate=gate, shift=shifted)
+                if shifted:
+                    self.shifted_blocks.append(f"{stage}.{i}")
 
     def _set_num_frames(self, t: int) -> None:
         for m in self.modules():

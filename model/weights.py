@@ -23,6 +23,13 @@ then mapped onto the model, where the first convolution of a shifted block is ``
 checkpoint's shift placement need not match the model's: an ImageNet ResNet (no shift) or a TSM
 checkpoint with a different block interval loads all the same (the shift has no parameters).
 
+Block gates (MANet's squeeze-and-excitation, ``layerX.Y.conv1.gate.*``) are new layers: a file
+without them (ImageNet, TSM) leaves them at their initialisation and the report lists them under
+``initialised``; a file with them loads them. The MA-52 authors' mmaction2 release of MANet stores
+them as ``backbone.layerX.Y.conv1.conv.fcce.0.weight`` / ``fcce.2.weight`` (the reduce and expand
+layers, no bias), mapped here to ``gate.reduce`` / ``gate.expand``; its ``action_p2_*`` layers,
+which its forward pass never calls, are dropped.
+
 Files are read with ``torch.load(weights_only=True)``. A checkpoint that pickles other objects
 (some mmaction2 files store ``meta`` with arbitrary objects) must first be re-saved as a plain
 state dict.
@@ -64,6 +71,8 @@ class LoadReport:
     loaded: int
     dropped: list[str] = field(default_factory=list)
     """Source keys deliberately ignored (classifier heads)."""
+    initialised: list[str] = field(default_factory=list)
+    """Model keys the file does not hold that keep their initialisation (block gates only)."""
 
 
 class WeightsMismatchError(ValueError):
@@ -111,6 +120,13 @@ _MM_RULES = (
     (re.compile(r"^(layer\d+\.\d+)\.downsample\.conv\.(.+)$"), r"\1.downsample.0.\2"),
     (re.compile(r"^(layer\d+\.\d+)\.downsample\.bn\.(.+)$"), r"\1.downsample.1.\2"),
 )
+# After _MM_RULES: the MANet release's SE layers inside its shift wrapper (module docstring).
+_MANET_SE_RULES = (
+    (re.compile(r"^(layer\d+\.\d+)\.conv1\.fcce\.0\.(.+)$"), r"\1.conv1.gate.reduce.\2"),
+    (re.compile(r"^(layer\d+\.\d+)\.conv1\.fcce\.2\.(.+)$"), r"\1.conv1.gate.expand.\2"),
+)
+_MANET_UNUSED = re.compile(r"^layer\d+\.\d+\.conv1\.action_p2_")
+_GATE = ".conv1.gate."
 
 
 def to_torchvision_names(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -135,6 +151,11 @@ def to_torchvision_names(state_dict: dict[str, torch.Tensor], fmt: str) -> tuple
                 if pattern.match(name):
                     name = pattern.sub(repl, name)
                     break
+            if _MANET_UNUSED.match(name):
+                dropped.append(key)
+                continue
+            for pattern, repl in _MANET_SE_RULES:
+                name = pattern.sub(repl, name)
         elif fmt != "torchvision":
             raise ValueError(f"unknown backbone weight format {fmt!r}")
         if name.startswith("fc."):
@@ -169,7 +190,9 @@ def load_backbone_weights(model: nn.Module, weights: BackboneWeights | Path | st
 
     target = backbone.state_dict()
     target_by_canonical = {k.replace(".conv1.net.", ".conv1."): k for k in target}
-    missing = [c for c in target_by_canonical if c not in canonical and not c.endswith("num_batches_tracked")]
+    initialised = [c for c in target_by_canonical if _GATE in c and c not in canonical]
+    missing = [c for c in target_by_canonical if c not in canonical and not c.endswith("num_batches_tracked")
+               and c not in initialised]
     unexpected = [c for c in canonical if c not in target_by_canonical]
     mis_shaped = [f"{c}: file {tuple(canonical[c].shape)} vs model {tuple(target[t].shape)}"
                   for c, t in target_by_canonical.items() if c in canonical and canonical[c].shape != target[t].shape]
@@ -178,4 +201,4 @@ def load_backbone_weights(model: nn.Module, weights: BackboneWeights | Path | st
 
     new_state = {t: canonical[c] for c, t in target_by_canonical.items() if c in canonical}
     backbone.load_state_dict(new_state, strict=False)
-    return LoadReport(format=fmt, loaded=len(new_state), dropped=dropped)
+    return LoadReport(format=fmt, loaded=len(new_state), dropped=dropped, initialised=initialised)

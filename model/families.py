@@ -90,7 +90,7 @@ class ModelFamily:
         cls = self.config_class
         fn = getattr(cls, name, None)
         if name.startswith("_") or name in ("from_dict", "to_dict", "replace") or not callable(fn):
-            raise ValueError(f"unknown {self.title} preset {name!r}")
+            raise ValueError(f"unknown model preset {name!r} of {self.title}")
         return fn(**overrides)
 
     def inputs(self, config) -> frozenset[str]:
@@ -146,7 +146,7 @@ class MicroDualNetFamily(ModelFamily):
         return self.model_class(config, entities=entities)
 
     def forward(self, model, frames, keypoints) -> FamilyOutput:
-        out = model(frames if model.uses_rgb else None, keypoints)
+        out = model(frames, keypoints)  # callers pass frames=None where the config reads no pixels
         feats = out.fused.float().mean(dim=(1, 2)) if out.fused is not None else None
         return FamilyOutput(logits=out.logits, routing=out.routing, features=feats, raw=out)
 

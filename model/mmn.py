@@ -116,7 +116,8 @@ class MMNConfig:
     use_mtm: bool = True
     """Motion-guided temporal modulation of the TConv branch (off: X_t unmodulated)."""
     fusion: str = "mcl"
-    """"mcl": motion consistency learning over the stages' outputs; "last": the last stage alone."""
+    """"mcl": motion consistency learning over the stages' outputs; "last": the last stage alone (needs
+    ``scale_input="hierarchical"``: otherwise the earlier stages would feed nothing)."""
     positional: str = "stpe"
     """"stpe" (sinusoid(t) x learnable joint embedding), "time" (sinusoid only), "joint" (learnable
     joint embedding only), "none"."""
@@ -154,6 +155,9 @@ class MMNConfig:
             raise ValueError(f"embed_dim/4 ({self.embed_dim / 4}) must be divisible by num_heads ({self.num_heads})")
         if not self.depths or min(self.depths) < 1:
             raise ValueError("depths must be a non-empty tuple of positive ints")
+        if self.fusion == "last" and self.scale_input == "embedding" and len(self.depths) > 1:
+            raise ValueError("fusion 'last' with scale_input 'embedding' would leave every stage but the last unused; "
+                             "use scale_input='hierarchical' (the stages stacked) without MCL")
         if self.kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd")
         if self.num_joints != NUM_BODY25:

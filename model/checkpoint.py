@@ -4,14 +4,19 @@ A model checkpoint (``save_checkpoint`` / ``load_checkpoint``) is a ``torch.save
 only (dicts, lists, str, numbers, bool, None, tensors), so ``torch.load(weights_only=True)`` reads
 it without running or importing any of this project's code::
 
-    {"format": "micro-dualnet/2",
-     "config": MicroDualNetConfig.to_dict(),          # architecture + loss + ablation switches
+    {"format": "microaction-model/3",
+     "family": "micro_dualnet" | "mmn" | "manet",       # model.families.FAMILIES
+     "config": <family config>.to_dict(),             # architecture + loss + ablation switches
      "state_dict": {name: tensor},                     # unwrapped (no _orig_mod. / module. prefixes)
      "classes": ClassList.to_dict(),                   # output i -> name, MA-52 id (None: background)
      "preprocessing": Preprocessing.to_dict(),         # region, resize_short, size, mean, std
      "window_plan": WindowPlan.to_dict(),              # clip_len, stride, hop_s, ...
-     "entities": EntityDefinition.to_dict(),           # Eq. 1 joints by name, keypoint format, theta
+     "entities": EntityDefinition.to_dict(),           # Micro-DualNet only: Eq. 1 joints, keypoint format, theta
      "provenance": {"training_data", "trained_on", "metrics", "date", "code_version", "torch", ...}}
+
+One format for every family: the family's own plain data (``ModelFamily.state``: Micro-DualNet's
+entity definition) is stored at the top level beside the common entries. Files of the previous
+format ``micro-dualnet/2`` (no "family" entry) are read as Micro-DualNet checkpoints.
 
 The training state (``save_training_state``) is a separate file of the same kind: optimizer,
 scheduler and grad-scaler state dicts, epoch, step, and the RNG states of Python, NumPy and torch
@@ -50,19 +55,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.config import MicroDualNetConfig
 from model.entities import EntityDefinition
-from model.micro_dualnet import MicroDualNet
+from model.families import FamilyUnavailable, ModelFamily, family_of, get_family
 from model.preprocessing import ClassList, Preprocessing
 from model.windows import WindowPlan
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "TRAINING_STATE_FORMAT", "Checkpoint", "CheckpointError", "save_checkpoint",
+    "CHECKPOINT_FORMAT", "READABLE_FORMATS", "TRAINING_STATE_FORMAT", "Checkpoint", "CheckpointError", "save_checkpoint",
     "load_checkpoint", "save_training_state", "load_training_state", "restore_training_state", "unwrap_model",
     "code_version",
 ]
 
-CHECKPOINT_FORMAT = "micro-dualnet/2"
+CHECKPOINT_FORMAT = "microaction-model/3"
+READABLE_FORMATS = (CHECKPOINT_FORMAT, "micro-dualnet/2")
+"""Formats :func:`load_checkpoint` reads; ``micro-dualnet/2`` is a Micro-DualNet file of the previous format."""
 TRAINING_STATE_FORMAT = "micro-dualnet-training/1"
 _PACKAGE = "microaction-cohort"
 
@@ -77,33 +83,66 @@ class Checkpoint:
 
     Attributes
     ----------
-    model : MicroDualNet
+    model : nn.Module
         Rebuilt from the config and weights, in eval mode, on ``map_location``.
-    config : MicroDualNetConfig
+    config : the family's config (``MicroDualNetConfig``, ``MMNConfig``, ...)
     classes : ClassList
         What output ``i`` of the logits means.
     preprocessing : Preprocessing
         Pixel preprocessing used in training (crop region, resize, size, normalisation).
     plan : WindowPlan
         Window plan the model was trained for (frames per clip, stride, hop).
-    entities : EntityDefinition
-        Entity boxes (Eq. 1) the model was trained with; also ``model.entity_definition``.
+    entities : EntityDefinition or None
+        Micro-DualNet: the entity boxes (Eq. 1) it was trained with; None for other families.
     provenance : dict
         Training data, ``trained_on``, metrics, date, code version, torch version, user fields.
     sha256 : str
         Hex sha256 of the file's bytes (for sidecars / config hashes of downstream artifacts).
     path : Path
+    family : ModelFamily
+        What the model is (:mod:`model.families`): its inputs per window, forward, loss.
+    state : dict
+        The family's own plain data from the file (``ModelFamily.state``).
     """
 
-    model: MicroDualNet
-    config: MicroDualNetConfig
+    model: nn.Module
+    config: Any
     classes: ClassList
     preprocessing: Preprocessing
     plan: WindowPlan
-    entities: EntityDefinition
+    entities: EntityDefinition | None
     provenance: dict[str, Any]
     sha256: str
     path: Path = field(default_factory=Path)
+    family: ModelFamily = field(default_factory=lambda: get_family("micro_dualnet"))
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """What the model reads per window: a subset of {"pixels", "keypoints"}."""
+        return self.family.inputs(self.config)
+
+    @property
+    def uses_pixels(self) -> bool:
+        """False: the model runs from keypoints alone (the recognition stage never decodes the video)."""
+        return self.family.uses_pixels(self.config)
+
+    @property
+    def keypoint_joints(self) -> int:
+        return self.family.keypoint_joints(self.config, self.state)
+
+    @property
+    def keypoint_threshold(self) -> float:
+        return self.family.keypoint_threshold(self.config, self.state)
+
+    @property
+    def part_names(self) -> list[str]:
+        """Entity names of the routing column (empty for families without routing)."""
+        return self.family.part_names(self.config, self.state)
+
+    def forward(self, frames: torch.Tensor | None, keypoints: torch.Tensor | None):
+        """The family's forward on this model -> :class:`model.families.FamilyOutput`."""
+        return self.family.forward(self.model, frames, keypoints)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,7 +151,7 @@ class Checkpoint:
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain :class:`MicroDualNet` inside ``torch.compile`` / DataParallel / DDP wrappers.
+    """The plain model inside ``torch.compile`` / DataParallel / DDP wrappers.
 
     Their ``state_dict`` prefixes every key (``_orig_mod.``, ``module.``), which a freshly built
     model would not load; checkpoints always store the unwrapped names.
@@ -227,7 +266,7 @@ def save_checkpoint(path: Path | str, model: nn.Module, *, classes: ClassList, p
 
     Parameters
     ----------
-    model : MicroDualNet
+    model : a registered family's model (:mod:`model.families`)
         Possibly wrapped by ``torch.compile`` / DataParallel / DDP (unwrapped first).
     classes : ClassList
         Must have ``config.num_classes`` entries.
@@ -241,9 +280,8 @@ def save_checkpoint(path: Path | str, model: nn.Module, *, classes: ClassList, p
         8601), ``code_version`` and ``torch`` are filled in unless given.
     """
     model = unwrap_model(model)
-    if not isinstance(model, MicroDualNet):
-        raise TypeError(f"save_checkpoint needs a MicroDualNet, got {type(model).__name__}")
-    cfg: MicroDualNetConfig = model.cfg
+    family = family_of(model)  # TypeError for a model of no registered family
+    cfg = model.cfg
     if not isinstance(classes, ClassList):
         raise TypeError(f"classes must be a model.preprocessing.ClassList, got {type(classes).__name__}")
     if not isinstance(preprocessing, Preprocessing):
@@ -259,16 +297,22 @@ def save_checkpoint(path: Path | str, model: nn.Module, *, classes: ClassList, p
         **(provenance or {}),
     }
     _check_plain(prov, "provenance")
+    state = family.state(model)
+    common = {"format", "family", "config", "state_dict", "classes", "preprocessing", "window_plan", "provenance"}
+    if set(state) & common:
+        raise ValueError(f"family {family.name} state uses reserved keys {sorted(set(state) & common)}")
     obj = {
         "format": CHECKPOINT_FORMAT,
+        "family": family.name,
         "config": cfg.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "classes": classes.to_dict(),
         "preprocessing": preprocessing.to_dict(),
         "window_plan": plan.to_dict(),
-        "entities": model.entity_definition.to_dict(),
+        **state,
         "provenance": prov,
     }
+    _check_plain(state, "family state")
     _check_plain(obj["config"], "config")
     return _atomic_torch_save(obj, Path(path))
 
@@ -283,28 +327,37 @@ def load_checkpoint(path: Path | str, *, map_location: str | torch.device = "cpu
     path = Path(path)
     obj, sha = _read(path, "checkpoint")
     if not isinstance(obj, dict) or "format" not in obj:
-        raise CheckpointError(f"{path}: not a Micro-DualNet checkpoint (no 'format' entry; a bare state dict "
-                              "or another program's file?)")
-    if obj["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {obj['format']!r}, this code reads {CHECKPOINT_FORMAT!r}"
+        raise CheckpointError(f"{path}: not a model checkpoint of this project (Micro-DualNet, MMN, ...: no 'format' "
+                              "entry; a bare state dict or another program's file?)")
+    if obj["format"] not in READABLE_FORMATS:
+        raise CheckpointError(f"{path}: checkpoint format {obj['format']!r}, this code reads "
+                              f"{' or '.join(map(repr, READABLE_FORMATS))}"
                               + (" (format 1 stored no class list, preprocessing or window plan; retrain or re-save)"
                                  if obj["format"] == "micro-dualnet/1" else ""))
-    missing = [k for k in ("config", "state_dict", "classes", "preprocessing", "window_plan", "entities",
-                           "provenance") if k not in obj]
+    family_name = obj.get("family", "micro_dualnet") if obj["format"] == CHECKPOINT_FORMAT else "micro_dualnet"
+    required = ("config", "state_dict", "classes", "preprocessing", "window_plan", "provenance")
+    if family_name == "micro_dualnet":
+        required += ("entities",)
+    missing = [k for k in required if k not in obj]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     try:
-        config = MicroDualNetConfig.from_dict(obj["config"])
+        family = get_family(family_name)
+        config = family.config_class.from_dict(obj["config"])
         classes = ClassList.from_dict(obj["classes"])
         preprocessing = Preprocessing.from_dict(obj["preprocessing"])
         plan = WindowPlan.from_dict(obj["window_plan"])
-        entities = EntityDefinition.from_dict(obj["entities"])
+        common = set(required) | {"format", "family"}
+        state = {k: v for k, v in obj.items() if k not in common or k == "entities"}
+        entities = EntityDefinition.from_dict(obj["entities"]) if "entities" in obj else None
+    except FamilyUnavailable as exc:
+        raise CheckpointError(f"{path}: {_one_line(exc)}") from None
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise CheckpointError(f"{path}: invalid checkpoint contents ({_one_line(exc)})") from None
     if len(classes) != config.num_classes:
         raise CheckpointError(f"{path}: {len(classes)} class names for {config.num_classes} model outputs")
     try:
-        model = MicroDualNet(config, entities=entities)
+        model = family.build(config, state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model ({_one_line(exc)})") from None
     state = obj["state_dict"]
@@ -323,7 +376,7 @@ def load_checkpoint(path: Path | str, *, map_location: str | torch.device = "cpu
     model.to(map_location).eval()
     prov = obj["provenance"] if isinstance(obj["provenance"], dict) else {}
     return Checkpoint(model=model, config=config, classes=classes, preprocessing=preprocessing, plan=plan,
-                      entities=entities, provenance=prov, sha256=sha, path=path)
+                      entities=entities, provenance=prov, sha256=sha, path=path, family=family, state=state)
 
 
 # --------------------------------------------------------------------------------------------------

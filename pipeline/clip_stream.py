@@ -53,6 +53,9 @@ class VideoPlan:
     boxes : list of CropBox (region "person") or None
     prep : Preprocessing
     decoder : "cpu" (OpenCV) or "nvdec" (torchcodec on CUDA; frames and clips stay on the GPU)
+    pixels : False for a model that reads keypoints alone: the file is never opened and each clip's
+        frames are an empty [T, 3, 0, 0] tensor (keypoints in source pixels: such a model normalises
+        every window itself)
     """
 
     video_id: str
@@ -67,6 +70,7 @@ class VideoPlan:
     boxes: list[CropBox] | None
     prep: Preprocessing
     decoder: str = "cpu"
+    pixels: bool = True
 
     def __len__(self) -> int:
         return len(self.window_index)
@@ -122,6 +126,12 @@ def iter_window_clips(plan: VideoPlan, stats: StreamStats | None = None) -> Iter
     stats = stats if stats is not None else StreamStats()
     n = len(plan)
     if n == 0:
+        return
+    if not plan.pixels:  # keypoint-only model: no decoding at all
+        t = plan.window_frames.shape[1]
+        for i in range(n):
+            yield WindowClip(plan.video_id, int(plan.window_index[i]), torch.empty((t, 3, 0, 0), dtype=torch.uint8),
+                             torch.from_numpy(np.ascontiguousarray(plan.keypoints[i], dtype=np.float32)))
         return
     frames = plan.window_frames
     last_frame = frames.max(axis=1)  # window i is complete once this frame is decoded

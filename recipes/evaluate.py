@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
 from model.metrics import class_to_body, classification_metrics, top_k_predictions
-from model.micro_dualnet import MicroDualNet
+from model.families import ModelFamily, family_of
 from model.preprocessing import ClassList, Preprocessing
 from model.taxonomy import MA52
 from pipeline.artifacts import atomic_write_bytes
@@ -60,17 +60,19 @@ class Predictions:
 
     scores: np.ndarray  # [N, C] float32 softmax probabilities (mean over views)
     labels: np.ndarray  # [N] int64
-    features: np.ndarray  # [N, D] f_entity = mean over T, K of the routed features (Eq. 19)
+    features: np.ndarray  # [N, D] the family's clip feature (Micro-DualNet: f_entity, Eq. 19; MMN: pooled MCL output)
     routing_st: np.ndarray  # [N, K] mean ST weight over frames (and views)
     indices: np.ndarray  # [N] positions in the prepared folder
 
 
 @torch.inference_mode()
-def predict_clips(model: MicroDualNet, dataset: ClipDataset, *, batch_size: int = 12,
+def predict_clips(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: int = 12,
                   device: str | torch.device = "cpu", amp: bool = True, workers: int = 0,
-                  preprocessing: Preprocessing | None = None) -> Predictions:
-    """Run ``model`` (eval mode, restored afterwards) over an evaluation dataset."""
+                  preprocessing: Preprocessing | None = None, family: ModelFamily | None = None) -> Predictions:
+    """Run ``model`` (any family's, :mod:`model.families`; eval mode, restored afterwards) over an evaluation dataset."""
     device = torch.device(device)
+    family = family or family_of(model)
+    pixels = getattr(model, "uses_rgb", family.uses_pixels(model.cfg))
     preprocessing = preprocessing or dataset.preprocessing
     was_training = model.training
     model.eval()
@@ -89,11 +91,11 @@ def predict_clips(model: MicroDualNet, dataset: ClipDataset, *, batch_size: int 
             else:
                 v = 1
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                out = model(normalize_frames(frames, preprocessing), kp)
+                out = family.forward(model, normalize_frames(frames, preprocessing) if pixels else None, kp)
             prob = out.logits.float().softmax(-1).view(b, v, -1).mean(1)
             scores.append(prob.cpu())
-            if out.fused is not None:  # the TSM baseline has no entity features (no t-SNE then)
-                feats.append(out.fused.float().mean(dim=(1, 2)).view(b, v, -1).mean(1).cpu())
+            if out.features is not None:  # the TSM baseline has no entity features (no t-SNE then)
+                feats.append(out.features.float().view(b, v, -1).mean(1).cpu())
             if out.routing is not None:  # ablations without routing (concat fusion, pooling, TSM baseline)
                 routing.append(out.routing[..., 0].float().mean(dim=1).view(b, v, -1).mean(1).cpu())
             labels.append(batch["label"])
@@ -200,7 +202,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
     out.mkdir(parents=True, exist_ok=True)
     ds = ClipDataset(data, ckpt.plan.clip_len, train=False, preprocessing=ckpt.preprocessing, views=views)
     pred = predict_clips(ckpt.model, ds, batch_size=batch_size, device=dev, amp=amp, workers=workers,
-                         preprocessing=ckpt.preprocessing)
+                         preprocessing=ckpt.preprocessing, family=ckpt.family)
     written: list[Path] = []
     ids = [data.ids[i] for i in pred.indices]
     names = list(classes.names)
@@ -211,6 +213,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
     tsne = _tsne(pred.features)
     report = {"metrics": metrics, "clips": int(len(pred.labels)), "views": list(views) if views else [1, 1],
               "checkpoint": str(weights), "checkpoint_sha256": ckpt.sha256, "prepared": str(prepared),
+              "family": ckpt.family.name,
               "tsne": "written" if tsne is not None else "skipped (scikit-learn not installed, fewer than 5 clips, or a model without entity features)"}
     written.append(write_file_atomic(out / "metrics.json", json.dumps(report, indent=1) + "\n"))
 
@@ -265,7 +268,7 @@ def evaluate(weights: str | os.PathLike, prepared: str | os.PathLike, out_dir: s
 
     # routing preference per class and entity (models without routing have none)
     if pred.routing_st.size:
-        entities = list(ckpt.config.layout.names)
+        entities = list(ckpt.part_names)
         pref = np.full((c, len(entities)), np.nan)
         for k in range(c):
             sel = pred.labels == k
@@ -301,7 +304,7 @@ def _parse_views(text: str | None) -> tuple[int, int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recipes.evaluate", description=(
-        "Evaluate a Micro-DualNet checkpoint on a prepared clip folder (metrics, per-class table, confusion, "
+        "Evaluate a checkpoint (any model family) on a prepared clip folder (metrics, per-class table, confusion, "
         "class-wise accuracy, t-SNE, routing preference; --submission: MA-52 prediction.csv). "
         "Exit status: 0 done, 2 bad input."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", required=True, metavar="CKPT", help="checkpoint from python -m recipes.train")

@@ -14,7 +14,7 @@ from typing import Any
 from model.config import MicroDualNetConfig
 from model.windows import WindowPlan, ma52_plan
 
-__all__ = ["PaperRow", "PAPER_ROWS", "paper_row_config"]
+__all__ = ["PaperRow", "PAPER_ROWS", "paper_row_config", "MMNRow", "MMN_ROWS"]
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,58 @@ def paper_row_config(key: str, **extra: Any) -> MicroDualNetConfig:
     if key not in PAPER_ROWS:
         raise KeyError(f"unknown paper row {key!r}; one of {sorted(PAPER_ROWS)}")
     return PAPER_ROWS[key].config(**extra)
+
+
+# --------------------------------------------------------------------------------------------------
+# MMN ("Motion Matters"): its ablation tables as configs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MMNRow:
+    """One MMN ablation row: what it switches (``overrides`` on :meth:`model.mmn.MMNConfig.ma52`) and the
+    MA-52 numbers the paper reports for it, where known here.
+
+    The paper's text was not available to this work (only its abstract, DESIGN.md section 11's numbers and
+    its public code): ``top1`` / ``f1_mean`` are given for the rows whose numbers DESIGN.md records and are
+    None otherwise, to be filled in from Tables 3-5 by whoever has the paper. The rows are the ablations
+    its method defines (components, positional embedding, streams); their table labels are ours.
+    """
+
+    key: str
+    table: str
+    label: str
+    overrides: dict[str, Any]
+    top1: float | None = None
+    f1_mean: float | None = None
+    note: str = ""
+
+    def config(self, **extra: Any):
+        from model.mmn import MMNConfig
+
+        return MMNConfig.ma52(**{**self.overrides, **extra})
+
+
+def _mrow(key, table, label, top1=None, f1_mean=None, note="", **overrides) -> MMNRow:
+    return MMNRow(key, table, label, overrides, top1, f1_mean, note)
+
+
+MMN_ROWS: dict[str, MMNRow] = {r.key: r for r in (
+    # Table 3: components (MSM, MTM, motion consistency learning), joint stream.
+    _mrow("3.baseline", "3", "baseline (no MSM, no MTM, last stage only)", use_msm=False, use_mtm=False,
+          fusion="last", scale_input="hierarchical"),
+    _mrow("3.msm", "3", "+ MSM", use_mtm=False, fusion="last", scale_input="hierarchical"),
+    _mrow("3.mtm", "3", "+ MTM", use_msm=False, fusion="last", scale_input="hierarchical"),
+    _mrow("3.msm_mtm", "3", "+ MSM + MTM", fusion="last", scale_input="hierarchical"),
+    _mrow("3.full", "3", "+ MSM + MTM + motion consistency learning (MMN, joint)", top1=61.33),
+    # Table 4: positional embedding.
+    _mrow("4.none", "4", "no positional embedding", positional="none"),
+    _mrow("4.joint", "4", "learnable joint embedding only", positional="joint"),
+    _mrow("4.time", "4", "sinusoidal time embedding only", positional="time"),
+    _mrow("4.stpe", "4", "skeletal-temporal (time x joint) embedding (MMN)", top1=61.33),
+    # Table 5: streams and score fusion.
+    _mrow("5.joint", "5", "joint stream", top1=61.33, streams=("joint",)),
+    _mrow("5.bone", "5", "bone stream", streams=("bone",)),
+    _mrow("5.2s", "5", "joint + bone (2S score fusion)", top1=62.71, f1_mean=65.34, streams=("joint", "bone")),
+)}
+"""MMN's ablations (key -> :class:`MMNRow`); docs/model.md has the same table."""

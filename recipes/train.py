@@ -1,4 +1,9 @@
-"""Train Micro-DualNet on a prepared clip folder: ``python -m recipes.train`` and :func:`train`.
+"""Train a recogniser (any model family) on a prepared clip folder: ``python -m recipes.train`` and :func:`train`.
+
+``--family`` picks the model family (:mod:`model.families`: ``micro_dualnet`` default, ``mmn``,
+``manet``); the preset and ``--set`` overrides are that family's config's. ``--recipe mmn`` starts
+from the MMN paper's recipe (:meth:`TrainConfig.mmn_paper`: AdamW lr 1e-3 at batch 64, weight decay
+0.1, 20 warm-up epochs, cosine to 1e-5, 120 epochs, label smoothing 0.1, T = 64).
 
 ::
 
@@ -54,10 +59,9 @@ from torch.utils.data import DataLoader, Sampler
 from model.checkpoint import (CheckpointError, load_checkpoint, load_training_state, restore_training_state,
                               save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
-from model.config import MicroDualNetConfig
+from model.families import family_of, get_family
 from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
-from model.micro_dualnet import MicroDualNet
 from model.weights import BackboneWeights, load_backbone_weights
 from model.windows import WindowPlan
 
@@ -72,9 +76,12 @@ class TrainConfig:
     """Training hyper-parameters (paper IV-B defaults) and run settings."""
 
     # --- model --------------------------------------------------------------------------------
+    family: str = "micro_dualnet"
+    """The model family (:data:`model.families.FAMILIES`): "micro_dualnet", "mmn" or "manet"."""
     preset: str = "ma52"
-    """A :class:`MicroDualNetConfig` preset classmethod (``ma52``, ``imigue``, ``tiny``, or any
-    other the config defines); ``num_classes`` always comes from the prepared folder's class list."""
+    """A preset classmethod of the family's config (``MicroDualNetConfig``: ``ma52``, ``imigue``, ``tiny``;
+    ``MMNConfig``: ``ma52``, ``ma52_2s``, ``tiny``); ``num_classes`` always comes from the prepared
+    folder's class list."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields replacing the preset's (ablations: ``paths``, ``fusion``, ``use_mac``, ``modality``...)."""
     backbone_weights: str | None = None
@@ -82,6 +89,8 @@ class TrainConfig:
     backbone_format: str = "auto"
 
     # --- optimisation (IV-B) ------------------------------------------------------------------
+    optimizer: str = "sgd"
+    """"sgd" (momentum, Micro-DualNet IV-B) or "adamw" (MMN's recipe)."""
     epochs: int = 120
     batch_size: int = 12
     """Global batch (all processes together)."""
@@ -146,6 +155,17 @@ class TrainConfig:
             raise ValueError(f"unknown training config field(s): {', '.join(unknown)}")
         return cls(**d)
 
+    @classmethod
+    def mmn_paper(cls, **changes: Any) -> "TrainConfig":
+        """MMN's recipe (DESIGN.md section 11, its public code): AdamW, lr 1e-3 at batch 64, weight decay
+        0.1, 20 warm-up epochs from 1e-7, cosine to 1e-5 over 120 epochs, label smoothing 0.1, no
+        gradient clipping, T = 64 (stride 1: the MA-52 clip's 64 frames). Augmentation is the model's own
+        (``MMNConfig.augment``, applied in its training-mode forward); the clip flip stays on."""
+        base = dict(family="mmn", preset="ma52", optimizer="adamw", lr=1e-3, lr_reference_batch=64, batch_size=64,
+                    weight_decay=0.1, warmup_epochs=20, warmup_start_lr=1e-7, min_lr=1e-5, epochs=120,
+                    label_smoothing=0.1, grad_clip=None, num_frames=64)
+        return cls(**{**base, **changes})
+
     @property
     def lr_scale(self) -> float:
         return self.batch_size / self.lr_reference_batch if self.scale_lr else 1.0
@@ -162,21 +182,19 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def model_config(cfg: TrainConfig, num_classes: int) -> MicroDualNetConfig:
-    """The preset with ``model_overrides`` and the folder's class count."""
-    preset = getattr(MicroDualNetConfig, cfg.preset, None)
-    if cfg.preset.startswith("_") or not callable(preset) or cfg.preset in ("from_dict", "replace", "to_dict"):
-        raise ValueError(f"unknown model preset {cfg.preset!r}; e.g. 'ma52', 'imigue', 'tiny'")
+def model_config(cfg: TrainConfig, num_classes: int):
+    """The family's preset with ``model_overrides`` and the folder's class count."""
+    family = get_family(cfg.family)
     overrides = {**cfg.model_overrides, "num_classes": num_classes}
     if cfg.num_frames is not None:
         overrides.setdefault("num_frames", cfg.num_frames)
-    return preset(**overrides)
+    return family.preset(cfg.preset, **overrides)
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> MicroDualNet:
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given."""
     torch.manual_seed(cfg.seed)
-    model = MicroDualNet(model_config(cfg, num_classes))
+    model = get_family(cfg.family).build(model_config(cfg, num_classes))
     if cfg.backbone_weights:
         load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
     return model
@@ -239,7 +257,7 @@ def _set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
                 m.eval()
 
 
-def _channels_last(model: MicroDualNet) -> None:
+def _channels_last(model: nn.Module) -> None:
     from model.backbone import TSMResNet
 
     model.to(memory_format=torch.channels_last)
@@ -308,9 +326,11 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator[dict[str, torch.Te
     n = 0
     try:
         for batch in batches:
-            frames = normalize_frames(batch["frames"].to(device), preprocessing)
+            family = family_of(model)
+            pixels = getattr(model, "uses_rgb", family.uses_pixels(model.cfg))
+            frames = normalize_frames(batch["frames"].to(device), preprocessing) if pixels else None
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                model(frames, batch["keypoints"].to(device))
+                family.forward(model, frames, batch["keypoints"].to(device))
             n += 1
     finally:
         for bn, mom in zip(bns, momenta):
@@ -376,7 +396,9 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     out_dir.mkdir(parents=True, exist_ok=True)
 
     model = build_model(cfg, len(classes))
+    family = get_family(cfg.family)
     mcfg = model.cfg
+    pixels = family.uses_pixels(mcfg)
     t = cfg.num_frames or mcfg.num_frames
     stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
     plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
@@ -401,7 +423,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         _channels_last(model)
     if world > 1 and cfg.sync_batchnorm and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    core: MicroDualNet = model
+    core: nn.Module = model
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -409,8 +431,13 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         net = torch.compile(net)
 
     params = [p for p in core.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr * cfg.lr_scale, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr * cfg.lr_scale, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr * cfg.lr_scale, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed)
     sampler = GlobalBatchSampler(len(train_ds), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
                                  max_steps=cfg.max_steps_per_epoch)
@@ -441,14 +468,15 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         t_wait = time.perf_counter()
         for batch in loader:
             wait += time.perf_counter() - t_wait
-            # the pose modality reads keypoints only: skip moving and normalising pixels it never uses
+            # a keypoint-only model (Micro-DualNet's pose modality reads crop keypoints, MMN any keypoints)
+            # gets no pixels: skip moving and normalising frames it never uses
             frames = (normalize_frames(batch["frames"].to(device, non_blocking=True), preprocessing)
-                      if core.uses_rgb else None)
+                      if getattr(core, "uses_rgb", pixels) else None)
             keypoints = batch["keypoints"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                out = net(frames, keypoints)
-                terms = core.loss(out, labels, label_smoothing=cfg.label_smoothing)
+                out = family.forward(net, frames, keypoints)
+                terms = family.loss(core, out, labels, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             if cfg.grad_clip:
@@ -483,7 +511,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
             if rank == 0:
                 val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing)
                 pred = predict_clips(core, val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, device=device,
-                                     amp=cfg.amp, workers=cfg.workers)
+                                     amp=cfg.amp, workers=cfg.workers, family=family)
                 metrics = classification_metrics(pred.labels, pred.scores, classes)
                 row.update({f"val_{k}": v for k, v in metrics.items()})
             _set_train_mode(net, cfg.freeze_bn)
@@ -526,12 +554,17 @@ def _parse_override(text: str) -> tuple[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m recipes.train", description=(
-        "Train Micro-DualNet on a prepared clip folder (python -m recipes.prepare_clips). Paper IV-B recipe by "
-        "default. Exit status: 0 done, 2 bad input."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "Train a recogniser (Micro-DualNet, MMN, MANet) on a prepared clip folder (python -m recipes.prepare_clips). "
+        "Micro-DualNet paper IV-B recipe by default; --recipe mmn for MMN's. Exit status: 0 done, 2 bad input."),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train", required=True, metavar="DIR", help="prepared training folder")
     p.add_argument("--val", metavar="DIR", help="prepared validation folder (best.pt by its F1_mean)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs)")
-    p.add_argument("--preset", default=d.preset, help="MicroDualNetConfig preset (ma52, imigue, tiny, ...)")
+    p.add_argument("--recipe", choices=("micro_dualnet", "mmn"), default=None,
+                   help="start from a paper's recipe (mmn: TrainConfig.mmn_paper; default Micro-DualNet IV-B)")
+    p.add_argument("--family", default=None, help=f"model family (micro_dualnet, mmn, manet; default {d.family})")
+    p.add_argument("--preset", default=None, help=f"the family config's preset (ma52, imigue, tiny, ma52_2s, ...; "
+                                                 f"default {d.preset})")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                    help="model config override, repeatable (e.g. --set paths=st --set use_mac=False)")
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file (flags below win)")
@@ -554,8 +587,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = {}
     if args.config:
         base = json.loads(Path(args.config).read_text())
+    if getattr(args, "recipe", None) == "mmn":
+        base = {**TrainConfig.mmn_paper().to_dict(), **base}
     cfg = TrainConfig.from_dict(base)
-    changes: dict[str, Any] = {"preset": args.preset}
+    changes: dict[str, Any] = {}
+    for name in ("family", "preset"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
     overrides = dict(cfg.model_overrides)
     overrides.update(dict(_parse_override(o) for o in args.overrides))
     changes["model_overrides"] = overrides

@@ -198,10 +198,14 @@ def _model_section(run: Run, show_paths: bool) -> MethodsSection:
         classes = classes.get("names", list(classes))
     n_classes = len(classes) if isinstance(classes, (list, tuple)) else None
     ids = _distinct([checkpoint_id(m) for m in metas])
-    text = "Micro-action probabilities were computed with a Micro-DualNet model"
+    recorded = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
+    title = recorded.get("family_title") or "Micro-DualNet"  # sidecars before model families: Micro-DualNet
+    text = f"Micro-action probabilities were computed with a {title} model"
     text += f" (checkpoint {str(ckpt)[:12]})" if ckpt else " (checkpoint not recorded)"
     text += f" with {n_classes} output classes" if n_classes else ""
     sec.text.append(text + ".")
+    if recorded.get("inputs") == ["keypoints"]:
+        sec.text.append("The model read body keypoints only: no video pixels were used for recognition.")
     data = find_value(meta, ("training_data", "trained_on", "train_data", "dataset", "data_source"))
     sim = simulated_provenance(run)
     if isinstance(data, str):

@@ -1,7 +1,7 @@
 """Proof on simulated coders: coder-vs-coder kappa and ICC follow the planted jitter and miss rate.
 
 Truth: seeded events per participant (event rate differs between participants, events separated by
-more than twice the jitter). Two coders (:func:`codings_fixtures.simulated_coder`) each miss an event
+more than twice the jitter). Two coders (:func:`agreement_fixtures.simulated_coder`) each miss an event
 with probability ``m`` and move its onset and offset by independent uniform whole-frame shifts in
 ``[-J, J]``. Expected values from the planted parameters alone (no package code):
 

@@ -144,7 +144,7 @@ def test_checkpoint_with_a_pickled_custom_class_is_refused_by_name(tmp_path):
 def test_missing_and_foreign_files(tmp_path):
     assert "not found" in _error(tmp_path / "nope.pt")
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "sd.pt")
-    assert "not a Micro-DualNet checkpoint" in _error(tmp_path / "sd.pt")
+    assert "not a model checkpoint" in _error(tmp_path / "sd.pt")
     torch.save({"format": "micro-dualnet/1", "config": {}, "state_dict": {}}, tmp_path / "old.pt")
     assert "micro-dualnet/1" in _error(tmp_path / "old.pt")
     raw = torch.load(_save(tmp_path / "m.pt", _model()), weights_only=True)

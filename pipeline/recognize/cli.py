@@ -64,7 +64,7 @@ def _read_classes(text: str) -> ClassList:
 
 
 def build_parser():
-    p = make_parser("Sliding-window Micro-DualNet recognition: videos + keypoints -> window probabilities.",
+    p = make_parser("Sliding-window recognition (any model family; a keypoint-only checkpoint never reads the videos): videos + keypoints -> window probabilities.",
                     prog="python -m pipeline.recognize")
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
     p.add_argument("--keypoints", required=True, metavar="DIR",

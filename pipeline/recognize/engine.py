@@ -92,9 +92,9 @@ class Engine:
         self.up_to_date = up_to_date
         self.video_sha256 = video_sha256
         self.states = {job.item_id: VideoState(job) for job in jobs}
-        t, size = ckpt.plan.clip_len, ckpt.preprocessing.size
-        self.clip_shape = (t, 3, size, size)
-        self.kp_shape = (t, 25 if ckpt.entities.keypoint_format == "body25" else 33, 3)
+        t, size = ckpt.plan.clip_len, ckpt.preprocessing.size if ckpt.uses_pixels else 0
+        self.clip_shape = (t, 3, size, size)  # [T, 3, 0, 0] for a keypoint-only model: nothing decoded
+        self.kp_shape = (t, ckpt.keypoint_joints, 3)
         self.windows_done = 0
         self.model_seconds = 0.0
         self.wall_seconds = 0.0
@@ -163,10 +163,10 @@ class Engine:
         t0 = time.perf_counter()
         probs, st = classifier(batch.frames[:n], batch.keypoints[:n])
         self.model_seconds += time.perf_counter() - t0
-        for (vid, w), p, r in zip(batch.keys, probs, st):
+        for (vid, w), p, r in zip(batch.keys, probs, st if st is not None else [None] * n):
             s = self.states[vid]
             if s.error is None:
-                s.probs[w], s.routing[w] = p, r
+                s.probs[w], s.routing[w] = p, r  # r None: the family has no routing
         touched = {vid for vid, _ in batch.keys}
         batch.keys.clear()
         self.windows_done += n

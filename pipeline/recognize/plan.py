@@ -117,8 +117,28 @@ def window_rows(posed: PosedFrames, window_frames: np.ndarray, plan: WindowPlan,
 
 
 def _usable_joints(ckpt: Checkpoint, combined: np.ndarray) -> np.ndarray:
-    """The keypoints the model takes: BODY_25 only for ``keypoint_format="body25"``, else all 33."""
-    return combined[..., :25, :] if ckpt.entities.keypoint_format == "body25" else combined
+    """The keypoints the model takes (``ckpt.keypoint_joints``): BODY_25 only (25), or all 33."""
+    return combined[..., : ckpt.keypoint_joints, :]
+
+
+@dataclass(frozen=True)
+class _PosedVideo:
+    """The video facts a keypoint-only model needs, as the pose artifact records them (no probe)."""
+
+    frame_count: int
+    fps: float
+    size: tuple[int, int]
+
+
+def _recorded_video(keypoints_path: Path, kp: Keypoints, meta: dict) -> _PosedVideo:
+    video = meta.get("video") or {}
+    count = video.get("frame_count")
+    if count is None:
+        raise InputError(f"{keypoints_path}: its sidecar records no video.frame_count, which a keypoint-only model "
+                         "needs to lay its windows without the video; pose the video again (python -m pipeline.pose)")
+    fps = float(video.get("fps") or kp.fps)
+    size = (int(video.get("width") or kp.size[0]), int(video.get("height") or kp.size[1]))
+    return _PosedVideo(int(count), fps, size)
 
 
 def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, options: RecognizeOptions, *,
@@ -130,9 +150,14 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
     ``input_hash`` is the video's sha256); it is for the video's frame count; and it holds every frame
     the checkpoint's windows sample (:func:`window_rows`: posed with ``--frames sampled`` and the same
     plan, or ``--frames all``).
+
+    A checkpoint that reads no pixels (``ckpt.uses_pixels`` False: MMN) never opens the video: frame
+    count, fps and size come from the pose artifact's sidecar, the video may be absent, and the pose
+    artifact is the only input (docs/recognize.md, "Keypoint-only recognition").
     """
     video, keypoints_path = Path(video), Path(keypoints_path)
-    info = probe(video)
+    pixels = ckpt.uses_pixels
+    info = probe(video) if pixels else None
     if not keypoints_path.exists():
         raise InputError(f"{video}: no keypoints file {keypoints_path} (run python -m pipeline.pose first)")
     meta = read_sidecar(keypoints_path)
@@ -141,14 +166,17 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
         raise InputError(f"{video}: {keypoints_path} {what} ({sidecar_path(keypoints_path).name}), so it cannot be "
                          "checked against this video's sha256; pose the video again (python -m pipeline.pose) "
                          "or restore the sidecar")
-    if video_sha256 is None:
-        video_sha256 = sha256_file(video)
     kp_hash = meta["input_hash"]
-    if kp_hash != video_sha256:
-        raise InputError(f"{video}: {keypoints_path} was made from another video (sha256 {kp_hash[:12]}..., "
-                         f"this video {video_sha256[:12]}...)")
+    if pixels:
+        if video_sha256 is None:
+            video_sha256 = sha256_file(video)
+        if kp_hash != video_sha256:
+            raise InputError(f"{video}: {keypoints_path} was made from another video (sha256 {kp_hash[:12]}..., "
+                             f"this video {video_sha256[:12]}...)")
     kp = read_keypoints(keypoints_path)
     posed = posed_frames(kp, meta)
+    if info is None:
+        info = _recorded_video(keypoints_path, kp, meta)
     if posed.frame_count is not None and posed.frame_count != info.frame_count:
         raise InputError(f"{video}: {keypoints_path} is for a video of {posed.frame_count} frames, this one has "
                          f"{info.frame_count}")
@@ -165,17 +193,18 @@ def plan_video(video: str | Path, keypoints_path: str | Path, ckpt: Checkpoint, 
     prep = ckpt.preprocessing
     sel = win_rows[todo]
     boxes = None
-    if prep.region == "person":
+    if prep.region == "person" and pixels:
         boxes = window_boxes(combined, usable, sel, info.size, padding=prep.person_padding,
-                             threshold=ckpt.entities.threshold)
-    sizes = [scaled_size(info.size, decode_scale(prep, info.size, b)) for b in (boxes or [None] * len(sel))]
+                             threshold=ckpt.keypoint_threshold)
+    sizes = ([scaled_size(info.size, decode_scale(prep, info.size, b)) for b in (boxes or [None] * len(sel))]
+             if pixels else [info.size] * len(sel))
     decode_sizes = sorted(set(sizes))
     stream = VideoPlan(
         video_id=video_id or video.stem, path=str(video), source_size=info.size, fps=info.fps,
         decode_sizes=decode_sizes, window_size=np.asarray([decode_sizes.index(z) for z in sizes], np.int64),
         window_index=np.flatnonzero(todo),
         window_frames=win_frames[todo], keypoints=np.ascontiguousarray(_usable_joints(ckpt, combined)[sel]),
-        boxes=boxes, prep=prep)
+        boxes=boxes, prep=prep, pixels=pixels)
     return PlannedVideo(stream, info.frame_count, info.fps, info.size,
                         np.asarray([w.start_frame for w in windows], np.int64),
                         np.asarray([w.end_frame for w in windows], np.int64), valid_fraction, todo, posed)

@@ -56,7 +56,8 @@ class RecognizeStage:
         self.options = options
         self.engine: Engine | None = None  # set by recognize_videos for its run
         self._hashes: dict[tuple, str] = {}
-        self.entity_names = [name for name, _ in ckpt.entities.entities]
+        self.entity_names = ckpt.part_names  # routing column's entities (none for families without routing)
+        self.pixels = ckpt.uses_pixels
 
     # hashing (memoised: the up-to-date check and run_item both ask)
     def _sha(self, path: Path) -> str:
@@ -66,7 +67,10 @@ class RecognizeStage:
             self._hashes[key] = sha256_file(path)
         return self._hashes[key]
 
-    def video_sha256(self, job: RecognizeJob) -> str:
+    def video_sha256(self, job: RecognizeJob) -> str | None:
+        """The video's sha256; None for a keypoint-only model, which never reads the video."""
+        if not self.pixels:
+            return None
         src = Path(job.source)
         if not src.is_file():
             raise VideoError(src, "file not found" if not src.exists() else "is not a file")
@@ -77,6 +81,8 @@ class RecognizeStage:
         video = self.video_sha256(job)
         if not kp.exists():
             raise InputError(f"{job.source}: no keypoints file {kp} (run python -m pipeline.pose first)")
+        if video is None:  # keypoint-only: the pose artifact is the whole input
+            return hashlib.sha256(f"keypoints:{self._sha(kp)}".encode()).hexdigest()
         return hashlib.sha256(f"video:{video};keypoints:{self._sha(kp)}".encode()).hexdigest()
 
     def artifact_config(self, job: RecognizeJob) -> dict:
@@ -113,7 +119,8 @@ class RecognizeStage:
         routing: list[Any] = [None] * n
         for w in st.probs:
             probs[w] = st.probs[w].astype(np.float32)
-            routing[w] = st.routing[w].astype(np.float32)
+            if st.routing.get(w) is not None:
+                routing[w] = st.routing[w].astype(np.float32)
         fps = p.fps
         cfg_id = config_hash(ctx.config)
         table = pa.table({
@@ -135,6 +142,8 @@ class RecognizeStage:
         extra = {
             "video_id": job.item_id, "source": job.source,
             "model": {"sha256": self.ckpt.sha256, "path": str(self.ckpt.path),
+                      "family": self.ckpt.family.name, "family_title": self.ckpt.family.title,
+                      "inputs": sorted(self.ckpt.inputs),
                       "trained_on": self.ckpt.provenance.get("trained_on"),
                       # the read-out the checkpoint was calibrated for: pipeline.aggregate's default
                       "readout": self.ckpt.provenance.get("readout")},

@@ -9,7 +9,7 @@
 
 Exit status: 0 ok, 2 bad input (one line naming file, place and time; nothing written).
 Each subcommand adds its parser in a function of its own (``_add_import``, ``_add_export``); ``main`` dispatches on
-``args.command`` to the function the subparser set as ``args.run``.
+``args.command`` to the function the subparser set as ``args.handler`` (``args.run`` is the export's ``--run`` folder).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _add_import(sub) -> None:
     p.add_argument("--close-open-states", action="store_true",
                    help="close a state that was started and never stopped at the video's end (reported in qc) "
                         "instead of refusing")
-    p.set_defaults(run=_run_import)
+    p.set_defaults(handler=_run_import)
 
 
 def _run_import(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _add_export(sub) -> None:
         help="the model's detections as ELAN (.eaf) or BORIS (.boris) files for review",
         description=(export.__doc__ or "").strip().splitlines()[0])
     export.add_arguments(p)
-    p.set_defaults(run=export.run)
+    p.set_defaults(handler=export.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
     with handle_errors(PROG):
-        return args.run(args)
+        return args.handler(args)
 
 
 if __name__ == "__main__":

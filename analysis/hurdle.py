@@ -257,8 +257,14 @@ def hurdle_analysis(
     *,
     validate: bool = True,
     show_progress: bool = False,
+    validation=None,
 ) -> pd.DataFrame:
     """Run both hurdle parts for the selected actions and all pairwise group contrasts.
+
+    With ``config.misclassification`` other than ``"none"`` the analysis runs on percent time
+    corrected for the read-out's errors, M times, combined by Rubin's rules
+    (:func:`analysis.corrected_hurdle.corrected_hurdle_analysis`; ``validation`` a
+    :class:`analysis.misclassification.ValidationSet`, default read from ``config.validation``).
 
     Parameters
     ----------
@@ -279,6 +285,10 @@ def hurdle_analysis(
         Tidy results, one row per action x contrast x part, columns :data:`RESULT_COLUMNS`
         (probability rows first within an action).
     """
+    if config.misclassification != "none":
+        from .corrected_hurdle import corrected_hurdle_analysis
+
+        return corrected_hurdle_analysis(cohort, config, validation, validate=validate, show_progress=show_progress)
     if validate:
         cohort = validate_cohort(cohort, config)
     else:

@@ -407,11 +407,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the read-out's bouts.parquet: adds rows part=count (bouts per participant, negative binomial GLM with "
                    "log observed minutes as offset, Poisson without over-dispersion; rate ratios) and part=duration (mean "
                    "bout duration among participants with bouts, Gamma GLM with log link), each its own correction family")  # fmt: skip
+    p.add_argument("--sensitivity", action="store_true",
+                   help="re-run the read-out and the hurdle with every threshold x 0.8, 0.9, 1, 1.1, 1.25 and mark each result "
+                   "stable / fragile / reversed (column 'sensitivity'; sensitivity.csv, sensitivity.png). Needs the windows "
+                   "and the manifest: --windows/--manifest, or a cohort at RUN/readout/cohort.parquet of a run folder")  # fmt: skip
+    p.add_argument("--windows", type=Path, default=None, metavar="DIR", help="windows folder for --sensitivity (default RUN/recognize/windows)")
+    p.add_argument("--manifest", type=Path, default=None, metavar="PATH", help="cohort manifest for --sensitivity (default RUN/manifest.csv)")
+    p.add_argument("--sensitivity-scales", type=lambda t: tuple(float(x) for x in t.split(",")), default=None, metavar="F,...",
+                   help="threshold factors of the grid (default 0.8,0.9,1,1.1,1.25)")  # fmt: skip
     p.add_argument("--table-rows", type=int, default=10, metavar="K", help="rows of the publication table (the K most significant tests by raw p)")
     p.add_argument("--no-plots", action="store_true", help="skip the violin plots")
     p.add_argument("--plot-p", choices=("adjusted", "raw"), default="adjusted", help="which p decides the significance brackets in the plots")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for brackets (* < alpha, ** < .01, *** < .001)")
     return p
+
+
+def _sensitivity_inputs(args):
+    """(manifest, windows folder, read-out settings) for --sensitivity; BadInput when they cannot be found."""
+    from pipeline.artifacts import read_sidecar
+    from pipeline.cli import BadInput
+    from pipeline.manifest import read_manifest
+    from pipeline.readout import ReadoutConfig
+
+    run = Path(args.cohort).resolve().parent.parent
+    windows = args.windows or run / "recognize" / "windows"
+    manifest = args.manifest or run / "manifest.csv"
+    if not Path(windows).is_dir():
+        raise BadInput(f"--sensitivity needs the windows folder: {windows} is not one (give --windows DIR)")
+    if not Path(manifest).is_file():
+        raise BadInput(f"--sensitivity needs the cohort manifest: {manifest} not found (give --manifest PATH)")
+    side = read_sidecar(args.cohort) or {}
+    if not isinstance(side.get("readout"), dict):
+        raise BadInput(f"--sensitivity: {args.cohort} has no read-out record in its sidecar (written by pipeline.aggregate)")
+    try:
+        readout = ReadoutConfig.from_dict(side["readout"])
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"--sensitivity: the read-out record of {args.cohort} is not valid: {exc}") from None
+    return read_manifest(manifest, check_videos=False), Path(windows), readout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -471,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cohort = validate_cohort(raw, config, source=str(args.cohort))
         # The output folder is checked before the analysis: usable, and no user file in the way.
         out = args.out if args.out is not None else default_out_dir(args.cohort)
-        planned = planned_outputs(select_actions(cohort, config), out_cfg)
+        planned = planned_outputs(select_actions(cohort, config), out_cfg, sensitivity=args.sensitivity, bouts=args.bouts is not None)
         check_output_dir(out)
         check_out_dir_free(out, planned)
         bouts = None
@@ -480,13 +512,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             bouts = load_cohort(args.bouts)
             validate_bouts(bouts, cohort, source=str(args.bouts))  # bad input stops the run before any fit
+        sens_inputs = _sensitivity_inputs(args) if args.sensitivity else None
         results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet, validation=validation)
+        grid = None
+        if sens_inputs is not None:
+            from .sensitivity import SCALES, classify, sensitivity_grid
+
+            manifest, windows, readout = sens_inputs
+            grid = sensitivity_grid(manifest, windows, readout, config, args.sensitivity_scales or SCALES,
+                                    actions=list(dict.fromkeys(results["action"])), validation=validation)  # fmt: skip
+            results["sensitivity"] = classify(results, grid, alpha=out_cfg.alpha)
         if bouts is not None:
             from .bouts_models import bout_analysis
 
             extra = bout_analysis(bouts, cohort, config, list(dict.fromkeys(results["action"])))
             results = pd.concat([results, extra.reindex(columns=results.columns)], ignore_index=True)
-        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort):
+        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort, sensitivity=grid, bouts=bouts):
             report_written(path)
     return 0
 

@@ -46,6 +46,13 @@ __all__ = ["BOUT_PARTS", "BoutsError", "validate_bouts", "fit_counts", "count_pa
 
 BOUT_PARTS: tuple[str, ...] = ("count", "duration")
 _OVERDISPERSION_ALPHA = 0.05
+# analysis.hurdle.RESULT_COLUMNS (not imported: the hurdle imports this module; tests check they agree)
+_COLUMNS: list[str] = [
+    "action", "action_id", "contrast", "group_a", "group_b", "part", "direction",
+    "n_a", "n_b", "engaged_a", "engaged_b", "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b",
+    "estimate", "se", "effect", "ci_low", "ci_high", "statistic", "test", "p", "p_adj", "ame_pp",
+    "n_fit", "method", "ci_method", "correction", "family", "selection", "covariates", "ci_level", "note",
+]  # fmt: skip
 
 
 class BoutsError(ValueError):
@@ -219,8 +226,6 @@ def duration_part(data: pd.DataFrame, config: HurdleConfig = HurdleConfig()) -> 
 def bout_analysis(bouts: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, actions: list[str]) -> pd.DataFrame:
     """Count and duration rows for ``actions`` (results columns of :mod:`analysis.hurdle`), each part
     its own correction family (``config.correction`` over all actions x contrasts of the part)."""
-    from .hurdle import RESULT_COLUMNS
-
     joined = validate_bouts(bouts, cohort)
     ids = joined.drop_duplicates("action").set_index("action")["action_id"]
     keep = ["participant_id", "group", "bouts", "mean_bout_s", "observed_s",
@@ -233,7 +238,7 @@ def bout_analysis(bouts: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfi
             part.insert(0, "action_id", int(ids[a]))
             part.insert(0, "action", a)
             frames.append(part)
-    res = pd.concat(frames, ignore_index=True).reindex(columns=RESULT_COLUMNS)
+    res = pd.concat(frames, ignore_index=True).reindex(columns=_COLUMNS)
     res["p_adj"] = adjust_pvalues(res, config.correction, "part")
     res["correction"] = config.correction
     res["family"] = family_label(config.correction, "part").replace("hurdle part", "bout outcome (count or duration)")

@@ -144,6 +144,7 @@ def corrected_hurdle_analysis(
     config: HurdleConfig,
     validation: ValidationSet | None = None,
     *,
+    fit,
     validate: bool = True,
     show_progress: bool = False,
 ) -> pd.DataFrame:
@@ -158,14 +159,16 @@ def corrected_hurdle_analysis(
         ``min_coded_per_group``, ``frame_rate``, ``zero_floor``, and the hurdle's own options.
     validation : ValidationSet, optional
         The confusion counts; default: read from ``config.validation``.
+    fit : callable
+        ``fit(cohort, config, validate=False) -> results``: the uncorrected hurdle
+        (:func:`analysis.hurdle.hurdle_analysis` passes its own, so this module does not import it).
 
     Returns
     -------
     pandas.DataFrame
         :data:`analysis.hurdle.RESULT_COLUMNS` + :data:`EXTRA_COLUMNS`.
     """
-    from .hurdle import hurdle_analysis
-
+    hurdle_analysis = fit
     if config.misclassification == "none":
         raise ValueError("corrected_hurdle_analysis needs misclassification 'acc' or 'pacc'")
     if validate:

@@ -298,7 +298,8 @@ def hurdle_analysis(
     if config.misclassification != "none":
         from .corrected_hurdle import corrected_hurdle_analysis
 
-        return corrected_hurdle_analysis(cohort, config, validation, validate=validate, show_progress=show_progress)
+        return corrected_hurdle_analysis(cohort, config, validation, fit=hurdle_analysis, validate=validate,
+                                         show_progress=show_progress)  # fmt: skip
     if validate:
         cohort = validate_cohort(cohort, config)
     else:
@@ -520,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             manifest, windows, readout = sens_inputs
             grid = sensitivity_grid(manifest, windows, readout, config, args.sensitivity_scales or SCALES,
-                                    actions=list(dict.fromkeys(results["action"])), validation=validation)  # fmt: skip
+                                    actions=list(dict.fromkeys(results["action"])),
+                                    hurdle=lambda c, cfg: hurdle_analysis(c, cfg, validation=validation))  # fmt: skip
             results["sensitivity"] = classify(results, grid, alpha=out_cfg.alpha)
         if bouts is not None:
             from .bouts_models import bout_analysis

@@ -48,7 +48,7 @@ def scaled_readout(readout, scale: float):
 
 
 def sensitivity_grid(manifest, windows_dir, readout, config: HurdleConfig, scales: Sequence[float] = SCALES,
-                     *, actions: Sequence[str] | None = None, validation=None, hurdle=None) -> pd.DataFrame:  # fmt: skip
+                     *, hurdle, actions: Sequence[str] | None = None) -> pd.DataFrame:  # fmt: skip
     """Results of the hurdle on the read-out at each grid point, stacked with a ``scale`` column.
 
     Parameters
@@ -61,17 +61,14 @@ def sensitivity_grid(manifest, windows_dir, readout, config: HurdleConfig, scale
     scales : sequence of float
     actions : sequence of str, optional
         The actions of the chosen analysis (so every grid point tests the same actions).
-    validation : analysis.misclassification.ValidationSet, optional
-        For a corrected analysis (the same validation set at each grid point; strictly, the error
+    hurdle : callable
+        ``hurdle(cohort, config) -> results``: :func:`analysis.hurdle.hurdle_analysis`, with the
+        validation set for a corrected analysis (the same one at every grid point: strictly, error
         rates belong to one read-out, so a corrected grid is indicative only).
-    hurdle : callable, optional
-        ``hurdle(cohort, config) -> results``; default :func:`analysis.hurdle.hurdle_analysis`.
     """
     from pipeline.aggregate import aggregate
 
-    from .hurdle import hurdle_analysis
-
-    run = hurdle or (lambda c, cfg: hurdle_analysis(c, cfg, validation=validation))
+    run = hurdle
     cfg = replace(config, actions=tuple(actions)) if actions is not None else config
     frames = []
     for s in scales:

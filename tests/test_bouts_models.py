@@ -93,6 +93,13 @@ def test_gamma_duration_ratio_of_means_and_se_by_hand():
     assert 0.35 < tdc.effect < 0.7 and tdc.p < 0.001  # planted: TDC bouts twice as long
 
 
+def test_columns_are_the_hurdle_results_columns():
+    from analysis.bouts_models import _COLUMNS
+    from analysis.hurdle import RESULT_COLUMNS
+
+    assert _COLUMNS == RESULT_COLUMNS
+
+
 def test_group_without_bouts_is_not_estimable():
     cohort, bouts = _bouts(alpha=0.0, seed=1)
     bouts.loc[bouts["group"] == "PSY", ["bouts", "mean_bout_s"]] = [0, np.nan]

@@ -122,6 +122,8 @@ class HurdleConfig:
         rules (:mod:`analysis.rubin`).
     imputation_seed : int
         Seed of those draws.
+    imputation_workers : int
+        Processes fitting the imputations (1: in this process). The results do not depend on it.
     error_rates : {"auto", "pooled", "group"}
         Error rates per group (``"group"``), over all groups (``"pooled"``), or per group only when
         every group has at least ``min_coded_per_group`` coded participants (``"auto"``; the results
@@ -162,6 +164,7 @@ class HurdleConfig:
     validation_reference: str | None = None
     imputations: int = 50
     imputation_seed: int = 0
+    imputation_workers: int = 1
     error_rates: Literal[ERROR_RATES] = "auto"
     min_coded_per_group: int = 5
     min_coded_positive: int = 3
@@ -206,6 +209,8 @@ class HurdleConfig:
             raise ValueError(f"error_rates must be one of {', '.join(ERROR_RATES)}, got {self.error_rates!r}")
         if self.imputations < 2:
             raise ValueError(f"imputations must be >= 2 (Rubin's rules need a between-imputation variance), got {self.imputations}")
+        if self.imputation_workers < 1:
+            raise ValueError(f"imputation_workers must be >= 1, got {self.imputation_workers}")
         if self.min_coded_per_group < 1:
             raise ValueError(f"min_coded_per_group must be >= 1, got {self.min_coded_per_group}")
         if self.min_coded_positive < 1:

@@ -27,6 +27,8 @@ uncertainty), and the uncorrected analysis' ``estimate_uncorrected``, ``effect_u
 from __future__ import annotations
 
 import re
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -99,8 +101,9 @@ def combine_imputations(point: pd.DataFrame, tables: list[pd.DataFrame], config:
     has = np.isfinite(comb["estimate"])
     # Estimate-only rows (too few engagers to test): the mean estimate, no test.
     only = ~has & np.isfinite(est).sum(axis=0).astype(bool)
-    with np.errstate(invalid="ignore"):
-        mean_est = np.nanmean(np.where(np.isfinite(est), est, np.nan), axis=0) if len(tables) else np.full(len(res), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without any estimate: NaN, as meant
+        mean_est = np.nanmean(np.where(np.isfinite(est), est, np.nan), axis=0)
         mean_ame = np.nanmean(np.where(np.isfinite(ame), ame, np.nan), axis=0)
     estimate = np.where(has, comb["estimate"], np.where(only & ~tested.any(axis=0), mean_est, np.nan))
     res["estimate"] = estimate
@@ -137,6 +140,18 @@ def combine_imputations(point: pd.DataFrame, tables: list[pd.DataFrame], config:
     res["test"], res["note"], res["direction"], res["ci_method"], res["method"] = tests, notes, dirs, ci_m, methods
     res["p_adj"] = adjust_pvalues(res, config.correction, config.family)
     return res
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(cohort, config, method, kw, fit) -> None:
+    _WORKER.update(cohort=cohort, config=config, method=method, kw=kw, fit=fit)
+
+
+def _worker_run(rates: pd.DataFrame) -> pd.DataFrame:
+    w = _WORKER
+    return w["fit"](corrected_cohort(w["cohort"], rates, w["method"], **w["kw"]), w["config"], validate=False)
 
 
 def corrected_hurdle_analysis(
@@ -191,7 +206,14 @@ def corrected_hurdle_analysis(
         from pipeline.cli import progress
 
         draws = progress(draws, desc="imputations", unit="table")
-    tables = [hurdle_analysis(corrected_cohort(cohort, r, config.misclassification, **kw), fixed, validate=False) for r in draws]
+    if config.imputation_workers > 1:
+        # One process per core: each imputation is an independent hurdle run. The cohort and settings go
+        # to each worker once (initializer); a draw sends only its rates.
+        with ProcessPoolExecutor(config.imputation_workers, initializer=_worker_init,
+                                 initargs=(cohort, fixed, config.misclassification, kw, hurdle_analysis)) as ex:  # fmt: skip
+            tables = list(ex.map(_worker_run, draws, chunksize=max(1, len(draws) // (4 * config.imputation_workers))))
+    else:
+        tables = [hurdle_analysis(corrected_cohort(cohort, r, config.misclassification, **kw), fixed, validate=False) for r in draws]
     res = combine_imputations(point, tables, config, label=f"misclassification-corrected ({config.misclassification})")
     if missing:
         gone = res["action"].isin(missing)

@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imputations", type=int, default=HurdleConfig.imputations, metavar="M",
                    help="bootstrap draws of the coded participants (corrected tables combined by Rubin's rules)")  # fmt: skip
     p.add_argument("--imputation-seed", type=int, default=HurdleConfig.imputation_seed, metavar="SEED", help="seed of those draws")
+    p.add_argument("--imputation-workers", type=int, default=HurdleConfig.imputation_workers, metavar="N",
+                   help="processes fitting the imputations (results do not depend on it)")  # fmt: skip
     p.add_argument("--error-rates", choices=ERROR_RATES, default=HurdleConfig.error_rates,
                    help="read-out error rates per group, pooled, or auto (per group when every group has --min-coded-per-group coded participants)")  # fmt: skip
     p.add_argument("--min-coded-per-group", type=int, default=HurdleConfig.min_coded_per_group, metavar="N", help="coded participants per group needed for per-group rates (auto)")
@@ -482,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 validation_reference=args.validation_reference,
                 imputations=args.imputations,
                 imputation_seed=args.imputation_seed,
+                imputation_workers=args.imputation_workers,
                 error_rates=args.error_rates,
                 min_coded_per_group=args.min_coded_per_group,
                 frame_rate=args.frame_rate,

@@ -261,12 +261,14 @@ def test_cli_corrected_with_bouts(tmp_path):
 def test_coverage_and_fdp_over_200_simulations():
     """200 cohorts (2 planted effects, 4 null actions), each with its own validation draw: the corrected
     95 % intervals cover the planted log ORs 92-98 % of the time; the false-discovery proportion over
-    the null tests stays at or below 5 % on average (BH at 0.05)."""
+    the null tests stays at the nominal 5 % on average (BH at 0.05) up to Monte-Carlo error, and at that of
+    the same analysis on the error-free read-out (the tests the hurdle itself gets wrong)."""
     eff = (PlantedEffect("nodding", "PSY", "intensity", float(np.log(2.0))),
            PlantedEffect("shaking head", "TDC", "probability", float(np.log(0.5))))  # fmt: skip
     actions = ("nodding", "shaking head", "turning head", "head up", "tilting head", "shaking legs")
     cfg = HurdleConfig(top_actions=0, intensity_se="hc2-t", misclassification="acc", imputations=10, error_rates="pooled")
-    covered, tested, fdp = 0, 0, []
+    plain = replace(cfg, misclassification="none")
+    covered, tested, fdp, fdp_free = 0, 0, [], []
     for s in range(200):
         cohort, truth, observed, vs = _sim(n=(100, 60, 100), actions=actions, effects=eff, seed=1000 + s, eseed=s)
         res = hurdle_analysis(observed, cfg, validation=vs).merge(truth[KEYS + ["true_log_or", "planted"]], on=KEYS)
@@ -276,6 +278,21 @@ def test_coverage_and_fdp_over_200_simulations():
         tested += int(ok.sum())
         rej = ok & (res["p_adj"] < 0.05)
         fdp.append(float((rej & ~res["planted"]).sum() / max(int(rej.sum()), 1)))
+        free = hurdle_analysis(cohort, plain).merge(truth[KEYS + ["planted"]], on=KEYS)
+        rej = free["p"].notna() & (free["p_adj"] < 0.05)
+        fdp_free.append(float((rej & ~free["planted"]).sum() / max(int(rej.sum()), 1)))
     coverage = covered / tested
+    mc_se = float(np.std(fdp, ddof=1) / np.sqrt(len(fdp)))
+    print(f"coverage {coverage:.4f} over {tested} tests; mean FDP {np.mean(fdp):.4f} (MC se {mc_se:.4f}); "
+          f"error-free read-out {np.mean(fdp_free):.4f}")  # fmt: skip
     assert 0.92 <= coverage <= 0.98, coverage
-    assert np.mean(fdp) <= 0.05, np.mean(fdp)
+    assert np.mean(fdp) <= 0.05 + 2 * mc_se, (np.mean(fdp), mc_se)
+    assert np.mean(fdp) <= np.mean(fdp_free) + 2 * mc_se
+
+
+def test_workers_give_the_same_results():
+    cohort, truth, observed, vs = _sim(n=(30, 30, 30), actions=("nodding", "head up"), seed=2)
+    cfg = HurdleConfig(top_actions=0, intensity_se="hc2-t", misclassification="acc", imputations=4, min_engaged_test=3)
+    a = hurdle_analysis(observed, cfg, validation=vs)
+    b = hurdle_analysis(observed, replace(cfg, imputation_workers=2), validation=vs)
+    pd.testing.assert_frame_equal(a, b)

@@ -34,7 +34,7 @@ def test_side_by_side_rows_and_bouts():
 def test_methods_say_which_correction_was_used():
     text = " ".join(_error_aware_sentences(_results(), {"misclassification": "acc"}))
     assert "Read-out errors: percent time corrected" in text and "Rubin" in text
-    assert "1 stable, 1 fragile, 0 reversed" in text and "negative binomial" in text
+    assert "1 stable, 2 fragile, 0 reversed" in text and "negative binomial" in text
     plain = _results().drop(columns=["misclassification", "sensitivity"])
     plain = plain[plain["part"] != "count"]
     assert _error_aware_sentences(plain, {}) == [

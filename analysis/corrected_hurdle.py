@@ -14,7 +14,9 @@ point estimates of the rates. The combination uses each imputation's estimate an
 Wald SE of the probability part, the intensity test's robust SE (HC2 for the resampling tests, whose
 p-values themselves cannot be combined by Rubin's rules). The complete-data degrees of freedom are
 infinite for the probability part (a z reference) and ``n_fit - p`` for the intensity part (read from
-a t test's "N df", else the engagers minus the groups and covariates). An imputation in which a
+a t test's "N df", else the engagers minus the groups and covariates). With a resampling intensity test
+(permutation, the default, or wild) the imputations are fitted with ``hc2-t``: the same estimate and HC2
+SE, without draws whose p-values Rubin's rules could not use. An imputation in which a
 test is not estimable is left out of that test's combination (``imputations_used`` says how many
 were used; fewer than 2: no numbers and a note).
 
@@ -192,10 +194,19 @@ def corrected_hurdle_analysis(
         if config.validation is None:
             raise ValueError(f"misclassification {config.misclassification!r} needs a validation folder (--validation RUN/validation)")
         validation = read_validation(config.validation, reference=config.validation_reference)
+    if config.misclassification == "pacc" and (not validation.has_scores or "mean_score" not in cohort.columns):
+        from .misclassification import ValidationError
+
+        raise ValidationError("--misclassification pacc needs validation/scores.parquet and the cohort column 'mean_score' "
+                              "(the model's mean per-frame score of each action); see docs/hurdle.md")  # fmt: skip
     by_group, grouping = rate_grouping(validation, config.groups, config.error_rates, config.min_coded_per_group)
     plain = replace(config, misclassification="none")
     fixed = replace(plain, actions=tuple(select_actions(cohort, config)))
     uncorrected = hurdle_analysis(cohort, fixed, validate=False)
+    if config.intensity_se in ("permutation", "wild"):
+        # Rubin's rules combine estimates and SEs; a resampling test's SE is HC2 with a t(n - p) interval,
+        # which is exactly what hc2-t computes, without the draws (whose p-values would be discarded).
+        fixed = replace(fixed, intensity_se="hc2-t")
     kw = dict(frame_rate=config.frame_rate, zero_floor=config.zero_floor)
     rk = dict(by_group=by_group, groups=config.groups, min_positive=config.min_coded_positive)
     point_rates = estimate_rates(validation, **rk)

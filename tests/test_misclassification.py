@@ -296,3 +296,14 @@ def test_workers_give_the_same_results():
     a = hurdle_analysis(observed, cfg, validation=vs)
     b = hurdle_analysis(observed, replace(cfg, imputation_workers=2), validation=vs)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_resampling_intensity_test_combines_its_hc2_se():
+    """With the default permutation test the imputations are fitted with hc2-t: same estimate and SE."""
+    cohort, truth, observed, vs = _sim(n=(40, 40, 40), actions=("nodding", "head up"), seed=6)
+    cfg = HurdleConfig(top_actions=0, misclassification="acc", imputations=3, min_engaged_test=3, intensity_resamples=199)
+    perm = hurdle_analysis(observed, cfg, validation=vs)
+    hc2 = hurdle_analysis(observed, replace(cfg, intensity_se="hc2-t"), validation=vs)
+    cols = ["estimate", "se", "p", "df"]
+    pd.testing.assert_frame_equal(perm[cols], hc2[cols])
+    assert perm["method"].str.contains("HC2").any()

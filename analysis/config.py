@@ -17,6 +17,8 @@ __all__ = [
     "FAMILIES",
     "RANK_BY",
     "INTENSITY_SE",
+    "MISCLASSIFICATION",
+    "ERROR_RATES",
     "HurdleConfig",
     "OutputConfig",
 ]
@@ -32,6 +34,12 @@ FAMILIES: tuple[str, ...] = ("part", "all", "action", "contrast")
 # Tests of the intensity contrasts (see analysis.intensity_tests): sandwich HC0 x n/(n-1), HC2 or HC3
 # with a normal (-z) or t(n - p) (-t) reference; wild score bootstrap; permutation of group labels.
 INTENSITY_SE: tuple[str, ...] = ("hc0-z", "hc0-t", "hc2-z", "hc2-t", "hc3-z", "hc3-t", "wild", "permutation")
+
+# Corrections of percent time for the read-out's errors (see analysis.misclassification).
+MISCLASSIFICATION: tuple[str, ...] = ("none", "acc", "pacc")
+
+# Whether the read-out's error rates are estimated per group (see analysis.misclassification.rate_grouping).
+ERROR_RATES: tuple[str, ...] = ("auto", "pooled", "group")
 
 # How "most frequent" actions are ranked for --top-actions (see analysis.cohort.select_actions).
 RANK_BY: tuple[str, ...] = ("engaged", "mean")
@@ -98,6 +106,38 @@ class HurdleConfig:
         refused as probable fractions of time, since analysing fractions as percent would silently
         give wrong intensities. ``"percent"`` confirms percent; ``"fraction"`` reads values in [0, 1]
         and multiplies them by 100.
+    misclassification : {"none", "acc", "pacc"}
+        Correct percent time for the read-out's errors before the hurdle (issue 23;
+        :mod:`analysis.misclassification`): ``"acc"`` the adjusted count ``(observed - fpr) / (tpr - fpr)``,
+        ``"pacc"`` its variant on per-frame scores. ``"none"`` (default) is the analysis without it,
+        identical to the one before issue 23.
+    validation : str or None
+        The validation folder (``RUN/validation``: ``confusion.parquet``, optionally ``scores.parquet``)
+        the error rates come from; required unless misclassification is "none" (or the API is given a
+        validation set).
+    validation_reference : str or None
+        The reference coder of the confusion counts (None: ``consensus``, or the only one).
+    imputations : int
+        Bootstrap draws M of the coded participants, i.e. corrected cohort tables, combined by Rubin's
+        rules (:mod:`analysis.rubin`).
+    imputation_seed : int
+        Seed of those draws.
+    imputation_workers : int
+        Processes fitting the imputations (1: in this process). The results do not depend on it.
+    error_rates : {"auto", "pooled", "group"}
+        Error rates per group (``"group"``), over all groups (``"pooled"``), or per group only when
+        every group has at least ``min_coded_per_group`` coded participants (``"auto"``; the results
+        say which was used and why).
+    min_coded_per_group : int
+        Fewest coded participants per group for per-group rates under ``"auto"``.
+    min_coded_positive : int
+        With per-group rates, an action gets its own rate per group only when every group has at
+        least this many coded participants showing it; otherwise that action's rates are pooled.
+    frame_rate : float
+        Frames per second of the read-out, for the frame count of the zero floor.
+    zero_floor : float
+        Observed frames at or below this quantile of Binomial(frames, fpr) are corrected to 0 (the
+        participant joins the zero part); 0 keeps only observed zeros at 0.
     """
 
     groups: tuple[str, ...] = DEFAULT_GROUPS
@@ -119,6 +159,17 @@ class HurdleConfig:
     ci_level: float = 0.95
     ignore_other_groups: bool = False
     percent_scale: Literal["percent", "fraction"] | None = None
+    misclassification: Literal[MISCLASSIFICATION] = "none"
+    validation: str | None = None
+    validation_reference: str | None = None
+    imputations: int = 50
+    imputation_seed: int = 0
+    imputation_workers: int = 1
+    error_rates: Literal[ERROR_RATES] = "auto"
+    min_coded_per_group: int = 5
+    min_coded_positive: int = 3
+    frame_rate: float = 30.0
+    zero_floor: float = 0.99
 
     def __post_init__(self) -> None:
         # Frozen dataclass: normalise sequences given as lists into tuples.
@@ -152,6 +203,24 @@ class HurdleConfig:
             raise ValueError(f"at least 2 groups are needed, got {self.groups}")
         if self.percent_scale not in (None, "percent", "fraction"):
             raise ValueError(f"percent_scale must be 'percent' or 'fraction', got {self.percent_scale!r}")
+        if self.misclassification not in MISCLASSIFICATION:
+            raise ValueError(f"misclassification must be one of {', '.join(MISCLASSIFICATION)}, got {self.misclassification!r}")
+        if self.error_rates not in ERROR_RATES:
+            raise ValueError(f"error_rates must be one of {', '.join(ERROR_RATES)}, got {self.error_rates!r}")
+        if self.imputations < 2:
+            raise ValueError(f"imputations must be >= 2 (Rubin's rules need a between-imputation variance), got {self.imputations}")
+        if self.imputation_workers < 1:
+            raise ValueError(f"imputation_workers must be >= 1, got {self.imputation_workers}")
+        if self.min_coded_per_group < 1:
+            raise ValueError(f"min_coded_per_group must be >= 1, got {self.min_coded_per_group}")
+        if self.min_coded_positive < 1:
+            raise ValueError(f"min_coded_positive must be >= 1, got {self.min_coded_positive}")
+        if not self.frame_rate > 0:
+            raise ValueError(f"frame_rate must be > 0, got {self.frame_rate}")
+        if not 0 <= self.zero_floor < 1:
+            raise ValueError(f"zero_floor must be in [0, 1), got {self.zero_floor}")
+        if self.validation is not None:
+            object.__setattr__(self, "validation", str(self.validation))
         if self.top_actions is not None and self.top_actions < 0:
             raise ValueError(f"top_actions must be >= 0, got {self.top_actions}")
 

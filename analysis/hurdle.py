@@ -36,7 +36,17 @@ import pandas as pd
 from pipeline.cli import check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 
 from .cohort import categorical_covariates, load_cohort, select_actions, validate_cohort
-from .config import CORRECTIONS, DEFAULT_GROUPS, FAMILIES, INTENSITY_SE, RANK_BY, HurdleConfig, OutputConfig
+from .config import (
+    CORRECTIONS,
+    DEFAULT_GROUPS,
+    ERROR_RATES,
+    FAMILIES,
+    INTENSITY_SE,
+    MISCLASSIFICATION,
+    RANK_BY,
+    HurdleConfig,
+    OutputConfig,
+)
 from .contrasts import contrast_label, direction, pairs
 from .correction import adjust_pvalues, family_label
 from .descriptives import GroupCounts, group_counts
@@ -257,8 +267,14 @@ def hurdle_analysis(
     *,
     validate: bool = True,
     show_progress: bool = False,
+    validation=None,
 ) -> pd.DataFrame:
     """Run both hurdle parts for the selected actions and all pairwise group contrasts.
+
+    With ``config.misclassification`` other than ``"none"`` the analysis runs on percent time
+    corrected for the read-out's errors, M times, combined by Rubin's rules
+    (:func:`analysis.corrected_hurdle.corrected_hurdle_analysis`; ``validation`` a
+    :class:`analysis.misclassification.ValidationSet`, default read from ``config.validation``).
 
     Parameters
     ----------
@@ -279,6 +295,11 @@ def hurdle_analysis(
         Tidy results, one row per action x contrast x part, columns :data:`RESULT_COLUMNS`
         (probability rows first within an action).
     """
+    if config.misclassification != "none":
+        from .corrected_hurdle import corrected_hurdle_analysis
+
+        return corrected_hurdle_analysis(cohort, config, validation, fit=hurdle_analysis, validate=validate,
+                                         show_progress=show_progress)  # fmt: skip
     if validate:
         cohort = validate_cohort(cohort, config)
     else:
@@ -367,11 +388,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--firth", choices=("auto", "always"), default="auto", help="auto: Firth's penalised logistic regression only when separation is detected; always: for every engagement model")
     p.add_argument("--firth-ci", choices=("profile", "wald"), default="profile", help="confidence interval of Firth contrasts")
     p.add_argument("--ci-level", type=float, default=0.95, metavar="LEVEL", help="confidence level of all intervals")
+    p.add_argument("--misclassification", choices=MISCLASSIFICATION, default="none",
+                   help="correct percent time for the read-out's errors before the hurdle: acc = adjusted count (observed - fpr) / "
+                   "(tpr - fpr), pacc = its variant on per-frame scores, with rates from --validation; none (default) = no "
+                   "correction, the analysis as before. Not the multiple-comparison correction (--correction)")  # fmt: skip
+    p.add_argument("--validation", type=Path, default=None, metavar="RUN/validation",
+                   help="validation folder with confusion.parquet (and scores.parquet for pacc), from python -m analysis.agreement")  # fmt: skip
+    p.add_argument("--validation-reference", default=None, metavar="CODER", help="reference coder of the confusion counts (default consensus, or the only one)")
+    p.add_argument("--imputations", type=int, default=HurdleConfig.imputations, metavar="M",
+                   help="bootstrap draws of the coded participants (corrected tables combined by Rubin's rules)")  # fmt: skip
+    p.add_argument("--imputation-seed", type=int, default=HurdleConfig.imputation_seed, metavar="SEED", help="seed of those draws")
+    p.add_argument("--imputation-workers", type=int, default=HurdleConfig.imputation_workers, metavar="N",
+                   help="processes fitting the imputations (results do not depend on it)")  # fmt: skip
+    p.add_argument("--error-rates", choices=ERROR_RATES, default=HurdleConfig.error_rates,
+                   help="read-out error rates per group, pooled, or auto (per group when every group has --min-coded-per-group coded participants)")  # fmt: skip
+    p.add_argument("--min-coded-per-group", type=int, default=HurdleConfig.min_coded_per_group, metavar="N", help="coded participants per group needed for per-group rates (auto)")
+    p.add_argument("--frame-rate", type=float, default=HurdleConfig.frame_rate, metavar="FPS", help="frames per second of the read-out (for the zero floor of the correction)")
+    p.add_argument("--zero-floor", type=float, default=HurdleConfig.zero_floor, metavar="Q",
+                   help="observed frames at or below this quantile of Binomial(frames, fpr) are corrected to 0 (0: only observed zeros)")  # fmt: skip
+    p.add_argument("--bouts", type=Path, default=None, metavar="PATH",
+                   help="the read-out's bouts.parquet: adds rows part=count (bouts per participant, negative binomial GLM with "
+                   "log observed minutes as offset, Poisson without over-dispersion; rate ratios) and part=duration (mean "
+                   "bout duration among participants with bouts, Gamma GLM with log link), each its own correction family")  # fmt: skip
+    p.add_argument("--sensitivity", action="store_true",
+                   help="re-run the read-out and the hurdle with every threshold x 0.8, 0.9, 1, 1.1, 1.25 and mark each result "
+                   "stable / fragile / reversed (column 'sensitivity'; sensitivity.csv, sensitivity.png). Needs the windows "
+                   "and the manifest: --windows/--manifest, or a cohort at RUN/readout/cohort.parquet of a run folder")  # fmt: skip
+    p.add_argument("--windows", type=Path, default=None, metavar="DIR", help="windows folder for --sensitivity (default RUN/recognize/windows)")
+    p.add_argument("--manifest", type=Path, default=None, metavar="PATH", help="cohort manifest for --sensitivity (default RUN/manifest.csv)")
+    p.add_argument("--sensitivity-scales", type=lambda t: tuple(float(x) for x in t.split(",")), default=None, metavar="F,...",
+                   help="threshold factors of the grid (default 0.8,0.9,1,1.1,1.25)")  # fmt: skip
     p.add_argument("--table-rows", type=int, default=10, metavar="K", help="rows of the publication table (the K most significant tests by raw p)")
     p.add_argument("--no-plots", action="store_true", help="skip the violin plots")
     p.add_argument("--plot-p", choices=("adjusted", "raw"), default="adjusted", help="which p decides the significance brackets in the plots")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level for brackets (* < alpha, ** < .01, *** < .001)")
     return p
+
+
+def _sensitivity_inputs(args):
+    """(manifest, windows folder, read-out settings) for --sensitivity; BadInput when they cannot be found."""
+    from pipeline.artifacts import read_sidecar
+    from pipeline.cli import BadInput
+    from pipeline.manifest import read_manifest
+    from pipeline.readout import ReadoutConfig
+
+    run = Path(args.cohort).resolve().parent.parent
+    windows = args.windows or run / "recognize" / "windows"
+    manifest = args.manifest or run / "manifest.csv"
+    if not Path(windows).is_dir():
+        raise BadInput(f"--sensitivity needs the windows folder: {windows} is not one (give --windows DIR)")
+    if not Path(manifest).is_file():
+        raise BadInput(f"--sensitivity needs the cohort manifest: {manifest} not found (give --manifest PATH)")
+    side = read_sidecar(args.cohort) or {}
+    if not isinstance(side.get("readout"), dict):
+        raise BadInput(f"--sensitivity: {args.cohort} has no read-out record in its sidecar (written by pipeline.aggregate)")
+    try:
+        readout = ReadoutConfig.from_dict(side["readout"])
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"--sensitivity: the read-out record of {args.cohort} is not valid: {exc}") from None
+    return read_manifest(manifest, check_videos=False), Path(windows), readout
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,6 +479,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ci_level=args.ci_level,
                 ignore_other_groups=args.ignore_other_groups,
                 percent_scale=args.percent_scale,
+                misclassification=args.misclassification,
+                validation=None if args.validation is None else str(args.validation),
+                validation_reference=args.validation_reference,
+                imputations=args.imputations,
+                imputation_seed=args.imputation_seed,
+                imputation_workers=args.imputation_workers,
+                error_rates=args.error_rates,
+                min_coded_per_group=args.min_coded_per_group,
+                frame_rate=args.frame_rate,
+                zero_floor=args.zero_floor,
             )
             out_cfg = OutputConfig(table_rows=args.table_rows, plots=not args.no_plots, plot_p=args.plot_p, alpha=args.alpha)
         except ValueError as exc:
@@ -411,15 +496,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad_cov = [c for c in config.categorical if c not in config.covariates]
         if bad_cov:
             raise BadInput(f"--categorical names {', '.join(bad_cov)} which are not in --covariates")
+        if config.misclassification != "none" and config.validation is None:
+            raise BadInput(f"--misclassification {config.misclassification} needs --validation RUN/validation")
+        validation = None
+        if config.misclassification != "none":
+            from .misclassification import read_validation
+
+            validation = read_validation(config.validation, reference=config.validation_reference)
         raw = load_cohort(args.cohort)
         cohort = validate_cohort(raw, config, source=str(args.cohort))
         # The output folder is checked before the analysis: usable, and no user file in the way.
         out = args.out if args.out is not None else default_out_dir(args.cohort)
-        planned = planned_outputs(select_actions(cohort, config), out_cfg)
+        planned = planned_outputs(select_actions(cohort, config), out_cfg, sensitivity=args.sensitivity, bouts=args.bouts is not None)
         check_output_dir(out)
         check_out_dir_free(out, planned)
-        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
-        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort):
+        bouts = None
+        if args.bouts is not None:
+            from .bouts_models import validate_bouts
+
+            bouts = load_cohort(args.bouts)
+            validate_bouts(bouts, cohort, source=str(args.bouts))  # bad input stops the run before any fit
+        sens_inputs = _sensitivity_inputs(args) if args.sensitivity else None
+        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet, validation=validation)
+        grid = None
+        if sens_inputs is not None:
+            from .sensitivity import SCALES, classify, sensitivity_grid
+
+            manifest, windows, readout = sens_inputs
+            grid = sensitivity_grid(manifest, windows, readout, config, args.sensitivity_scales or SCALES,
+                                    actions=list(dict.fromkeys(results["action"])),
+                                    hurdle=lambda c, cfg: hurdle_analysis(c, cfg, validation=validation))  # fmt: skip
+            results["sensitivity"] = classify(results, grid, alpha=out_cfg.alpha)
+        if bouts is not None:
+            from .bouts_models import bout_analysis
+
+            extra = bout_analysis(bouts, cohort, config, list(dict.fromkeys(results["action"])))
+            results = pd.concat([results, extra.reindex(columns=results.columns)], ignore_index=True)
+        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort, sensitivity=grid, bouts=bouts):
             report_written(path)
     return 0
 

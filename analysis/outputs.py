@@ -18,6 +18,10 @@ Files::
     descriptives.csv                   n, engaged, % engaged, mean/median percent among engagers
     plots/<action>.png|svg             violin plot per selected action (paper's Fig. 3 style)
     overview.png|svg                   all selected actions in one figure
+    sensitivity.csv, sensitivity.png|svg   with --sensitivity: the results at every threshold factor, and
+                                       the top findings' effects along the grid (analysis.sensitivity)
+    bouts_overview.png|svg, durations_overview.png|svg   with --bouts: bouts per minute and mean bout
+                                       duration by group, with the count / duration brackets
     .hurdle.outputs.json               output manifest (pipeline.ownership): the files above, fingerprinted
 
 Folders written by earlier versions: their listing (``.outputs.json`` format 1, tool
@@ -54,7 +58,8 @@ _LEGACY_TOOL, _LEGACY_MANIFEST = "analysis.hurdle", ".outputs.json"
 _RESULTS = "results.parquet"
 _TABLES = ("table.html", "table.md", "table.tex")
 _OUR_NAMES = re.compile(r"^(results\.parquet(\.json)?|results\.csv|descriptives\.csv|table\.(html|md|tex)"
-                        r"|overview\.(png|svg|pdf)|plots/[A-Za-z0-9_]+\.(png|svg|pdf))$")
+                        r"|sensitivity\.csv|(overview|sensitivity|bouts_overview|durations_overview)\.(png|svg|pdf)"
+                        r"|plots/[A-Za-z0-9_]+\.(png|svg|pdf))$")
 
 
 def default_out_dir(cohort_path: str | os.PathLike) -> Path:
@@ -80,12 +85,18 @@ def _plot_stems(actions: Sequence[str]) -> list[str]:
     return used
 
 
-def planned_outputs(actions: Sequence[str], out_cfg: OutputConfig) -> list[str]:
+def planned_outputs(actions: Sequence[str], out_cfg: OutputConfig, *, sensitivity: bool = False, bouts: bool = False) -> list[str]:
     """The files (relative POSIX paths) a run on ``actions`` writes, results.parquet and its sidecar last."""
     names = ["results.csv", "descriptives.csv", *_TABLES]
+    if sensitivity:
+        names.append("sensitivity.csv")
     if out_cfg.plots:
         names += [f"plots/{stem}.{fmt}" for stem in _plot_stems(actions) for fmt in out_cfg.formats]
         names += [f"overview.{fmt}" for fmt in out_cfg.formats]
+        if sensitivity:
+            names += [f"sensitivity.{fmt}" for fmt in out_cfg.formats]
+        if bouts:
+            names += [f"{n}.{fmt}" for n in ("bouts_overview", "durations_overview") for fmt in out_cfg.formats]
     return names + [_RESULTS, sidecar_path(_RESULTS).name]
 
 
@@ -141,8 +152,12 @@ def check_out_dir_free(out: str | os.PathLike, names: Sequence[str]) -> None:
         check_free(out, STAGE, names, adopt=_adopter(out))
 
 
-def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, out_cfg: OutputConfig, stage: Path) -> list[Path]:
+def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, out_cfg: OutputConfig, stage: Path,
+           sensitivity: pd.DataFrame | None = None, bouts: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
     written: list[Path] = []
+    if sensitivity is not None:
+        sensitivity.to_csv(stage / "sensitivity.csv", index=False)
+        written.append(stage / "sensitivity.csv")
     results.to_csv(stage / "results.csv", index=False)
     written.append(stage / "results.csv")
 
@@ -172,7 +187,38 @@ def _stage(results: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfig, ou
             written += save_figure(fig, stage / "plots" / name, out_cfg.formats)
         fig = overview_figure(engaged, actions, config.groups, results, p_column=p_col, alpha=out_cfg.alpha)
         written += save_figure(fig, stage / "overview", out_cfg.formats)
+        if sensitivity is not None:
+            from .sensitivity import sensitivity_figure
+
+            fig = sensitivity_figure(results[results["part"].isin(["probability", "intensity"])], sensitivity, alpha=out_cfg.alpha, p_column=p_col)
+            written += save_figure(fig, stage / "sensitivity", out_cfg.formats)
+        if bouts is not None:
+            written += _bout_figures(results, cohort, bouts, actions, config, out_cfg, stage, p_col)
     return written
+
+
+def _bout_figures(results, cohort, bouts, actions, config, out_cfg, stage, p_col) -> list[Path]:
+    """Violins of bouts per minute (all participants) and of mean bout duration (those with bouts), with
+    the count / duration contrasts' brackets: the percent-time overview's drawing on other values."""
+    from .plots import overview_figure, save_figure
+
+    j = cohort[["participant_id", "action", "group", "observed_s"]].merge(
+        bouts[["participant_id", "action", "bouts", "mean_bout_s"]].astype({"participant_id": str, "action": str}),
+        on=["participant_id", "action"])  # fmt: skip
+    j = j[j["action"].isin(actions) & j["group"].isin(config.groups) & (j["observed_s"] > 0)]
+    out = []
+    for name, values, part, title in (
+        ("bouts_overview", j.assign(percent_time=j["bouts"] / (j["observed_s"] / 60)), "count", "Bouts per minute"),
+        ("durations_overview", j[j["bouts"] > 0].assign(percent_time=j["mean_bout_s"]), "duration", "Mean bout duration (s)"),
+    ):
+        tests = results[results["part"] == part].assign(part="intensity")  # the overview draws intensity brackets
+        fig = overview_figure(values, actions, config.groups, tests, p_column=p_col, alpha=out_cfg.alpha)
+        fig.suptitle(f"{title}, by group (dashed: median, solid: mean; brackets: {part} contrasts)", fontsize=10)
+        for ax in fig.axes:
+            if ax.get_ylabel():
+                ax.set_ylabel(title, fontsize=8)
+        out += save_figure(fig, stage / name, out_cfg.formats)
+    return out
 
 
 def write_outputs(
@@ -183,6 +229,8 @@ def write_outputs(
     out: str | os.PathLike,
     *,
     source: str | os.PathLike | None = None,
+    sensitivity: pd.DataFrame | None = None,
+    bouts: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write the full output set into ``out`` (see the module docstring). Prints nothing.
 
@@ -215,7 +263,7 @@ def write_outputs(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with StagedSet(out, STAGE, adopt=_adopter(out)) as st:
-        staged = _stage(results, cohort, config, out_cfg, st.path)
+        staged = _stage(results, cohort, config, out_cfg, st.path, sensitivity, bouts)
         names = [st.add_written(f) for f in staged]
         st.check(names + [_RESULTS, sidecar_path(_RESULTS).name])  # before the results are even written
         _migrate(out)

@@ -17,7 +17,7 @@ import pandas as pd
 __all__ = ["format_p", "publication_table", "table_caption", "to_html", "to_markdown", "to_latex"]
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # where Markdown would start raw HTML or an autolink
-_TYPE = {"probability": "Prob.", "intensity": "%"}
+_TYPE = {"probability": "Prob.", "intensity": "%", "count": "Bouts", "duration": "Dur."}
 HEADER = ["Action", "Contrast", "Type", "Effect", "p", "p_adj"]
 
 

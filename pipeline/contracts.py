@@ -217,7 +217,7 @@ HURDLE_RESULTS = Contract(
             pa.field("contrast", pa.string(), nullable=False),  # "ASD vs TDC"
             pa.field("group_a", pa.string(), nullable=False),
             pa.field("group_b", pa.string(), nullable=False),
-            pa.field("part", pa.string(), nullable=False),  # "probability" | "intensity"
+            pa.field("part", pa.string(), nullable=False),  # "probability" | "intensity" | "count" | "duration"
             pa.field("n_a", pa.int64(), nullable=False),
             pa.field("n_b", pa.int64(), nullable=False),
             pa.field("engaged_a", pa.int64(), nullable=False),
@@ -235,7 +235,8 @@ HURDLE_RESULTS = Contract(
         ]
     ),
     rules=(
-        Rule("part", lambda v: np.isin(v, ["probability", "intensity"]), "'probability' or 'intensity'"),
+        Rule("part", lambda v: np.isin(v, ["probability", "intensity", "count", "duration"]),
+             "'probability', 'intensity', 'count' or 'duration'"),
         Rule("effect", lambda v: v > 0, "> 0"),
         Rule("p", _in_range(0.0, 1.0), "in [0, 1]"),
         Rule("p_adj", _in_range(0.0, 1.0), "in [0, 1]"),

@@ -50,7 +50,15 @@ from reports.validation import coder_videos, validation_context
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
 from reports.settings import ReportSettings
-from reports.summaries import demographics, effects_table, group_summary, participant_actions, qc_by_participant
+from reports.summaries import (
+    bout_rows,
+    demographics,
+    effects_table,
+    error_aware_rows,
+    group_summary,
+    participant_actions,
+    qc_by_participant,
+)
 from reports.summaries import reference_group as default_reference
 
 __all__ = ["build_report", "build_report_files", "page_name", "main", "REPORT_VERSION", "STAGE"]
@@ -362,6 +370,8 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
             pub_header=HEADER, pub_rows=pub_rows, pub_caption=table_caption(res, len(pub)),
             violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
             results_rows=results_rows, ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
+            error_rows=error_aware_rows(res, k), error_corrected="effect_uncorrected" in res.columns,
+            error_sensitivity="sensitivity" in res.columns, bout_rows=bout_rows(res, k),
         )  # fmt: skip
     with st.writing("index.html") as index:
         index.write_text(env.get_template("index.html.j2").render(ctx), encoding="utf-8")

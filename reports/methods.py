@@ -330,6 +330,28 @@ def _intensity_test_sentence(cfg: Mapping) -> str:
     return text
 
 
+def _error_aware_sentences(res, cfg: Mapping) -> list[str]:
+    """What issue 23 added to a run, in words: the read-out error correction (or that none was used),
+    the sensitivity grid, the bout models."""
+    out = []
+    pt = res[res["part"].isin(["probability", "intensity"])]
+    if "misclassification" in res.columns and pt["misclassification"].notna().any():
+        out.append("Read-out errors: " + str(pt["misclassification"].dropna().iloc[0]) + "; Rubin's rules with "
+                   "Barnard-Rubin degrees of freedom, then the same multiple-comparison correction.")  # fmt: skip
+    elif cfg.get("misclassification", "none") == "none":
+        out.append("Percent time was analysed as read out, without correction for the read-out's errors.")
+    if "sensitivity" in res.columns:
+        counts = pt["sensitivity"].value_counts()
+        out.append("Sensitivity to the read-out: the read-out and the analysis were repeated with every threshold "
+                   "multiplied by 0.8, 0.9, 1, 1.1 and 1.25; results are stable (same sign and significance at every "
+                   "factor), fragile or reversed (" + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("stable", "fragile", "reversed")) + ").")  # fmt: skip
+    if res["part"].isin(["count", "duration"]).any():
+        out.append("Bouts: counts per participant by negative binomial GLM (Poisson without over-dispersion) with log "
+                   "observed minutes as offset (rate ratios); mean bout duration among participants with bouts by Gamma "
+                   "GLM with log link; each outcome its own correction family.")  # fmt: skip
+    return out
+
+
 def _stats_section(run: Run) -> MethodsSection:
     sec = MethodsSection("Statistical model")
     if run.results is None:
@@ -358,6 +380,7 @@ def _stats_section(run: Run) -> MethodsSection:
         "minus with everybody in the second, averaged over the sample)."
     )
     sec.text.append(f"Multiple comparisons: {res['family'].iloc[0]} (correction '{res['correction'].iloc[0]}').")
+    sec.text += _error_aware_sentences(res, cfg)
     if cfg.get("min_engaged") is not None:
         sec.text.append(f"The intensity part needs at least {cfg['min_engaged']} participants with engagement in each "
                         "group of a contrast; separation in the probability part switches that action to Firth's "

@@ -211,3 +211,32 @@ def participant_actions(run: Run, pid: str, ref_group: str | None) -> pd.DataFra
     analysed = set(run.results["action"]) if run.results is not None else set()
     mine["analysed"] = mine["action"].isin(analysed)
     return mine
+
+
+def error_aware_rows(results: pd.DataFrame, k: int = 10) -> list[dict]:
+    """The K most significant percent-time tests with the uncorrected and the misclassification-corrected
+    effect and adjusted p side by side, and the sensitivity label (issue 23). Empty when the run has
+    neither a correction nor a sensitivity grid."""
+    corrected = "effect_uncorrected" in results.columns
+    sens = "sensitivity" in results.columns
+    if not (corrected or sens):
+        return []
+    pt = results[results["part"].isin(["probability", "intensity"]) & results["p"].notna()]
+    top = pt.sort_values(["p", "action", "contrast", "part"], kind="mergesort").head(k)
+    rows = []
+    for r in top.itertuples(index=False):
+        rows.append({
+            "action": r.action, "contrast": r.direction or r.contrast, "part": r.part,
+            "effect_uncorrected": getattr(r, "effect_uncorrected", None) if corrected else None,
+            "p_adj_uncorrected": getattr(r, "p_adj_uncorrected", None) if corrected else None,
+            "effect": r.effect, "p_adj": r.p_adj, "sensitivity": getattr(r, "sensitivity", None) if sens else None,
+        })  # fmt: skip
+    return rows
+
+
+def bout_rows(results: pd.DataFrame, k: int = 10) -> list[dict]:
+    """The K most significant bout-count and bout-duration tests (``--bouts``); empty without them."""
+    b = results[results["part"].isin(["count", "duration"]) & results["p"].notna()]
+    top = b.sort_values(["p", "action", "contrast", "part"], kind="mergesort").head(k)
+    return [{"action": r.action, "contrast": r.direction or r.contrast, "part": r.part, "effect": r.effect,
+             "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p, "p_adj": r.p_adj} for r in top.itertuples(index=False)]  # fmt: skip

@@ -148,39 +148,6 @@ def test_quiet_hides_info_of_loggers_with_their_own_level_and_tracebacks(capsys)
     assert err == "ERROR test_flow_process.own_level: write failed (OSError: disk full)\n"
 
 
-def test_mediapipe_start_up_silencing_restores_fd2_when_threads_overlap():
-    """Pose tasks in threads start MediaPipe concurrently; each silences fd 2 while it starts. In the
-    order A in, B in, A out, B out, a per-thread save/restore left fd 2 on /dev/null for the rest of the
-    run, and the run's console (its error lines too) went with it."""
-    import threading
-
-    from pipeline.pose_mediapipe import _native_stderr_silenced
-
-    before = os.fstat(2)
-    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
-
-    def a():
-        with _native_stderr_silenced():
-            a_in.set()
-            b_in.wait(10)
-        a_out.set()
-
-    def b():
-        a_in.wait(10)
-        with _native_stderr_silenced():
-            b_in.set()
-            a_out.wait(10)
-            assert os.fstat(2).st_ino == os.stat(os.devnull).st_ino  # still silenced while B starts
-
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    after = os.fstat(2)
-    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
-
-
 # --------------------------------------------------------------------------------------------------
 # The temporary server
 # --------------------------------------------------------------------------------------------------

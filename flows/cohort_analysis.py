@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
+import prefect.runtime as prefect_runtime
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_link_artifact,
@@ -64,6 +65,7 @@ from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
+from pipeline.run_lock import RunLocked, run_lock
 from pipeline.settings import SettingsError, add_arguments, args_values
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
 from pipeline.stage import ItemResult, write_qc_table
@@ -284,9 +286,14 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     """Videos of a cohort to percent time per micro-action, group statistics and an HTML report."""
     logger = get_run_logger()
     plan = check_parameters(params)  # before any folder exists: a bad value fails here, naming the field
+    with run_lock(plan.folder.root, run_id=str(prefect_runtime.flow_run.id or ""), command="cohort-analysis flow"):
+        return _run(params, plan, logger)  # one writer per run folder (pipeline.run_lock): a second run is refused
+
+
+def _run(params: CohortAnalysisParams, plan: RunPlan, logger) -> dict:
+    """The flow's body, with the run folder locked."""
     run, manifest, ckpt, weights = plan.folder, plan.manifest, plan.checkpoint, plan.weights
     out = run.root
-    out.mkdir(parents=True, exist_ok=True)
     write_run_manifest(manifest, out)
     videos = manifest.videos.to_dict("records")
     n = len(videos)
@@ -421,12 +428,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
         return 2
     try:  # everything checkable is checked before a server starts or a folder is made
-        prepare_run(params)
-    except RunRefused as exc:
+        plan = prepare_run(params)
+        held = run_lock(plan.folder.root, command="python -m flows.cohort_analysis")
+        held.__enter__()  # refused at once, before a server starts, when another run holds the folder
+    except (RunRefused, RunLocked) as exc:
         print(f"flows.cohort_analysis: error: {exc}", file=sys.stderr)
         return 2
-    with flow_errors("flows.cohort_analysis", verbose=args.verbose), handle_errors("flows.cohort_analysis"), \
-            direct_run_settings():
+    with contextlib.ExitStack() as stack:
+        stack.push(held)  # released on leaving, however the run ends
+        stack.enter_context(flow_errors("flows.cohort_analysis", verbose=args.verbose))
+        stack.enter_context(handle_errors("flows.cohort_analysis"))
+        stack.enter_context(direct_run_settings())
         try:
             summary = run_cohort_analysis(params, task_runner=args.task_runner, n_workers=args.dask_workers,
                                           address=args.dask_address, slurm_config=args.slurm_config)

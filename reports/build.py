@@ -26,6 +26,7 @@ deletable (``{"pages": ["Documents/cv.html"]}`` deletes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -43,6 +44,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from analysis.tables import HEADER, format_p, publication_table, table_caption
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
+from pipeline.run_lock import lock_for_output
 from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
 from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
@@ -416,17 +418,19 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("reports.build"):
-        check_output_dir(args.out)
-        if not args.run.is_dir():
-            raise BadInput(f"--run {args.run} is not a folder")
-        settings = from_args(ReportSettings, args, stage="report").settings
-        pages = build_report_files(args.run, args.out, reference_group=settings.reference_group,
-                                   show_paths=settings.show_paths, show_progress=not args.quiet)
-        for path in pages:
-            report_written(path)
-        print(f"report: {pages[0]}", file=sys.stderr)
-    return 0
+    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
+        with handle_errors("reports.build"):
+            held.enter_context(lock_for_output(args.out, command='python -m reports.build'))
+            check_output_dir(args.out)
+            if not args.run.is_dir():
+                raise BadInput(f"--run {args.run} is not a folder")
+            settings = from_args(ReportSettings, args, stage="report").settings
+            pages = build_report_files(args.run, args.out, reference_group=settings.reference_group,
+                                       show_paths=settings.show_paths, show_progress=not args.quiet)
+            for path in pages:
+                report_written(path)
+            print(f"report: {pages[0]}", file=sys.stderr)
+        return 0
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ from pathlib import Path
 
 from pipeline.cli import BadInput
 
-__all__ = ["LOCK_NAME", "RunLocked", "Holder", "RunLock", "run_lock", "run_root_of", "lock_for_output", "read_holder"]
+__all__ = ["LOCK_NAME", "RunLocked", "Holder", "RunLock", "run_lock", "run_root_of", "lock_for_output", "read_holder",
+           "is_held"]
 
 log = logging.getLogger("pipeline.run_lock")
 
@@ -82,6 +83,25 @@ def read_holder(root: str | os.PathLike) -> Holder | None:
                       run_id=str(data.get("run_id") or ""), command=str(data.get("command") or ""))
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def is_held(root: str | os.PathLike) -> bool:
+    """Whether some live process holds the run folder's lock (a probe: takes and drops the flock at
+    once, without touching the recorded holder). False when there is no lock file."""
+    key = Path(root).resolve()
+    if key in _held:
+        return True
+    try:
+        fd = os.open(key / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 _held: dict[Path, "RunLock"] = {}  # this process's locks by run root (re-entrant)

@@ -394,7 +394,11 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     logger = get_run_logger()
     watch_serving_process(prefect_runtime.flow_run.id)  # a served run ends (Crashed) with its serving process
     plan = check_parameters(params)  # before any folder exists: a bad value fails here, naming the field
-    with run_lock(plan.folder.root, run_id=str(prefect_runtime.flow_run.id or ""), command="cohort-analysis flow"):
+    run_id = str(prefect_runtime.flow_run.id or "")
+    with run_lock(plan.folder.root, run_id=run_id, command="cohort-analysis flow") as lock:
+        if lock.took_over is not None:
+            logger.warning("took over the lock of %s from a run that ended without releasing it (%s); "
+                           "resuming from its finished videos", plan.folder.root, lock.took_over.describe())
         return _run(params, plan, logger)  # one writer per run folder (pipeline.run_lock): a second run is refused
 
 

@@ -42,12 +42,12 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from analysis.tables import HEADER, format_p, publication_table, table_caption
+from analysis.tables import format_p
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 from pipeline.run_lock import lock_for_output
 from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
 from pipeline.settings import add_arguments, from_args
-from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
+from reports.figures import ethogram_figure, figure_image, qc_figure, violin_image
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
 from reports.settings import ReportSettings
@@ -169,6 +169,48 @@ def _limitations(run: Run, banner: str | None, ref: str | None) -> list[str]:
     lim.append("Percentiles on the participant pages compare with " + (f"the {ref} group" if ref else "the whole cohort")
                + " of this run, not with population norms.")  # fmt: skip
     return lim
+
+
+def top_findings(results: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The ``k`` estimable tests with the smallest p (ties: adjusted p, action, contrast, part), both parts,
+    with their odds ratio, its interval and the AME: the same columns and "A vs B" wording as the
+    full table (the hurdle's publication table shows the odds ratio alone and writes "A > B")."""
+    est = results[results["p"].notna()]
+    return est.sort_values(["p", "p_adj", "action", "contrast", "part"], kind="mergesort").head(k)
+
+
+def top_findings_caption(results: pd.DataFrame, k: int) -> str:
+    first = results.iloc[0] if len(results) else {}
+    ci = float(first.get("ci_level", 0.95) or 0.95) if len(results) else 0.95
+    return (f"The {k} tests with the smallest p of {int(results['p'].notna().sum())} "
+            f"({first.get('selection', '') if len(results) else ''}). Probability part: odds of showing the action "
+            "at all; intensity part: odds of the share of time among the participants who showed it. OR: odds ratio "
+            f"of the first group of the contrast relative to the second, with its {100 * ci:.0f} % confidence "
+            f"interval; AME: average marginal effect in percentage points. Covariates: "
+            f"{first.get('covariates', 'none') if len(results) else 'none'}. p_adj: "
+            f"{first.get('family', '') if len(results) else ''}.")
+
+
+_SEPARATION = re.compile(r"^separation \((?P<what>[^)]*)\): ")
+
+
+def contrast_note(row) -> str:
+    """A results row's note as it reads on that row. The hurdle fits one model per action over all
+    groups, so its separation note names the group that caused it ("separation (TDC: all engaged)")
+    on every contrast of the action, also on "ASD vs PSY"; said as the action's model, it no longer
+    reads as if it were about the row's groups."""
+    note = getattr(row, "note", None)
+    if not isinstance(note, str) or not note:
+        return ""
+    m = _SEPARATION.match(note)
+    if m is None:
+        return note
+    named = {g.strip() for g in re.findall(r"(\w[\w-]*):", m["what"])}
+    if named and named <= {row.group_a, row.group_b}:
+        return note
+    rest = note[m.end():]
+    return (f"this action's model (all groups together) had separation ({m['what']}), so each of its "
+            f"contrasts uses {rest}")
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -330,7 +372,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         methods=methods_sections(run, show_paths=show_paths),  # built without path-valued entries
         qc_rows=qc_rows,
         qc_summary=qc_summary,
-        qc_figure=png_data_uri(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
+        qc_figure=figure_image(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
         qc_alt=qc_summary,
         qc_threshold=qc_threshold,
         limitations=_limitations(run, banner, ref),
@@ -342,7 +384,8 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         res = effects_table(run)
         out_cfg = ((run.results_meta or {}).get("config") or {}).get("output") or {}
         k = int(out_cfg.get("table_rows", 10))
-        pub = publication_table(res, k)
+        res["note"] = [contrast_note(r) for r in res.itertuples(index=False)]
+        pub = top_findings(res, k)
         p_col = "p" if out_cfg.get("plot_p") == "raw" else "p_adj"
         alpha = float(out_cfg.get("alpha", 0.05))
         violins = []
@@ -351,9 +394,13 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
             alt = (f"Violin plot of percent time among engagers of '{a}' by group ({', '.join(run.groups)}). "
                    + (f"Significant intensity contrasts: {', '.join(sig['direction'].fillna(sig['contrast']))}."
                       if len(sig) else "No significant intensity contrast."))  # fmt: skip
-            violins.append({"action": a, "src": violin_data_uri(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha), "alt": alt})
+            image, small = violin_image(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha)
+            caption = ("; ".join(f"{g}: {'no participant' if m == 0 else 'one participant'} showed it, so no violin "
+                                 f"is drawn{' (the dot is theirs)' if m == 1 else ''}" for g, m in small.items()) + ".")
+            violins.append({"action": a, **image, "alt": alt + (" " + caption if small else ""),
+                            "caption": caption if small else ""})
         ctx.update(
-            pub_header=HEADER, pub_rows=pub.values.tolist(), pub_caption=table_caption(res, len(pub)),
+            pub_rows=_records(pub), pub_caption=top_findings_caption(res, len(pub)),
             violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
             results_rows=_records(res), ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
         )  # fmt: skip
@@ -372,7 +419,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         seg_actions = list(dict.fromkeys(a for v in videos if v.segments is not None for a in v.segments["action"]))
         eth_actions = [a for a in shown["action"] if a in seg_actions] + [a for a in seg_actions if a not in set(shown["action"])]
         has_segments = any(v.segments is not None for v in videos)
-        eth = png_data_uri(ethogram_figure(videos, eth_actions)) if videos and has_segments else None
+        eth = figure_image(ethogram_figure(videos, eth_actions)) if videos and has_segments else None
         eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
             f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
             f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip

@@ -72,7 +72,7 @@ from pipeline.run_lock import RunLocked, run_lock
 from pipeline.settings import SettingsError, add_arguments, args_values
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
 from pipeline.stage import ItemResult, write_qc_table
-from reports.build import build_report
+from reports.build import build_report, report_up_to_date
 
 __all__ = ["cohort_analysis", "run_cohort_analysis", "prepare_run", "RunPlan", "RunRefused", "main", "FlowFailed"]
 
@@ -382,6 +382,9 @@ def hurdle_task(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> pd.Da
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(run_dir: Path, out_dir: Path, reference_group: str | None, show_paths: bool) -> Path:
+    if report_up_to_date(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths):
+        get_run_logger().info("report up to date (same inputs and settings): skipped")
+        return Path(out_dir) / "index.html"
     return build_report(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths)
 
 

@@ -43,9 +43,11 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from analysis.tables import format_p
+from pipeline.artifacts import sha256_file
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
-from pipeline.run_lock import lock_for_output
 from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
+from pipeline.run_folder import RunFolder
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, figure_image, qc_figure, violin_image
 from reports.methods import methods_sections, simulated_provenance
@@ -281,12 +283,75 @@ def build_report_files(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *
     ref_label = f"{ref} group" if ref else "whole cohort"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    inputs = report_inputs(run_dir, reference_group=reference_group, show_paths=show_paths)
     with StagedSet(out, STAGE, adopt=_legacy_adopter(out)) as st:
         _render(run, ref, ref_label, st, show_paths=show_paths, show_progress=show_progress)
+        with st.writing(INPUTS_RECORD) as record:
+            record.write_text(json.dumps(inputs, sort_keys=True, indent=1) + "\n", encoding="utf-8")
         st.check(st.names)
         _migrate(out)
         final = st.commit()
-    return sorted(final, key=lambda p: (p.name != "index.html", str(p)))
+    return sorted((p for p in final if p.name != INPUTS_RECORD), key=lambda p: (p.name != "index.html", str(p)))
+
+
+INPUTS_RECORD = ".report-inputs.json"
+# Columns of the QC tables that change on every rerun without changing what the report shows.
+_VOLATILE_QC = ("seconds", "updated", "source")
+
+
+def _digest_file(path: Path) -> str | None:
+    """sha256 of what the report reads from ``path``: a sidecar without its creation time, a QC table
+    without its timings (and "skipped" read as "ok": a resumed item is the same item), a file's bytes."""
+    import hashlib
+
+    if not path.is_file():
+        return None
+    if path.name.endswith(".json"):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(doc, dict):
+            doc = {k: v for k, v in doc.items() if k not in ("created", "updated")}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    if path.name.startswith("qc") and path.suffix == ".parquet":
+        qc = pd.read_parquet(path).drop(columns=list(_VOLATILE_QC), errors="ignore")
+        if "status" in qc:
+            qc["status"] = qc["status"].replace({"skipped": "ok"})
+        return hashlib.sha256(qc.to_csv(index=False).encode()).hexdigest()
+    return sha256_file(path)
+
+
+def report_inputs(run_dir: str | os.PathLike, *, reference_group: str | None = None, show_paths: bool = False) -> dict:
+    """What a report of ``run_dir`` depends on: the report's version and settings, and a digest of each
+    file it reads (manifest, QC tables, windows and keypoints sidecars, read-out, statistics), so an
+    unchanged rerun can skip it (:func:`report_up_to_date`). Keypoint and window tables themselves are
+    not read by the report, only their sidecars."""
+    folder = RunFolder(run_dir)
+    files = [folder.manifest, folder.pose_qc, folder.recognize / "qc_recognize.parquet", folder.cohort, folder.bouts,
+             folder.exclusions, folder.results, *sorted(folder.segments.glob("*.parquet")),
+             *sorted(folder.root.glob("**/*.parquet.json"))]  # every sidecar: keypoints, windows, stages
+    digests = {}
+    for f in dict.fromkeys(files):
+        if folder.report in f.parents:
+            continue
+        d = _digest_file(f)
+        if d is not None:
+            digests[f.relative_to(folder.root).as_posix()] = d
+    return {"report_version": REPORT_VERSION, "reference_group": reference_group, "show_paths": bool(show_paths),
+            "files": digests}
+
+
+def report_up_to_date(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
+                      show_paths: bool = False) -> bool:
+    """Whether ``out_dir`` holds a report of these inputs and settings (its record matches, its index exists)."""
+    out = Path(out_dir)
+    try:
+        recorded = json.loads((out / INPUTS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (out / "index.html").is_file() and recorded == json.loads(json.dumps(
+        report_inputs(run_dir, reference_group=reference_group, show_paths=show_paths), sort_keys=True))
 
 
 def _legacy_adopter(out: Path):

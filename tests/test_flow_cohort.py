@@ -122,12 +122,15 @@ def test_served_deployment_runs_resumes_and_reports(served, prefect_env, cohort,
     report_note = arts["cohort-report"]["data"]
     assert str(index) in report_note and f"python -m reports.serve {out}" in report_note and "file://" not in report_note
 
-    # A second run redoes nothing: every video is up to date in both per-video stages.
+    # A second run redoes nothing: every video is up to date in both per-video stages, and the statistics
+    # and the report (same inputs and settings) are skipped too.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "hurdle" / "results.parquet", index)}
     second = _deployment_run(prefect_env, "test", _params(cohort, out))
     assert second.returncode == 0, second.stdout[-2000:] + _serve_log(prefect_env)
     assert set(pd.read_parquet(out / "pose" / "qc.parquet")["status"]) == {"skipped"}
     assert set(pd.read_parquet(out / "recognize" / "qc_recognize.parquet")["status"]) == {"skipped"}
     assert pd.read_parquet(out / "readout" / "cohort.parquet").equals(cohort_table)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 def test_one_corrupt_video_is_left_out_and_reported(served, prefect_env, cohort, tmp_path_factory):

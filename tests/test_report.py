@@ -516,3 +516,25 @@ def test_an_action_never_shown_gets_no_percentile_on_the_page(report: Path, run_
     shown = [r[4] for r in rows if r[0] != "0.00"]
     assert zero and all(re.fullmatch(r'<span class="zero">not shown \(\d+ of \d+ at 0 %\)</span>', c) for c in zero)
     assert all('class="bar"' in c for c in shown)
+
+
+def test_an_unchanged_run_needs_no_new_report_and_a_changed_one_does(run_dir: Path, tmp_path: Path) -> None:
+    from reports.build import report_up_to_date
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    out = tmp_path / "report"
+    pages = build_report_files(run, out)
+    assert ".report-inputs.json" not in {p.name for p in pages} and (out / ".report-inputs.json").is_file()
+    assert report_up_to_date(run, out)
+    assert not report_up_to_date(run, out, reference_group="ASD")  # other settings
+    qc = run / "pose" / "qc.parquet"
+    import pandas as pd
+
+    table = pd.read_parquet(qc)
+    table["seconds"] = table["seconds"] * 2 + 1  # a rerun's timings: not what the report shows
+    table.to_parquet(qc)
+    assert report_up_to_date(run, out)
+    table.loc[0, "valid_fraction"] = 0.1234  # a changed video
+    table.to_parquet(qc)
+    assert not report_up_to_date(run, out)

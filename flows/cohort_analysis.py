@@ -58,11 +58,13 @@ from analysis.cohort import load_cohort, validate_cohort
 from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs as write_hurdle_outputs
+from flows.console import quiet_http_clients
 from flows.params import CohortAnalysisParams
 from flows.run_watch import watch_serving_process
 from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
+from pipeline import native_stderr
 from pipeline.artifacts import atomic_write_text, is_up_to_date, sha256_file
 from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
@@ -396,6 +398,8 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
     """Videos of a cohort to percent time per micro-action, group statistics and an HTML report."""
     logger = get_run_logger()
     watch_serving_process(prefect_runtime.flow_run.id)  # a served run ends (Crashed) with its serving process
+    quiet_http_clients()  # no line per API call in the serve log
+    native_stderr.install()  # MediaPipe's start-up noise filtered once, before the pose threads start
     plan = check_parameters(params)  # before any folder exists: a bad value fails here, naming the field
     run_id = str(prefect_runtime.flow_run.id or "")
     with run_lock(plan.folder.root, run_id=run_id, command="cohort-analysis flow") as lock:

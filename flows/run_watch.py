@@ -19,8 +19,9 @@ serve and a resubmitted run wrote into the same folder, and a run whose process 
   when its holder's process ends: :mod:`pipeline.run_lock`) are set to ``Crashed``: they are left over
   from a serve process that died with its machine, or whose flow-run process was killed with it.
 
-SIGTERM or Ctrl-C of the serving process is Prefect's: the Runner cancels its runs (state ``Cancelled``)
-before it exits. A resubmitted run resumes from the per-video sidecars (docs/scale.md, "Crash recovery").
+SIGTERM of the serving process: Prefect 3.8.8's Runner handler calls its ``stop`` coroutine without
+awaiting it ("coroutine 'Runner.astop' was never awaited") and exits, so its runs are not cancelled; the
+watch then ends them as for a kill (``Crashed``). A resubmitted run resumes from the per-video sidecars (docs/scale.md, "Crash recovery").
 """
 
 from __future__ import annotations

@@ -167,8 +167,8 @@ def violin_image(cohort: pd.DataFrame, action: str, groups: Sequence[str], resul
         ax.yaxis.label.set_fontsize(9)
         for i, g in enumerate(groups):
             if g in small:
-                ax.text(i, 0.02, "n = 0:\nnone showed it" if small[g] == 0 else "n = 1:\nno violin",
-                        transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=8, color="#444444")
+                ax.text(i, 0.97, "n = 0:\nnone showed it" if small[g] == 0 else "n = 1:\nno violin",
+                        transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, color="#444444")
     for legend in fig.legends:
         for text in legend.get_texts():
             text.set_fontsize(9)

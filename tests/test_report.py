@@ -514,7 +514,7 @@ def test_an_action_never_shown_gets_no_percentile_on_the_page(report: Path, run_
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S) for r in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
     zero = [r[4] for r in rows if r[0] == "0.00"]
     shown = [r[4] for r in rows if r[0] != "0.00"]
-    assert zero and all(re.fullmatch(r'<span class="zero">not shown \(\d+ of \d+ at 0 %\)</span>', c) for c in zero)
+    assert zero and all(re.fullmatch(r'<span class="zero">not shown \(\d+/\d+ at 0 %\)</span>', c) for c in zero)
     assert all('class="bar"' in c for c in shown)
 
 

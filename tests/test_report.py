@@ -355,6 +355,7 @@ def test_an_old_report_json_folder_is_migrated(bare_run: Path, tmp_path: Path) -
     out = tmp_path / "old"
     pages = build_report_files(bare_run, out)
     (out / ".report.outputs.json").unlink()
+    (out / ".report-inputs.json").unlink()  # newer than output manifests: an old folder has none
     stale = out / "participants" / "gone-00000000.html"
     stale.write_bytes(pages[1].read_bytes())  # a page of a participant no longer in the run
     names = [p.relative_to(out).as_posix() for p in pages] + ["participants/gone-00000000.html"]
@@ -385,7 +386,7 @@ def test_a_forged_old_listing_deletes_nothing_of_the_users(bare_run: Path, tmp_p
     assert outside.read_text() == "keep"
     assert not (home / "report.json").exists()  # migrated: read once, then gone
     recorded = set(json.loads((home / ".report.outputs.json").read_text())["files"])
-    assert recorded == {p.relative_to(home).as_posix() for p in pages}
+    assert recorded == {p.relative_to(home).as_posix() for p in pages} | {".report-inputs.json"}
     # the same attack with a forged manifest of the new format: fingerprints that do not match
     # the user's files, and a path outside, remove nothing either
     doc = json.loads((home / ".report.outputs.json").read_text())

@@ -93,3 +93,29 @@ def test_stderr_reaches_its_file_during_and_after_four_concurrent_pose_tasks(tmp
     assert not missing, f"{len(missing)} of {n} stderr lines written during pose were lost: {missing[:10]}"
     assert "after the pose tasks" in lines and "raw fd 2 after the pose tasks" in lines
     assert not any(is_noise(line.encode()) for line in lines), [ln for ln in lines if is_noise(ln.encode())][:3]
+
+
+@pytest.mark.slow
+def test_a_direct_flow_run_with_four_concurrent_pose_tasks_keeps_its_stderr(tmp_path):
+    """The real flow (python -m flows.cohort_analysis, 4 pose tasks at once in threads), stderr to a
+    file as under a service manager: the warning written after pose (a cut-off video left out) and the
+    end of the run reach the file, and MediaPipe's start-up lines do not."""
+    import pandas as pd
+
+    from flow_fixtures import small_cohort
+
+    cohort = small_cohort(tmp_path / "cohort", seconds=2)
+    bad = cohort["manifest"].parent / "videos" / "TDC-002.mp4"
+    bad.write_bytes(bad.read_bytes()[:2000])
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "w") as err:
+        r = subprocess.run([sys.executable, "-m", "flows.cohort_analysis", "--manifest", str(cohort["manifest"]),
+                            "--out", str(tmp_path / "run"), "--weights", str(cohort["weights"]), "--groups", "ASD",
+                            "TDC", "--max-failed-share", "0.5"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           stdout=subprocess.PIPE, stderr=err, text=True, timeout=900)
+    log = err_path.read_text()
+    assert r.returncode == 1, r.stdout + log[-3000:]  # one video failed: exit 1, the run completed
+    assert "1 of 4 videos failed and are left out: TDC-002" in log
+    assert "progress: videos finished: pose 4/4, recognition 3/4" in log
+    assert not any(is_noise(line.encode()) for line in log.splitlines())
+    assert "wrote report:" in r.stdout and len(pd.read_parquet(tmp_path / "run" / "pose" / "qc.parquet")) == 4

@@ -24,8 +24,8 @@ includes non-significant and non-estimable tests (those with a ``note`` and no n
 
 from __future__ import annotations
 
-import contextlib
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -382,50 +382,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
-        with handle_errors("analysis.hurdle"):
-            from pipeline.cli import BadInput
+    with handle_errors("analysis.hurdle"), contextlib.ExitStack() as held:  # held: the run lock
+        from pipeline.cli import BadInput
 
-            try:
-                config = HurdleConfig(
-                    groups=args.groups,
-                    actions=args.actions,
-                    top_actions=0 if args.all_actions else args.top_actions,
-                    rank_by=args.rank_by,
-                    covariates=args.covariates,
-                    categorical=args.categorical,
-                    min_engaged=args.min_engaged,
-                    intensity_se=args.intensity_se,
-                    intensity_resamples=args.intensity_resamples,
-                    intensity_seed=args.intensity_seed,
-                    min_engaged_test=args.min_engaged_test,
-                    correction=args.correction,
-                    family=args.family,
-                    pairwise_subsets=args.pairwise_subsets,
-                    firth=args.firth,
-                    firth_ci=args.firth_ci,
-                    ci_level=args.ci_level,
-                    ignore_other_groups=args.ignore_other_groups,
-                    percent_scale=args.percent_scale,
-                )
-                out_cfg = OutputConfig(table_rows=args.table_rows, plots=not args.no_plots, plot_p=args.plot_p, alpha=args.alpha)
-            except ValueError as exc:
-                raise BadInput(str(exc)) from None
-            bad_cov = [c for c in config.categorical if c not in config.covariates]
-            if bad_cov:
-                raise BadInput(f"--categorical names {', '.join(bad_cov)} which are not in --covariates")
-            raw = load_cohort(args.cohort)
-            cohort = validate_cohort(raw, config, source=str(args.cohort))
-            # The output folder is checked before the analysis: usable, and no user file in the way.
-            out = args.out if args.out is not None else default_out_dir(args.cohort)
-            planned = planned_outputs(select_actions(cohort, config), out_cfg)
-            held.enter_context(lock_for_output(out, command='python -m analysis.hurdle'))
-            check_output_dir(out)
-            check_out_dir_free(out, planned)
-            results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
-            for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort):
-                report_written(path)
-        return 0
+        try:
+            config = HurdleConfig(
+                groups=args.groups,
+                actions=args.actions,
+                top_actions=0 if args.all_actions else args.top_actions,
+                rank_by=args.rank_by,
+                covariates=args.covariates,
+                categorical=args.categorical,
+                min_engaged=args.min_engaged,
+                intensity_se=args.intensity_se,
+                intensity_resamples=args.intensity_resamples,
+                intensity_seed=args.intensity_seed,
+                min_engaged_test=args.min_engaged_test,
+                correction=args.correction,
+                family=args.family,
+                pairwise_subsets=args.pairwise_subsets,
+                firth=args.firth,
+                firth_ci=args.firth_ci,
+                ci_level=args.ci_level,
+                ignore_other_groups=args.ignore_other_groups,
+                percent_scale=args.percent_scale,
+            )
+            out_cfg = OutputConfig(table_rows=args.table_rows, plots=not args.no_plots, plot_p=args.plot_p, alpha=args.alpha)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        bad_cov = [c for c in config.categorical if c not in config.covariates]
+        if bad_cov:
+            raise BadInput(f"--categorical names {', '.join(bad_cov)} which are not in --covariates")
+        raw = load_cohort(args.cohort)
+        cohort = validate_cohort(raw, config, source=str(args.cohort))
+        # The output folder is checked before the analysis: usable, and no user file in the way.
+        out = args.out if args.out is not None else default_out_dir(args.cohort)
+        planned = planned_outputs(select_actions(cohort, config), out_cfg)
+        held.enter_context(lock_for_output(out, command='python -m analysis.hurdle'))
+        check_output_dir(out)
+        check_out_dir_free(out, planned)
+        results = hurdle_analysis(cohort, config, validate=False, show_progress=not args.quiet)
+        for path in write_outputs(results, cohort, config, out_cfg, out, source=args.cohort):
+            report_written(path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ from pipeline.cli import (
     report_written,
     setup_logging,
 )
-from pipeline.run_lock import lock_for_output
 from pipeline.contracts import BOUTS, COHORT, EXCLUSIONS, SEGMENTS, WINDOWS, ContractError
 from pipeline.manifest import Manifest, read_manifest
 from pipeline.ownership import StagedSet, manifest_path, update_manifest
@@ -81,6 +80,7 @@ from pipeline.readout import (
     window_arrays,
 )
 from pipeline.run_folder import RunFolder
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import SettingsError, add_arguments, from_args
 
 __all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate",
@@ -504,29 +504,28 @@ def paths_from_args(args) -> tuple[str, str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
-        with handle_errors("pipeline.aggregate"):
-            windows_arg, manifest_arg, out_arg = paths_from_args(args)
-            held.enter_context(lock_for_output(out_arg, command='python -m pipeline.aggregate'))
-            out_dir = check_output_dir(out_arg)
-            manifest = read_manifest(manifest_arg, check_videos=False)
-            windows_dir = windows_dir_of(windows_arg)
-            try:
-                resolved = from_args(ReadoutConfig, args, base=checkpoint_readout(manifest, windows_dir),
-                                     base_name="checkpoint", stage="readout")
-                config = resolved.settings.resolved()
-            except (SettingsError, ValueError) as exc:
-                raise BadInput(str(exc)) from None
-            gt = read_frame_truth(args.gt_frames) if args.gt_frames else None
-            result = aggregate(manifest, windows_dir, config, show_progress=True, sources=resolved.sources)
-            agreement = None
-            if gt is not None and result.classes is not None:  # bad truth: exit 2 before anything is written
-                agreement = percent_time_agreement(gt, manifest, result.readouts, result.classes)
-            written = write_outputs(result, out_dir, agreement=agreement)
-        for path in written:
-            report_written(path)
-        print(summarize(result), file=sys.stderr)
-        return EXIT_PARTIAL if result.failures else EXIT_OK
+    with handle_errors("pipeline.aggregate"), contextlib.ExitStack() as held:  # held: the run lock
+        windows_arg, manifest_arg, out_arg = paths_from_args(args)
+        held.enter_context(lock_for_output(out_arg, command='python -m pipeline.aggregate'))
+        out_dir = check_output_dir(out_arg)
+        manifest = read_manifest(manifest_arg, check_videos=False)
+        windows_dir = windows_dir_of(windows_arg)
+        try:
+            resolved = from_args(ReadoutConfig, args, base=checkpoint_readout(manifest, windows_dir),
+                                 base_name="checkpoint", stage="readout")
+            config = resolved.settings.resolved()
+        except (SettingsError, ValueError) as exc:
+            raise BadInput(str(exc)) from None
+        gt = read_frame_truth(args.gt_frames) if args.gt_frames else None
+        result = aggregate(manifest, windows_dir, config, show_progress=True, sources=resolved.sources)
+        agreement = None
+        if gt is not None and result.classes is not None:  # bad truth: exit 2 before anything is written
+            agreement = percent_time_agreement(gt, manifest, result.readouts, result.classes)
+        written = write_outputs(result, out_dir, agreement=agreement)
+    for path in written:
+        report_written(path)
+    print(summarize(result), file=sys.stderr)
+    return EXIT_PARTIAL if result.failures else EXIT_OK
 
 
 if __name__ == "__main__":

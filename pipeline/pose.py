@@ -39,11 +39,11 @@ from pathlib import Path
 from model.taxonomy import ENTITY_LAYOUTS
 from model.windows import MA52_PLAN, WindowPlan
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from pipeline.run_lock import lock_for_output
 from pipeline.contracts import KEYPOINTS
 from pipeline.keypoints import read_keypoints
 from pipeline.pose_backends import get_backend
 from pipeline.pose_config import BACKEND_NAMES, PoseConfig, PoseSettings
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from pipeline.pose_openpose import SELECT_RULES, OpenPoseConfig
 from pipeline.qc import failed_row, qc_row

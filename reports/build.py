@@ -530,19 +530,18 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
-        with handle_errors("reports.build"):
-            held.enter_context(lock_for_output(args.out, command='python -m reports.build'))
-            check_output_dir(args.out)
-            if not args.run.is_dir():
-                raise BadInput(f"--run {args.run} is not a folder")
-            settings = from_args(ReportSettings, args, stage="report").settings
-            pages = build_report_files(args.run, args.out, reference_group=settings.reference_group,
-                                       show_paths=settings.show_paths, show_progress=not args.quiet)
-            for path in pages:
-                report_written(path)
-            print(f"report: {pages[0]}", file=sys.stderr)
-        return 0
+    with handle_errors("reports.build"), contextlib.ExitStack() as held:  # held: the run lock
+        held.enter_context(lock_for_output(args.out, command='python -m reports.build'))
+        check_output_dir(args.out)
+        if not args.run.is_dir():
+            raise BadInput(f"--run {args.run} is not a folder")
+        settings = from_args(ReportSettings, args, stage="report").settings
+        pages = build_report_files(args.run, args.out, reference_group=settings.reference_group,
+                                   show_paths=settings.show_paths, show_progress=not args.quiet)
+        for path in pages:
+            report_written(path)
+        print(f"report: {pages[0]}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from model.checkpoint import CheckpointError, load_checkpoint
 from model.preprocessing import ClassList
 from model.windows import WindowPlan
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, report_written, setup_logging
-from pipeline.run_lock import lock_for_output
 from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognitionSettings, RecognizeJob, RecognizeOptions, check_checkpoint,
                                         check_device)
 from pipeline.recognize.run import recognize_videos
 from pipeline.recognize.stage import RecognizeStage
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from pipeline.stage import check_outputs_free, exit_code, summary, write_qc_table
 from pipeline.video import VIDEO_SUFFIXES

@@ -25,6 +25,7 @@ includes non-significant and non-estimable tests (those with a ``note`` and no n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.cli import check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
+from pipeline.run_lock import lock_for_output
 
 from .cohort import categorical_covariates, load_cohort, select_actions, validate_cohort
 from .config import (
@@ -455,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("analysis.hurdle"):
+    with handle_errors("analysis.hurdle"), contextlib.ExitStack() as held:  # held: the run lock
         from pipeline.cli import BadInput
 
         try:
@@ -508,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The output folder is checked before the analysis: usable, and no user file in the way.
         out = args.out if args.out is not None else default_out_dir(args.cohort)
         planned = planned_outputs(select_actions(cohort, config), out_cfg, sensitivity=args.sensitivity, bouts=args.bouts is not None)
+        held.enter_context(lock_for_output(out, command='python -m analysis.hurdle'))
         check_output_dir(out)
         check_out_dir_free(out, planned)
         bouts = None

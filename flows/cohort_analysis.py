@@ -29,22 +29,25 @@ import contextlib
 import functools
 import logging
 import os
+import platform
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
-from prefect import flow, get_run_logger, task, unmapped
+import prefect.runtime as prefect_runtime
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
 from prefect.cache_policies import NONE as NO_CACHE
+from prefect.futures import as_completed
 from prefect.settings import (
     PREFECT_SERVER_ANALYTICS_ENABLED,
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -55,19 +58,23 @@ from analysis.cohort import load_cohort, validate_cohort
 from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs as write_hurdle_outputs
+from flows.console import quiet_http_clients
 from flows.params import CohortAnalysisParams
+from flows.run_watch import watch_serving_process
 from flows.task_runners import RUNNERS, gpu_annotation, make_task_runner
 from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
+from pipeline import native_stderr
 from pipeline.artifacts import atomic_write_text, is_up_to_date, sha256_file
 from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
+from pipeline.run_lock import RunLocked, run_lock
 from pipeline.settings import SettingsError, add_arguments, args_values
 from pipeline.recognize import RecognizeOptions, RecognizeStage, recognize_video
 from pipeline.stage import ItemResult, write_qc_table
-from reports.build import build_report
+from reports.build import build_report, report_up_to_date
 
 __all__ = ["cohort_analysis", "run_cohort_analysis", "prepare_run", "RunPlan", "RunRefused", "main", "FlowFailed"]
 
@@ -225,6 +232,109 @@ def significant_summary(results: pd.DataFrame, alpha: float = 0.05) -> str:
     return "\n".join(lines)
 
 
+def report_pointer(index: Path, run_root: Path) -> str:
+    """Markdown for the ``cohort-report`` artifact: the report's path to copy (a ``file://`` link from the
+    UI is refused by browsers and names the serving machine's disk) and the command that serves it."""
+    host = platform.node() or "the machine that ran the flow"
+    return "\n".join([
+        f"**HTML report** (self-contained; on `{host}`):", "", "```", str(index), "```", "",
+        "Open it in a browser on that machine, copy the folder elsewhere, or serve it on localhost:", "",
+        "```", f"python -m reports.serve {run_root}", "```", "",
+        "(then http://127.0.0.1:8765/ there, or through `ssh -L 8765:127.0.0.1:8765` from another machine)"])
+
+
+def qc_rows(videos: list[dict], pose_results: dict[str, ItemResult], rec_results: dict[str, ItemResult]) -> list[dict]:
+    """The ``cohort-qc`` table: one row per video; a stage not reached yet says ``pending``."""
+    failures = {**failed_videos(pose_results), **failed_videos(rec_results)}
+    rows = []
+    for v in videos:
+        vid = v["video_id"]
+        pose = pose_results[vid].status if vid in pose_results else "pending"
+        rec = (rec_results[vid].status if vid in rec_results else
+               "not run" if pose == "failed" else "pending")
+        rows.append({"video_id": vid, "participant_id": v["participant_id"], "group": v["group"], "pose": pose,
+                     "recognition": rec, "error": failures.get(vid, "")})
+    return rows
+
+
+def publish_qc(videos, pose_results, rec_results) -> None:
+    create_table_artifact(key="cohort-qc", table=qc_rows(videos, pose_results, rec_results),
+                          description="per-video QC of this run (updated as videos finish)")
+
+
+class VideoProgress:
+    """The ``cohort-progress`` artifact: videos through pose and recognition, counted as they finish.
+
+    progress = 100 * (videos done with pose + videos done with recognition) / (2 * videos); a video
+    whose pose failed counts as done for recognition. The description gives the counts and an ETA from
+    the mean time per finished step so far (pose steps are slower than recognition's, so the ETA is
+    conservative while pose runs). The QC table artifact is republished at most every ``qc_every_s``
+    seconds and when a stage ends.
+    """
+
+    def __init__(self, n: int, qc_every_s: float = 10.0) -> None:
+        self.n, self.counts, self.t0 = n, {"pose": 0, "recognition": 0}, time.monotonic()
+        self.qc_every_s, self._qc_at = qc_every_s, 0.0
+        self.id = create_progress_artifact(progress=0.0, key="cohort-progress", description=self.describe())
+
+    def describe(self, eta_s: float | None = None) -> str:
+        eta = "" if eta_s is None else f"; about {_duration(eta_s)} left"
+        return (f"videos finished: pose {self.counts['pose']}/{self.n}, "
+                f"recognition {self.counts['recognition']}/{self.n}{eta}")
+
+    def _update(self) -> None:
+        done, total = sum(self.counts.values()), 2 * max(self.n, 1)
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / done * (total - done) if 0 < done < total else None
+        update_progress_artifact(self.id, 100.0 * done / total, description=self.describe(eta))
+        log.info("progress: %s", self.describe(eta))
+
+    def skip(self, stage: str, count: int) -> None:
+        self.counts[stage] += count
+
+    def finished(self, stage: str, videos: list[dict], expected: int, pose_results: dict | None = None):
+        """The callback for :func:`bounded_map`: count one video, update progress, now and then the QC."""
+        def on_done(vid: str, results: dict[str, ItemResult]) -> None:
+            self.counts[stage] += 1
+            self._update()
+            last = len(results) == expected
+            if time.monotonic() - self._qc_at >= self.qc_every_s or last:
+                self._qc_at = time.monotonic()
+                pose, rec = (results, {}) if stage == "pose" else (pose_results, results)
+                publish_qc(videos, pose, rec)
+        return on_done
+
+    def done(self) -> None:
+        self.counts = {"pose": self.n, "recognition": self.n}
+        update_progress_artifact(self.id, 100.0, description=self.describe())
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{minutes} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def bounded_map(submit, keys: list[str], limit: int, on_done=None) -> dict[str, ItemResult]:
+    """``submit(key)`` for every key with at most ``limit`` futures unfinished at a time; results by key.
+
+    Prefect's ``.map`` submits everything at once, so every pose task started together (memory: one
+    decoded video and one MediaPipe graph each) and none finished until all did. Here a new task is
+    submitted as one finishes, and ``on_done(key, results_so_far)`` runs in finishing order.
+    """
+    results: dict[str, ItemResult] = {}
+    queue, pending = list(keys), {}
+    while queue or pending:
+        while queue and len(pending) < limit:
+            key = queue.pop(0)
+            pending[submit(key)] = key
+        fut = next(as_completed(list(pending)))
+        key = pending.pop(fut)
+        results[key] = fut.result()
+        if on_done is not None:
+            on_done(key, results)
+    return results
+
+
 # --------------------------------------------------------------------------------------------------
 # Tasks: thin wrappers (no Prefect caching: the stages resume from their sidecars)
 # --------------------------------------------------------------------------------------------------
@@ -233,12 +343,13 @@ def check_parameters(params: CohortAnalysisParams) -> RunPlan:
     return prepare_run(params)
 
 
-@task(name="pose", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="pose", task_run_name="pose-{job.video_id}", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def pose_task(job: VideoJob) -> ItemResult:
     return process_video(job)
 
 
-@task(name="recognize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="recognize", task_run_name="recognize-{video_id}", cache_policy=NO_CACHE, retries=1,
+      retry_delay_seconds=5)
 def recognize_task(video: str, keypoints: str, weights: str, out_dir: str, options: RecognizeOptions,
                    video_id: str) -> ItemResult:
     # Tasks in threads of one process share the cached checkpoint; pipeline.recognize prepares a shared
@@ -273,6 +384,9 @@ def hurdle_task(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> pd.Da
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(run_dir: Path, out_dir: Path, reference_group: str | None, show_paths: bool) -> Path:
+    if report_up_to_date(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths):
+        get_run_logger().info("report up to date (same inputs and settings): skipped")
+        return Path(out_dir) / "index.html"
     return build_report(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths)
 
 
@@ -283,48 +397,54 @@ def report_task(run_dir: Path, out_dir: Path, reference_group: str | None, show_
 def cohort_analysis(params: CohortAnalysisParams) -> dict:
     """Videos of a cohort to percent time per micro-action, group statistics and an HTML report."""
     logger = get_run_logger()
+    watch_serving_process(prefect_runtime.flow_run.id)  # a served run ends (Crashed) with its serving process
+    quiet_http_clients()  # no line per API call in the serve log
+    native_stderr.install()  # MediaPipe's start-up noise filtered once, before the pose threads start
     plan = check_parameters(params)  # before any folder exists: a bad value fails here, naming the field
+    run_id = str(prefect_runtime.flow_run.id or "")
+    with run_lock(plan.folder.root, run_id=run_id, command="cohort-analysis flow") as lock:
+        if lock.took_over is not None:
+            logger.warning("took over the lock of %s from a run that ended without releasing it (%s); "
+                           "resuming from its finished videos", plan.folder.root, lock.took_over.describe())
+        return _run(params, plan, logger)  # one writer per run folder (pipeline.run_lock): a second run is refused
+
+
+def _run(params: CohortAnalysisParams, plan: RunPlan, logger) -> dict:
+    """The flow's body, with the run folder locked."""
     run, manifest, ckpt, weights = plan.folder, plan.manifest, plan.checkpoint, plan.weights
     out = run.root
-    out.mkdir(parents=True, exist_ok=True)
     write_run_manifest(manifest, out)
     videos = manifest.videos.to_dict("records")
     n = len(videos)
 
-    # Pose on the frames the checkpoint's windows sample (the plan travels with the weights).
-    pose_dir = run.pose
-    pose_jobs = [VideoJob(v["video"], v["video_id"], str(pose_dir), plan.pose, v["roi"]) for v in videos]
-    progress = create_progress_artifact(progress=0.0, key="cohort-progress",
-                                        description="videos through pose and recognition")
-    pose_results: dict[str, ItemResult] = {}
-    for job, fut in zip(pose_jobs, pose_task.map(pose_jobs)):
-        pose_results[job.video_id] = fut.result()
-        update_progress_artifact(progress, 50.0 * len(pose_results) / max(n, 1))
-    write_qc_table(POSE_STAGE, [pose_results[j.video_id].qc for j in pose_jobs], pose_dir)
+    # Pose on the frames the checkpoint's windows sample (the plan travels with the weights), then
+    # recognition on the videos that have keypoints (GPU tasks go to GPU workers under Dask). At most
+    # params.max_concurrent_videos per stage at once; progress and QC count videos as they finish.
+    pose_dir, rec_dir, options = run.pose, run.recognize, plan.recognition
+    by_id = {v["video_id"]: v for v in videos}
+    tracker = VideoProgress(n)
+    pose_jobs = {v["video_id"]: VideoJob(v["video"], v["video_id"], str(pose_dir), plan.pose, v["roi"])
+                 for v in videos}
+    pose_results = bounded_map(lambda vid: pose_task.submit(pose_jobs[vid]), list(pose_jobs),
+                               params.max_concurrent_videos, tracker.finished("pose", videos, n))
+    write_qc_table(POSE_STAGE, [pose_results[vid].qc for vid in pose_jobs], pose_dir)
 
-    # Recognition on the videos that have keypoints; GPU tasks go to GPU workers under Dask.
-    rec_dir = run.recognize
-    options = plan.recognition
-    todo = [v for v in videos if pose_results[v["video_id"]].status != "failed"]
-    with gpu_annotation(params.recognition.device):
-        futures = recognize_task.map([v["video"] for v in todo],
-                                     [str(run.keypoints_file(v["video_id"])) for v in todo],
-                                     unmapped(str(weights)), unmapped(str(rec_dir)), unmapped(options),
-                                     [v["video_id"] for v in todo])
-    rec_results: dict[str, ItemResult] = {}
-    for v, fut in zip(todo, futures):
-        rec_results[v["video_id"]] = fut.result()
-        update_progress_artifact(progress, 50.0 + 50.0 * len(rec_results) / max(len(todo), 1))
-    update_progress_artifact(progress, 100.0)
+    todo = [vid for vid in pose_jobs if pose_results[vid].status != "failed"]
+    tracker.skip("recognition", n - len(todo))
+
+    def submit_recognition(vid: str):
+        with gpu_annotation(params.recognition.device):
+            return recognize_task.submit(by_id[vid]["video"], str(run.keypoints_file(vid)), str(weights),
+                                         str(rec_dir), options, vid)
+
+    rec_results = bounded_map(submit_recognition, todo, params.max_concurrent_videos,
+                              tracker.finished("recognition", videos, len(todo), pose_results))
+    tracker.done()
     if rec_results:
-        write_qc_table(RecognizeStage(ckpt, options), [r.qc for r in rec_results.values()], rec_dir)
+        write_qc_table(RecognizeStage(ckpt, options), [rec_results[vid].qc for vid in todo], rec_dir)
 
     failures = {**failed_videos(pose_results), **failed_videos(rec_results)}
-    qc = pd.DataFrame([{"video_id": v["video_id"], "participant_id": v["participant_id"], "group": v["group"],
-                        "pose": pose_results[v["video_id"]].status,
-                        "recognition": rec_results[v["video_id"]].status if v["video_id"] in rec_results else "not run",
-                        "error": failures.get(v["video_id"], "")} for v in videos])
-    create_table_artifact(key="cohort-qc", table=qc.to_dict("records"), description="per-video QC of this run")
+    publish_qc(videos, pose_results, rec_results)
     if failures:
         logger.warning("%d of %d videos failed and are left out: %s", len(failures), n,
                        "; ".join(f"{k}: {e}" for k, e in sorted(failures.items())))
@@ -338,7 +458,8 @@ def cohort_analysis(params: CohortAnalysisParams) -> dict:
 
     create_markdown_artifact(key="cohort-results", markdown=significant_summary(results),
                              description="significant hurdle tests (adjusted p)")
-    create_link_artifact(key="cohort-report", link=index.as_uri(), link_text="HTML report")
+    create_markdown_artifact(key="cohort-report", markdown=report_pointer(index, out),
+                             description="where the HTML report is (copy the path; or serve it on localhost)")
     logger.info("report: %s", index)
     return {"out": str(out), "report": str(index), "cohort": str(cohort_path), "videos": n,
             "failed": failures, "trained_on": ckpt.provenance.get("trained_on", "")}
@@ -421,12 +542,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
         return 2
     try:  # everything checkable is checked before a server starts or a folder is made
-        prepare_run(params)
-    except RunRefused as exc:
+        plan = prepare_run(params)
+        held = run_lock(plan.folder.root, command="python -m flows.cohort_analysis")
+        held.__enter__()  # refused at once, before a server starts, when another run holds the folder
+    except (RunRefused, RunLocked) as exc:
         print(f"flows.cohort_analysis: error: {exc}", file=sys.stderr)
         return 2
-    with flow_errors("flows.cohort_analysis", verbose=args.verbose), handle_errors("flows.cohort_analysis"), \
-            direct_run_settings():
+    with contextlib.ExitStack() as stack:
+        stack.push(held)  # released on leaving, however the run ends
+        stack.enter_context(flow_errors("flows.cohort_analysis", verbose=args.verbose))
+        stack.enter_context(handle_errors("flows.cohort_analysis"))
+        stack.enter_context(direct_run_settings())
         try:
             summary = run_cohort_analysis(params, task_runner=args.task_runner, n_workers=args.dask_workers,
                                           address=args.dask_address, slurm_config=args.slurm_config)

@@ -71,6 +71,9 @@ class CohortAnalysisParams(_Settings):
         "or on the lab's coded sessions; 'demo' names the built-in demo model, trained on simulated mannequins only "
         "(not for real videos)"))
     max_failed_share: float = Field(0.25, ge=0, le=1, description="fail the run when more than this share of videos fail")
+    max_concurrent_videos: int = Field(4, ge=1, le=256, description=(
+        "at most this many videos in pose (and in recognition) at once: each holds a decoded video and a MediaPipe "
+        "graph; progress is counted as they finish"))
     pose: PoseSettings = PoseSettings()
     recognition: RecognitionSettings = RecognitionSettings()
     readout: ReadoutSettings = ReadoutSettings()

@@ -21,6 +21,7 @@ import sys
 from flows.cohort_analysis import cohort_analysis
 from flows.task_runners import RUNNERS, make_task_runner
 from flows.console import setup_console
+from flows.run_watch import mark_serving_process, sweep_crashed_runs
 from pipeline.cli import handle_errors, make_parser
 
 __all__ = ["main", "serving_flow"]
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"flows.serve: error: {exc}", file=sys.stderr)
             return 2
+        mark_serving_process()  # its flow runs end (Crashed) when this process dies (flows.run_watch)
+        for name in sweep_crashed_runs(args.name):
+            print(f"flow run {name} was left Running by a process that is gone: marked Crashed", flush=True)
         print(f"serving cohort-analysis/{args.name} (task runner: {args.task_runner}); "
               f"start runs with: prefect deployment run cohort-analysis/{args.name} --param 'params={{...}}' --watch",
               flush=True)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import yaml
 from prefect.task_runners import ThreadPoolTaskRunner
 
-__all__ = ["RUNNERS", "RunnerKind", "make_task_runner", "load_slurm_config", "slurm_cluster_kwargs", "gpu_annotation"]
+__all__ = ["RUNNERS", "RunnerKind", "make_task_runner", "local_cluster_kwargs", "load_slurm_config", "slurm_cluster_kwargs", "gpu_annotation"]
 
 RunnerKind = Literal["threads", "dask-local", "dask-address", "slurm"]
 RUNNERS: tuple[str, ...] = ("threads", "dask-local", "dask-address", "slurm")
@@ -83,6 +83,20 @@ def slurm_cluster_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def local_cluster_kwargs(n_workers: int) -> dict[str, Any]:
+    """``distributed.LocalCluster`` arguments of ``dask-local``: worker processes of one thread, everything
+    on the loopback interface, no dashboard.
+
+    ``dashboard_address=None`` does not do that: the scheduler still starts its HTTP server (health and
+    metrics routes; the dashboard's pages where bokeh is installed) on the fixed default port 8787, so a
+    second run at the same time logs "Port 8787 is already in use". Here the dashboard is off
+    (``scheduler_kwargs={"dashboard": False}``) and the HTTP server, which cannot be switched off, listens
+    on a free loopback port.
+    """
+    return {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False}}
+
+
 def make_task_runner(kind: RunnerKind = "threads", *, n_workers: int = 2, address: str | None = None,
                      slurm_config: str | Path | None = None, max_threads: int | None = None):
     """The Prefect task runner for ``kind`` (see the module docstring)."""
@@ -91,9 +105,7 @@ def make_task_runner(kind: RunnerKind = "threads", *, n_workers: int = 2, addres
     from prefect_dask import DaskTaskRunner  # imported only when asked for: it pulls in distributed
 
     if kind == "dask-local":
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                              cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None, "host": "127.0.0.1"})
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(n_workers))
     if kind == "dask-address":
         if not address:
             raise ValueError("--dask-address is required with --task-runner dask-address (e.g. tcp://host:8786)")

@@ -33,6 +33,7 @@ Windows sidecar keys read here (written by the recognition stage): ``video.fps``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from pipeline.readout import (
     window_arrays,
 )
 from pipeline.run_folder import RunFolder
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import SettingsError, add_arguments, from_args
 
 __all__ = ["WindowsFile", "read_windows_file", "read_cohort_windows", "AggregateResult", "aggregate",
@@ -502,8 +504,9 @@ def paths_from_args(args) -> tuple[str, str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.aggregate"):
+    with handle_errors("pipeline.aggregate"), contextlib.ExitStack() as held:  # held: the run lock
         windows_arg, manifest_arg, out_arg = paths_from_args(args)
+        held.enter_context(lock_for_output(out_arg, command='python -m pipeline.aggregate'))
         out_dir = check_output_dir(out_arg)
         manifest = read_manifest(manifest_arg, check_videos=False)
         windows_dir = windows_dir_of(windows_arg)

@@ -16,6 +16,9 @@ One row per video (CSV or Parquet)::
   absolute. Its ``video_id`` (the name every stage files its artifacts under) is the file stem, or the
   folder name for a folder, as in :mod:`pipeline.pose`.
 - ``roi`` (optional): ``x,y,w,h`` in source pixels; an empty cell means the whole frame.
+- ``video_id`` (optional): the video's id as the flow's manifest copy (``RUN/manifest.csv``) records it;
+  it must equal the id derived from ``video`` and is not a covariate (it differs between a participant's
+  videos, and the report listed it as a demographic).
 - Every other column is a participant covariate and must be constant within a participant. CSV
   covariates whose every non-empty cell is a number become numeric; the text ``NA`` is kept as the
   text ``NA`` (never turned into a missing value); only an empty cell is missing.
@@ -46,7 +49,7 @@ __all__ = ["ManifestError", "Manifest", "REQUIRED", "read_manifest", "video_id_o
 log = logging.getLogger("pipeline.manifest")
 
 REQUIRED: tuple[str, ...] = ("participant_id", "group", "video")
-OPTIONAL: tuple[str, ...] = ("roi",)
+OPTIONAL: tuple[str, ...] = ("roi", "video_id")
 
 
 class ManifestError(BadInput):
@@ -228,6 +231,10 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
                 f"{where(i)}: video {v!r} has the same video id {vid!r} as {where(seen_id[vid])}; "
                 f"artifacts are filed by video id, so file names must differ"
             )
+        if "video_id" in df.columns and not _is_missing(df["video_id"].iloc[i]) \
+                and str(df["video_id"].iloc[i]).strip() != vid:
+            raise ManifestError(f"{where(i)}: video_id {df['video_id'].iloc[i]!r} is not the id of video {v!r} "
+                                f"({vid!r}: its file name without the extension)")
         seen_video[str(p)], seen_id[vid] = i, i
         videos.append(str(p))
         video_ids.append(vid)

@@ -30,6 +30,7 @@ arguments or an unusable ``--out`` (checked before any video is posed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ from pipeline.contracts import KEYPOINTS
 from pipeline.keypoints import read_keypoints
 from pipeline.pose_backends import get_backend
 from pipeline.pose_config import BACKEND_NAMES, PoseConfig, PoseSettings
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from pipeline.pose_openpose import SELECT_RULES, OpenPoseConfig
 from pipeline.qc import failed_row, qc_row
@@ -271,30 +273,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.pose"):
-        config, settings = config_from_args(args)
-        if args.workers < 1:
-            raise BadInput(f"--workers must be >= 1, got {args.workers}")
-        inputs = find_inputs(args.inputs, config.backend)
-        if not inputs:
-            raise BadInput(f"no inputs found in {', '.join(args.inputs)}")
-        rois = read_roi_file(args.roi_file) if args.roi_file else None
-        out_dir = check_output_dir(args.out)  # before any video is posed
-        jobs = make_jobs(inputs, out_dir, config, rois=rois, overlay=args.overlay, force=args.force)
-        check_outputs_free(POSE_STAGE, jobs, out_dir)  # a user's file under an output name: exit 2 now
-    results = run_pose(jobs, workers=args.workers)
-    for r in results:
-        for path in r.written:
-            report_written(path)
-    qc_config = {"qc": config.qc, "plausibility": config.plausibility, "backend": config.backend, "frames": config.frames,
-                 "pose": asdict(settings)}
-    with handle_errors("pipeline.pose"):
-        try:
-            for path in write_qc_table(POSE_STAGE, [r.qc for r in results], out_dir, config=qc_config):
+    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
+        with handle_errors("pipeline.pose"):
+            config, settings = config_from_args(args)
+            if args.workers < 1:
+                raise BadInput(f"--workers must be >= 1, got {args.workers}")
+            inputs = find_inputs(args.inputs, config.backend)
+            if not inputs:
+                raise BadInput(f"no inputs found in {', '.join(args.inputs)}")
+            rois = read_roi_file(args.roi_file) if args.roi_file else None
+            held.enter_context(lock_for_output(args.out, command='python -m pipeline.pose'))
+            out_dir = check_output_dir(args.out)  # before any video is posed
+            jobs = make_jobs(inputs, out_dir, config, rois=rois, overlay=args.overlay, force=args.force)
+            check_outputs_free(POSE_STAGE, jobs, out_dir)  # a user's file under an output name: exit 2 now
+        results = run_pose(jobs, workers=args.workers)
+        for r in results:
+            for path in r.written:
                 report_written(path)
-        finally:
-            print(summary(POSE_STAGE, results), file=sys.stderr)
-    return exit_code(results)
+        qc_config = {"qc": config.qc, "plausibility": config.plausibility, "backend": config.backend, "frames": config.frames,
+                     "pose": asdict(settings)}
+        with handle_errors("pipeline.pose"):
+            try:
+                for path in write_qc_table(POSE_STAGE, [r.qc for r in results], out_dir, config=qc_config):
+                    report_written(path)
+            finally:
+                print(summary(POSE_STAGE, results), file=sys.stderr)
+        return exit_code(results)
 
 
 if __name__ == "__main__":

@@ -59,8 +59,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from model.taxonomy import NUM_BODY25, NUM_EXTRA
+from pipeline import native_stderr
 
 __all__ = ["MediaPipeConfig", "MediaPipePose", "BODY25_FROM_BLAZEPOSE", "EXTRA_FROM_BLAZEPOSE", "blazepose_to_body25"]
 
@@ -165,50 +164,6 @@ def blazepose_to_body25(
     return body, extra, raw
 
 
-_stderr_lock = threading.Lock()
-_stderr_users = 0  # threads inside _native_stderr_silenced
-_stderr_saved = -1  # the real fd 2 while they are
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the duration (unless debug logging is on).
-
-    MediaPipe's C++ side prints TFLite/absl start-up lines ("Created TensorFlow Lite XNNPACK
-    delegate", "Feedback manager requires ...") straight to fd 2 before its logging is initialised, so
-    environment variables cannot silence them; they would bury the progress bar and real errors.
-    Errors still surface as Python exceptions.
-
-    fd 2 belongs to the process, and the flow starts several videos' MediaPipe in threads at once: the
-    first thread in saves the real fd 2 and the last one out restores it (a count under a lock). Saved
-    and restored per thread, the second thread saved /dev/null and "restored" it last, so the rest of
-    the run's console (its errors included) went to /dev/null.
-    """
-    global _stderr_users, _stderr_saved
-    if logging.getLogger().isEnabledFor(logging.DEBUG):
-        yield
-        return
-    with _stderr_lock:
-        if _stderr_users == 0:
-            sys.stderr.flush()
-            _stderr_saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-        _stderr_users += 1
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
-            yield
-    finally:
-        with _stderr_lock:
-            _stderr_users -= 1
-            if _stderr_users == 0:
-                os.dup2(_stderr_saved, 2)
-                os.close(_stderr_saved)
-                _stderr_saved = -1
-
-
 @contextlib.contextmanager
 def _quiet_native_logging() -> Iterator[None]:
     """Ask MediaPipe's C++ logging (glog, TFLite) for warnings and above while it starts.
@@ -263,8 +218,10 @@ class MediaPipePose:
 
     def __enter__(self) -> "MediaPipePose":
         c = self.config
-        # Silence MediaPipe's C++ start-up chatter unless the user asked for it.
-        with _quiet_native_logging(), _native_stderr_silenced():
+        # MediaPipe's C++ start-up chatter goes to fd 2 directly: filtered once per process (never by
+        # switching fd 2 from this thread), unless the user asked for debug output.
+        native_stderr.install()
+        with _quiet_native_logging(), _protobuf_warning_ignored():
             _check_models_present()
             import mediapipe as mp
 
@@ -276,7 +233,6 @@ class MediaPipePose:
                 min_detection_confidence=c.min_detection_confidence,
                 min_tracking_confidence=c.min_tracking_confidence,
             )
-        self._started = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -289,13 +245,8 @@ class MediaPipePose:
         if self._pose is None:
             raise RuntimeError("MediaPipePose must be used inside a 'with' block")
         h, w = rgb.shape[:2]
-        if self._started < 3:  # the graph's native start-up lines come with its first frames
-            with _native_stderr_silenced():
-                result = self._pose.process(np.ascontiguousarray(rgb))
-            self._started += 1
-        else:
-            with _protobuf_warning_ignored():
-                result = self._pose.process(np.ascontiguousarray(rgb))
+        with _protobuf_warning_ignored():
+            result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return None
         lm = np.array([(p.x * w, p.y * h, p.visibility) for p in result.pose_landmarks.landmark], np.float32)

@@ -26,6 +26,7 @@ deletable (``{"pages": ["Documents/cv.html"]}`` deletes nothing).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -41,11 +42,14 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from analysis.tables import HEADER, format_p, publication_table, table_caption
+from analysis.tables import format_p
+from pipeline.artifacts import sha256_file
 from pipeline.cli import BadInput, check_output_dir, handle_errors, make_parser, progress, report_written, setup_logging
 from pipeline.ownership import StagedSet, read_manifest, relative_name, update_manifest
+from pipeline.run_folder import RunFolder
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
-from reports.figures import ethogram_figure, png_data_uri, qc_figure, violin_data_uri
+from reports.figures import ethogram_figure, figure_image, png_data_uri, qc_figure, violin_image
 from reports.validation import coder_videos, validation_context
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
@@ -178,6 +182,48 @@ def _limitations(run: Run, banner: str | None, ref: str | None) -> list[str]:
     return lim
 
 
+def top_findings(results: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The ``k`` estimable tests with the smallest p (ties: adjusted p, action, contrast, part), both parts,
+    with their odds ratio, its interval and the AME: the same columns and "A vs B" wording as the
+    full table (the hurdle's publication table shows the odds ratio alone and writes "A > B")."""
+    est = results[results["p"].notna()]
+    return est.sort_values(["p", "p_adj", "action", "contrast", "part"], kind="mergesort").head(k)
+
+
+def top_findings_caption(results: pd.DataFrame, k: int) -> str:
+    first = results.iloc[0] if len(results) else {}
+    ci = float(first.get("ci_level", 0.95) or 0.95) if len(results) else 0.95
+    return (f"The {k} tests with the smallest p of {int(results['p'].notna().sum())} "
+            f"({first.get('selection', '') if len(results) else ''}). Probability part: odds of showing the action "
+            "at all; intensity part: odds of the share of time among the participants who showed it. OR: odds ratio "
+            f"of the first group of the contrast relative to the second, with its {100 * ci:.0f} % confidence "
+            f"interval; AME: average marginal effect in percentage points. Covariates: "
+            f"{first.get('covariates', 'none') if len(results) else 'none'}. p_adj: "
+            f"{first.get('family', '') if len(results) else ''}.")
+
+
+_SEPARATION = re.compile(r"^separation \((?P<what>[^)]*)\): ")
+
+
+def contrast_note(row) -> str:
+    """A results row's note as it reads on that row. The hurdle fits one model per action over all
+    groups, so its separation note names the group that caused it ("separation (TDC: all engaged)")
+    on every contrast of the action, also on "ASD vs PSY"; said as the action's model, it no longer
+    reads as if it were about the row's groups."""
+    note = getattr(row, "note", None)
+    if not isinstance(note, str) or not note:
+        return ""
+    m = _SEPARATION.match(note)
+    if m is None:
+        return note
+    named = {g.strip() for g in re.findall(r"(\w[\w-]*):", m["what"])}
+    if named and named <= {row.group_a, row.group_b}:
+        return note
+    rest = note[m.end():]
+    return (f"this action's model (all groups together) had separation ({m['what']}), so each of its "
+            f"contrasts uses {rest}")
+
+
 def _records(df: pd.DataFrame) -> list[dict]:
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
 
@@ -246,12 +292,78 @@ def build_report_files(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *
     ref_label = f"{ref} group" if ref else "whole cohort"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    inputs = report_inputs(run_dir, reference_group=reference_group, show_paths=show_paths)
     with StagedSet(out, STAGE, adopt=_legacy_adopter(out)) as st:
         _render(run, ref, ref_label, st, show_paths=show_paths, show_progress=show_progress)
+        with st.writing(INPUTS_RECORD) as record:
+            record.write_text(json.dumps(inputs, sort_keys=True, indent=1) + "\n", encoding="utf-8")
         st.check(st.names)
         _migrate(out)
         final = st.commit()
-    return sorted(final, key=lambda p: (p.name != "index.html", str(p)))
+    return sorted((p for p in final if p.name != INPUTS_RECORD), key=lambda p: (p.name != "index.html", str(p)))
+
+
+INPUTS_RECORD = ".report-inputs.json"
+# Columns of the QC tables that change on every rerun without changing what the report shows.
+_VOLATILE_QC = ("seconds", "updated", "source")
+
+
+def _digest_file(path: Path) -> str | None:
+    """sha256 of what the report reads from ``path``: a sidecar without its creation time, a QC table
+    without its timings (and "skipped" read as "ok": a resumed item is the same item), a file's bytes."""
+    import hashlib
+
+    if not path.is_file():
+        return None
+    if path.name.endswith(".json"):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(doc, dict):
+            doc = {k: v for k, v in doc.items() if k not in ("created", "updated")}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    if path.name.startswith("qc") and path.suffix == ".parquet":
+        qc = pd.read_parquet(path).drop(columns=list(_VOLATILE_QC), errors="ignore")
+        if "status" in qc:
+            qc["status"] = qc["status"].replace({"skipped": "ok"})
+        return hashlib.sha256(qc.to_csv(index=False).encode()).hexdigest()
+    return sha256_file(path)
+
+
+def report_inputs(run_dir: str | os.PathLike, *, reference_group: str | None = None, show_paths: bool = False) -> dict:
+    """What a report of ``run_dir`` depends on: the report's version and settings, and a digest of each
+    file it reads (manifest, QC tables, windows and keypoints sidecars, read-out, statistics, codings,
+    validation), so an
+    unchanged rerun can skip it (:func:`report_up_to_date`). Keypoint and window tables themselves are
+    not read by the report, only their sidecars."""
+    folder = RunFolder(run_dir)
+    files = [folder.manifest, folder.pose_qc, folder.recognize / "qc_recognize.parquet", folder.cohort, folder.bouts,
+             folder.exclusions, folder.results, *sorted(folder.segments.glob("*.parquet")),
+             folder.codings / "events.parquet", folder.codings / "sessions.parquet",
+             *sorted(f for f in folder.validation.glob("*") if f.is_file()),  # the validation section's tables
+             *sorted(folder.root.glob("**/*.parquet.json"))]  # every sidecar: keypoints, windows, stages
+    digests = {}
+    for f in dict.fromkeys(files):
+        if folder.report in f.parents:
+            continue
+        d = _digest_file(f)
+        if d is not None:
+            digests[f.relative_to(folder.root).as_posix()] = d
+    return {"report_version": REPORT_VERSION, "reference_group": reference_group, "show_paths": bool(show_paths),
+            "files": digests}
+
+
+def report_up_to_date(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, reference_group: str | None = None,
+                      show_paths: bool = False) -> bool:
+    """Whether ``out_dir`` holds a report of these inputs and settings (its record matches, its index exists)."""
+    out = Path(out_dir)
+    try:
+        recorded = json.loads((out / INPUTS_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (out / "index.html").is_file() and recorded == json.loads(json.dumps(
+        report_inputs(run_dir, reference_group=reference_group, show_paths=show_paths), sort_keys=True))
 
 
 def _legacy_adopter(out: Path):
@@ -337,7 +449,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         methods=methods_sections(run, show_paths=show_paths),  # built without path-valued entries
         qc_rows=qc_rows,
         qc_summary=qc_summary,
-        qc_figure=png_data_uri(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
+        qc_figure=figure_image(qc_figure(qc, run.groups, threshold=qc_threshold)) if len(usable) else None,
         qc_alt=qc_summary,
         qc_threshold=qc_threshold,
         limitations=_limitations(run, banner, ref),
@@ -351,7 +463,8 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         res = effects_table(run)
         out_cfg = ((run.results_meta or {}).get("config") or {}).get("output") or {}
         k = int(out_cfg.get("table_rows", 10))
-        pub = publication_table(res, k)
+        res["note"] = [contrast_note(r) for r in res.itertuples(index=False)]
+        pub = top_findings(res, k)
         p_col = "p" if out_cfg.get("plot_p") == "raw" else "p_adj"
         alpha = float(out_cfg.get("alpha", 0.05))
         violins = []
@@ -360,14 +473,18 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
             alt = (f"Violin plot of percent time among engagers of '{a}' by group ({', '.join(run.groups)}). "
                    + (f"Significant intensity contrasts: {', '.join(sig['direction'].fillna(sig['contrast']))}."
                       if len(sig) else "No significant intensity contrast."))  # fmt: skip
-            violins.append({"action": a, "src": violin_data_uri(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha), "alt": alt})
+            image, small = violin_image(run.cohort, a, run.groups, res, p_column=p_col, alpha=alpha)
+            caption = ("; ".join(f"{g}: {'no participant' if m == 0 else 'one participant'} showed it, so no violin "
+                                 f"is drawn{' (the dot is theirs)' if m == 1 else ''}" for g, m in small.items()) + ".")
+            violins.append({"action": a, **image, "alt": alt + (" " + caption if small else ""),
+                            "caption": caption if small else ""})
         below = run.below_coder_range()
-        pub_rows = [[f"{v} ‡" if j == 0 and v in below else v for j, v in enumerate(row)] for row in pub.values.tolist()]
+        pub_rows = _records(pub)
         results_rows = _records(res)
-        for r in results_rows:
+        for r in pub_rows + results_rows:
             r["below"] = r["action"] in below
         ctx.update(
-            pub_header=HEADER, pub_rows=pub_rows, pub_caption=table_caption(res, len(pub)),
+            pub_rows=pub_rows, pub_caption=top_findings_caption(res, len(pub)),
             violins=violins, plot_p="adjusted" if p_col == "p_adj" else "raw", alpha=f"{alpha:g}",
             results_rows=results_rows, ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
             error_rows=error_aware_rows(res, k), error_corrected="effect_uncorrected" in res.columns,
@@ -388,7 +505,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         seg_actions = list(dict.fromkeys(a for v in videos if v.segments is not None for a in v.segments["action"]))
         eth_actions = [a for a in shown["action"] if a in seg_actions] + [a for a in seg_actions if a not in set(shown["action"])]
         has_segments = any(v.segments is not None for v in videos)
-        eth = png_data_uri(ethogram_figure(videos, eth_actions)) if videos and has_segments else None
+        eth = figure_image(ethogram_figure(videos, eth_actions)) if videos and has_segments else None
         eth_alt = (f"Ethogram of participant {pid}: " + ("; ".join(
             f"{v.label}, {_num(v.duration_s, 0)} s, {0 if v.segments is None else len(v.segments)} segments, "
             f"{_num(sum(b - a for a, b in v.no_pose), 0)} s without usable pose" for v in videos)) + ".") if eth else ""  # fmt: skip
@@ -442,7 +559,8 @@ def build_parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("reports.build"):
+    with handle_errors("reports.build"), contextlib.ExitStack() as held:  # held: the run lock
+        held.enter_context(lock_for_output(args.out, command='python -m reports.build'))
         check_output_dir(args.out)
         if not args.run.is_dir():
             raise BadInput(f"--run {args.run} is not a folder")

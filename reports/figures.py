@@ -40,6 +40,16 @@ def png_data_uri(fig: Figure, *, dpi: int = 96) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def figure_image(fig: Figure, *, css_dpi: int = 96, scale: int = 2) -> dict:
+    """``{"src", "width", "height"}`` for an ``<img>``: the PNG rendered at ``scale`` x ``css_dpi`` and
+    shown at ``css_dpi`` (its CSS size: the figure's inches x 96). Rendered at the CSS size, a figure
+    narrower page (print, a laptop) scaled it down and its 7-9 pt text went soft; at twice the pixels it
+    stays sharp when scaled and on high-density screens."""
+    w_in, h_in = fig.get_size_inches()
+    return {"src": png_data_uri(fig, dpi=css_dpi * scale), "width": int(round(w_in * css_dpi)),
+            "height": int(round(h_in * css_dpi))}
+
+
 def _label_margin(labels: Sequence[str], width_in: float, fontsize: float = 8) -> float:
     """Left margin (figure fraction) that fits the longest y tick label (about 0.55 em per character)."""
     longest = max((len(str(x)) for x in labels), default=4)
@@ -128,6 +138,45 @@ def violin_data_uri(cohort: pd.DataFrame, action: str, groups: Sequence[str], re
     fig = violin_figure(engaged, action, groups, tests, p_column=p_column, alpha=alpha)
     recolour_groups(fig, len(groups))
     return png_data_uri(fig, dpi=90)
+
+
+def violin_image(cohort: pd.DataFrame, action: str, groups: Sequence[str], results: pd.DataFrame, *,
+                 p_column: str = "p_adj", alpha: float = 0.05) -> tuple[dict, dict[str, int]]:
+    """The violin of one action for the report: :func:`analysis.plots.violin_figure`, made readable at
+    page size, as :func:`figure_image`; and the groups with fewer than 2 engagers (no violin) by count.
+
+    Readability (the analysis's figure is sized for a paper's panel): dots at 5x the area with a dark
+    edge (they were the violin's own colour, invisible on it), legend and tick labels at 9 pt (7 pt
+    legends came out at 6-7 px), and a group with 0 or 1 engagers labelled on the axis ("n = 0: none
+    showed it") instead of an empty slot.
+    """
+    from analysis.plots import violin_figure
+    from matplotlib.collections import PathCollection
+
+    engaged = cohort[(cohort["action"] == action) & (cohort["percent_time"] > 0) & cohort["group"].isin(groups)]
+    tests = results[(results["action"] == action) & (results["part"] == "intensity")]
+    fig = violin_figure(engaged, action, groups, tests, p_column=p_column, alpha=alpha)
+    recolour_groups(fig, len(groups))
+    counts = engaged.groupby("group")["participant_id"].nunique().to_dict()
+    small = {g: int(counts.get(g, 0)) for g in groups if counts.get(g, 0) < 2}
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+                coll.set_sizes(np.maximum(np.asarray(coll.get_sizes(), float), 1.0) * 5)
+                coll.set_edgecolor("#222222")
+                coll.set_linewidth(0.6)
+                coll.set_zorder(3)
+        ax.tick_params(labelsize=9)
+        ax.yaxis.label.set_fontsize(9)
+        for i, g in enumerate(groups):
+            if g in small:
+                ax.text(i, 0.97, "n = 0:\nnone showed it" if small[g] == 0 else "n = 1:\nno violin",
+                        transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8, color="#444444")
+    for legend in fig.legends:
+        for text in legend.get_texts():
+            text.set_fontsize(9)
+        legend.get_title().set_fontsize(9)
+    return figure_image(fig), small
 
 
 def recolour_groups(fig: Figure, n_groups: int) -> None:

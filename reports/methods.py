@@ -184,6 +184,24 @@ def _without_paths(obj: Any) -> Any:
     return obj
 
 
+def window_sentence(plan: Mapping, fps: Any = None) -> str:
+    """The window plan in words a clinician reads: how long a window is, how many frames the model sees
+    in it, how often a window starts (the recorded numbers stay in "Recorded parameters").
+
+    >>> window_sentence({"clip_len": 6, "stride": 8, "hop_s": 0.266667}, 30.0)
+    'The model classified short overlapping stretches of video (windows) of 1.6 s each, seeing 6 frames spread evenly over each (one frame in 8); a new window started every 0.27 s.'
+    """
+    clip, stride, hop = plan.get("clip_len"), plan.get("stride"), plan.get("hop_s")
+    try:
+        frames = int(clip) * int(stride)
+    except (TypeError, ValueError):
+        return "The window plan is not fully recorded in the run."
+    length = f"{frames / float(fps):.2g} s" if isinstance(fps, (int, float)) and fps > 0 else f"{frames} video frames"
+    start = f"; a new window started every {float(hop):.2f} s" if isinstance(hop, (int, float)) else ""
+    return (f"The model classified short overlapping stretches of video (windows) of {length} each, seeing "
+            f"{int(clip)} frames spread evenly over each (one frame in {int(stride)}){start}.")
+
+
 def _model_section(run: Run, show_paths: bool) -> MethodsSection:
     sec = MethodsSection("Recognition model and windows")
     metas = list(run.windows_meta.values())
@@ -202,7 +220,10 @@ def _model_section(run: Run, show_paths: bool) -> MethodsSection:
     title = recorded.get("family_title") or "Micro-DualNet"  # sidecars before model families: Micro-DualNet
     text = f"Micro-action probabilities were computed with a {title} model"
     text += f" (checkpoint {str(ckpt)[:12]})" if ckpt else " (checkpoint not recorded)"
-    text += f" with {n_classes} output classes" if n_classes else ""
+    if isinstance(classes, (list, tuple)) and classes:
+        actions = [c for c in classes if c != "background"]
+        text += (f", which recognises {len(actions)} micro-actions"
+                 + (" (and a background class for stretches showing none of them)" if len(actions) < len(classes) else ""))
     sec.text.append(text + ".")
     if recorded.get("inputs") == ["keypoints"]:
         sec.text.append("The model read body keypoints only: no video pixels were used for recognition.")
@@ -218,12 +239,7 @@ def _model_section(run: Run, show_paths: bool) -> MethodsSection:
         sec.text.append(f"Warning: the videos of this run were processed by {len(ids)} different checkpoints.")
     plan = find_value(meta, ("plan", "window_plan"))
     if isinstance(plan, Mapping):
-        sec.text.append(
-            f"Each window sampled {_fmt(plan.get('clip_len'))} frames every {_fmt(plan.get('stride'))} frames "
-            f"(covering {int(plan.get('clip_len', 0)) * int(plan.get('stride', 0))} frames); windows started every "
-            f"{_fmt(plan.get('hop_s'))} s"
-            + (" rounded to a multiple of the stride" if plan.get("align_hop_to_stride") else "") + "."
-        )
+        sec.text.append(window_sentence(plan, find_value(meta, ("fps",))))
     else:
         sec.text.append("The window plan is not recorded in the run.")
     min_valid = find_value(meta, ("min_valid",))

@@ -15,7 +15,9 @@ Definitions used on the pages (also in docs/report.md):
 - **percentile** of a participant for an action = ``scipy.stats.percentileofscore(ref, x, kind="mean")``
   over the reference group's percent times (mid-rank for ties, so a participant at 0 % among many
   at 0 % sits in the middle of them, not at the bottom or the top). The participant counts in the
-  reference group when they belong to it.
+  reference group when they belong to it. A participant at 0 % gets no percentile (the page shows how
+  many of the reference group are at 0 % as well): a mid-rank among the zeros (25-44 in a typical
+  cohort) would read as "sometimes" for an action never shown.
 - **average marginal effect** (``ame_pp``): taken from the hurdle results, where it is the mean over
   the fitted sample of the model's prediction with everybody set to group a minus with everybody set
   to group b, in percentage points. Results without that column (older runs) get the unadjusted
@@ -182,7 +184,7 @@ def participant_actions(run: Run, pid: str, ref_group: str | None) -> pd.DataFra
     """One row per action of the cohort for participant ``pid``.
 
     Columns: action, action_id, percent_time, bout_count, mean_bout_s, latency_s, percentile (within the
-    reference group), ref_median (the reference group's median percent time), analysed (the action is in
+    reference group; NaN at 0 %), ref_n and ref_zero (reference participants, and those at 0 %), ref_median (the reference group's median percent time), analysed (the action is in
     the hurdle results). Bout numbers are NaN when neither a bouts table nor segments exist; an action
     never shown has 0 bouts and no duration or latency.
     """
@@ -190,7 +192,12 @@ def participant_actions(run: Run, pid: str, ref_group: str | None) -> pd.DataFra
     mine = c[c["participant_id"] == pid][["action", "action_id", "percent_time"]].reset_index(drop=True)
     ref = c if ref_group is None else c[c["group"] == ref_group]
     ref_by_action = {a: d["percent_time"].to_numpy() for a, d in ref.groupby("action")}
-    mine["percentile"] = [percentile_of(ref_by_action.get(a, []), x) for a, x in zip(mine["action"], mine["percent_time"])]
+    # A participant who never showed the action gets no percentile: the mid-rank among many at 0 % put
+    # them at 25-44, which reads as "sometimes". The page says how many of the reference are at 0 % too.
+    mine["percentile"] = [percentile_of(ref_by_action.get(a, []), x) if x > 0 else np.nan
+                          for a, x in zip(mine["action"], mine["percent_time"])]
+    mine["ref_n"] = [len(ref_by_action.get(a, [])) for a in mine["action"]]
+    mine["ref_zero"] = [int((np.asarray(ref_by_action.get(a, []), float) == 0).sum()) for a in mine["action"]]
     mine["ref_median"] = [float(np.median(ref_by_action[a])) if a in ref_by_action else np.nan for a in mine["action"]]
 
     bouts = None

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import psutil
 import pytest
 from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
@@ -41,6 +42,39 @@ def test_a_run_without_weights_is_refused_with_where_a_model_comes_from():
     assert "MA-52" in text and "coded sessions" in text and "--weights demo" in text
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt.*recipes.train"):
         resolve_weights(Path("nope.pt"))
+
+
+def _direct_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cohort_analysis", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _manifest(path: Path, columns=("participant_id", "group", "video")) -> Path:
+    rows = {"participant_id": ["A1", "T1"], "group": ["ASD", "TDC"], "video": ["a1.mp4", "t1.mp4"]}
+    pd.DataFrame({c: rows[c] for c in columns}).to_csv(path, index=False)
+    return path
+
+
+def test_the_direct_run_names_a_missing_manifest_column_and_exits_2_writing_nothing(tmp_path):
+    manifest = _manifest(tmp_path / "m.csv", columns=("participant_id", "video"))
+    r = _direct_run("--manifest", str(manifest), "--out", str(tmp_path / "out"), "--weights", "demo")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+    assert "params.manifest:" in r.stderr and "missing column 'group'" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_direct_run_names_a_corrupt_checkpoint_before_writing_anything(tmp_path):
+    from recipes.demo_model import demo_checkpoint_path
+
+    manifest = _manifest(tmp_path / "m.csv")
+    corrupt = tmp_path / "model.pt"
+    corrupt.write_bytes(demo_checkpoint_path().read_bytes()[:4096])  # cut off, as by a failed copy
+    r = _direct_run("--manifest", str(manifest), "--out", str(tmp_path / "out"), "--weights", str(corrupt),
+                    "--groups", "ASD", "TDC")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("flows.cohort_analysis: error: params.weights:") and str(corrupt) in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_demo_names_the_demo_model_and_a_file_is_itself(tmp_path):
@@ -146,39 +180,6 @@ def test_quiet_hides_info_of_loggers_with_their_own_level_and_tracebacks(capsys)
         own.setLevel(logging.NOTSET)
     err = capsys.readouterr().err
     assert err == "ERROR test_flow_process.own_level: write failed (OSError: disk full)\n"
-
-
-def test_mediapipe_start_up_silencing_restores_fd2_when_threads_overlap():
-    """Pose tasks in threads start MediaPipe concurrently; each silences fd 2 while it starts. In the
-    order A in, B in, A out, B out, a per-thread save/restore left fd 2 on /dev/null for the rest of the
-    run, and the run's console (its error lines too) went with it."""
-    import threading
-
-    from pipeline.pose_mediapipe import _native_stderr_silenced
-
-    before = os.fstat(2)
-    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
-
-    def a():
-        with _native_stderr_silenced():
-            a_in.set()
-            b_in.wait(10)
-        a_out.set()
-
-    def b():
-        a_in.wait(10)
-        with _native_stderr_silenced():
-            b_in.set()
-            a_out.wait(10)
-            assert os.fstat(2).st_ino == os.stat(os.devnull).st_ino  # still silenced while B starts
-
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    after = os.fstat(2)
-    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
 # --------------------------------------------------------------------------------------------------

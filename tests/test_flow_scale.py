@@ -67,3 +67,22 @@ def test_gpu_annotation_only_for_cuda():
         assert dask.get_annotations() == {"resources": {"GPU": 1}}
     with gpu_annotation("cpu"):
         assert dask.get_annotations() == {}
+
+
+def test_the_local_cluster_has_no_dashboard_and_no_fixed_port():
+    """dask-local's scheduler: its HTTP server on a free loopback port (not 8787, where a second run at the
+    same time collided), the dashboard's page absent."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import LocalCluster
+
+    from flows.task_runners import local_cluster_kwargs
+
+    with LocalCluster(**{**local_cluster_kwargs(2), "n_workers": 0}) as cluster:
+        server = cluster.scheduler.http_server
+        ports = [s.getsockname() for s in server._sockets.values()]
+        assert ports and all(host == "127.0.0.1" and port != 8787 for host, port in ports)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports[0][1]}/status", timeout=10)
+        assert err.value.code == 404

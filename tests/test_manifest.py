@@ -146,3 +146,15 @@ def test_check_manifest_groups_names_the_field_and_every_missing_group(tmp_path,
     assert isinstance(err.value, BadInput)  # exit 2 in a CLI
     with pytest.raises(ValueError, match=r"group 'asd' not in"):  # group names are matched exactly
         check_manifest_groups(m, ["asd", "TDC"])
+
+
+def test_the_run_copy_video_id_column_is_not_a_covariate(tmp_path):
+    """The flow's RUN/manifest.csv carries video_id: one participant's two videos differ in it, so as a
+    covariate it was refused or shown as a demographic; it must match the video's own id."""
+    (tmp_path / "m.csv").write_text("participant_id,group,video,video_id,age\n"
+                                    "P1,ASD,a.mp4,a,9\nP1,ASD,b.mp4,b,9\nP2,TDC,c.mp4,c,10\n")
+    m = read_manifest(tmp_path / "m.csv", check_videos=False)
+    assert m.covariates == ("age",) and list(m.videos["video_id"]) == ["a", "b", "c"]
+    (tmp_path / "bad.csv").write_text("participant_id,group,video,video_id\nP1,ASD,a.mp4,zzz\n")
+    with pytest.raises(ManifestError, match=r"row 1 .*video_id 'zzz' is not the id of video 'a.mp4' \('a'"):
+        read_manifest(tmp_path / "bad.csv", check_videos=False)

@@ -171,7 +171,10 @@ def test_participant_actions_cover_every_action_with_percentiles(run_dir: Path) 
     tdc = run.cohort[run.cohort["group"] == "TDC"]
     for r in tab.itertuples():
         ref = tdc.loc[tdc["action"] == r.action, "percent_time"].to_numpy()
-        assert r.percentile == pytest.approx(percentile_of(ref, r.percent_time))
+        if r.percent_time > 0:
+            assert r.percentile == pytest.approx(percentile_of(ref, r.percent_time))
+        else:  # never shown: no percentile, the count of the reference at 0 % instead
+            assert np.isnan(r.percentile) and r.ref_zero == int((np.asarray(ref) == 0).sum()) and r.ref_n == len(ref)
         assert (r.bout_count == 0) == (r.percent_time == 0)
 
 
@@ -248,7 +251,7 @@ def test_results_table_has_one_row_per_result_and_summary_counts(report: Path, r
     results = read_artifact(run_dir / "hurdle" / "results.parquet", "hurdle_results").to_pandas()
     s = report.read_text(encoding="utf-8")
     body = re.search(r'<table id="results-table">.*?<tbody>(.*?)</tbody>', s, flags=re.S).group(1)
-    assert body.count("<tr>") == len(results)
+    assert body.count("<tr>") + body.count('<tr class="has-note">') == len(results)  # a note is a row of its own
     cohort = read_artifact(run_dir / "readout" / "cohort.parquet", "cohort").to_pandas()
     per_group = cohort.drop_duplicates("participant_id")["group"].value_counts()
     summary = _section(report, "summary")
@@ -352,6 +355,7 @@ def test_an_old_report_json_folder_is_migrated(bare_run: Path, tmp_path: Path) -
     out = tmp_path / "old"
     pages = build_report_files(bare_run, out)
     (out / ".report.outputs.json").unlink()
+    (out / ".report-inputs.json").unlink()  # newer than output manifests: an old folder has none
     stale = out / "participants" / "gone-00000000.html"
     stale.write_bytes(pages[1].read_bytes())  # a page of a participant no longer in the run
     names = [p.relative_to(out).as_posix() for p in pages] + ["participants/gone-00000000.html"]
@@ -382,7 +386,7 @@ def test_a_forged_old_listing_deletes_nothing_of_the_users(bare_run: Path, tmp_p
     assert outside.read_text() == "keep"
     assert not (home / "report.json").exists()  # migrated: read once, then gone
     recorded = set(json.loads((home / ".report.outputs.json").read_text())["files"])
-    assert recorded == {p.relative_to(home).as_posix() for p in pages}
+    assert recorded == {p.relative_to(home).as_posix() for p in pages} | {".report-inputs.json"}
     # the same attack with a forged manifest of the new format: fingerprints that do not match
     # the user's files, and a path outside, remove nothing either
     doc = json.loads((home / ".report.outputs.json").read_text())
@@ -451,3 +455,87 @@ def test_methods_state_the_intensity_test_from_the_config(run_dir: Path, method:
     if method is not None:
         assert f"intensity_se = {method}" in text and "fewer than 12 engagers in a group" in text
     assert ("the default:" in text) == (method == "permutation")
+
+
+def test_top_findings_give_intervals_both_parts_and_the_full_tables_wording(report: Path, run_dir: Path) -> None:
+    results = read_artifact(run_dir / "hurdle" / "results.parquet", "hurdle_results").to_pandas()
+    s = report.read_text(encoding="utf-8")
+    body = re.search(r'<table id="publication-table">.*?<tbody>(.*?)</tbody>', s, flags=re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    best = results[results["p"].notna()].sort_values(["p", "p_adj", "action", "contrast", "part"], kind="mergesort")
+    assert len(rows) == min(10, len(best))
+    for row, r in zip(rows, best.itertuples()):
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)]
+        assert cells[:3] == [r.action, f"{r.group_a} vs {r.group_b}", r.part] and " > " not in cells[1]
+        assert cells[3] == f"{r.effect:.2f}" and cells[4] == f"{r.ci_low:.2f}–{r.ci_high:.2f}"
+
+
+def test_a_separation_note_names_the_actions_model_on_other_groups_rows() -> None:
+    from types import SimpleNamespace
+
+    from reports.build import contrast_note
+
+    note = "separation (TDC: all engaged): Firth penalised likelihood, penalised LR p, profile CI"
+    own = SimpleNamespace(note=note, group_a="ASD", group_b="TDC")
+    other = SimpleNamespace(note=note, group_a="ASD", group_b="PSY")
+    assert contrast_note(own) == note
+    text = contrast_note(other)
+    assert text.startswith("this action's model (all groups together) had separation (TDC: all engaged)")
+    assert text.endswith("uses Firth penalised likelihood, penalised LR p, profile CI")
+    assert contrast_note(SimpleNamespace(note=None, group_a="A", group_b="B")) == ""
+
+
+def test_violins_are_sharp_and_say_when_a_group_has_no_violin(run_dir: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from reports.figures import violin_image
+
+    run = load_run(run_dir)
+    cohort = run.cohort.copy()
+    engagers = cohort[cohort["percent_time"] > 0].groupby("action")["participant_id"].nunique()
+    action = engagers.idxmax()  # every group has 2 or more engagers of it before the cut
+    g0, g1 = run.groups[0], run.groups[1]
+    keep = ~((cohort["action"] == action) & (cohort["group"] == g0))  # nobody of g0 shows it
+    one = cohort[(cohort["action"] == action) & (cohort["group"] == g1) & (cohort["percent_time"] > 0)]
+    keep &= ~cohort.index.isin(one.index[1:])  # one engager of g1 left
+    image, small = violin_image(cohort[keep], action, run.groups, effects_table(run))
+    before = cohort[(cohort["action"] == action) & (cohort["percent_time"] > 0)].groupby("group").size()
+    assert small == {g0: 0, g1: 1, **{g: int(n) for g, n in before.items() if n < 2 and g not in (g0, g1)}}
+    png = Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1])))
+    assert png.size == (2 * image["width"], 2 * image["height"])  # twice the pixels of its CSS size
+
+
+def test_an_action_never_shown_gets_no_percentile_on_the_page(report: Path, run_dir: Path) -> None:
+    page = report.parent / "participants" / page_name(EVIL_ID)
+    s = page.read_text(encoding="utf-8")
+    body = re.search(r'<table id="actions-table">.*?<tbody>(.*?)</tbody>', s, flags=re.S).group(1)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S) for r in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)]
+    zero = [r[4] for r in rows if r[0] == "0.00"]
+    shown = [r[4] for r in rows if r[0] != "0.00"]
+    assert zero and all(re.fullmatch(r'<span class="zero">not shown \(\d+/\d+ at 0 %\)</span>', c) for c in zero)
+    assert all('class="bar"' in c for c in shown)
+
+
+def test_an_unchanged_run_needs_no_new_report_and_a_changed_one_does(run_dir: Path, tmp_path: Path) -> None:
+    from reports.build import report_up_to_date
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    out = tmp_path / "report"
+    pages = build_report_files(run, out)
+    assert ".report-inputs.json" not in {p.name for p in pages} and (out / ".report-inputs.json").is_file()
+    assert report_up_to_date(run, out)
+    assert not report_up_to_date(run, out, reference_group="ASD")  # other settings
+    qc = run / "pose" / "qc.parquet"
+    import pandas as pd
+
+    table = pd.read_parquet(qc)
+    table["seconds"] = table["seconds"] * 2 + 1  # a rerun's timings: not what the report shows
+    table.to_parquet(qc)
+    assert report_up_to_date(run, out)
+    table.loc[0, "valid_fraction"] = 0.1234  # a changed video
+    table.to_parquet(qc)
+    assert not report_up_to_date(run, out)

@@ -140,7 +140,7 @@ def test_cohort_and_participant_pages_in_chromium(report: Path, driver, tmp_path
     assert driver.title.startswith("Cohort report")
     _check_page(driver, tmp_path, "index", docs_anchor="results")
 
-    rows = driver.find_elements(By.CSS_SELECTOR, "#results-table tbody tr")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#results-table tbody tr:not(.note-row)")
     assert len(rows) == len(results)
     pub = driver.find_elements(By.CSS_SELECTOR, "#publication-table tbody tr")
     assert 0 < len(pub) <= 10

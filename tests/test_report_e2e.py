@@ -60,9 +60,9 @@ def test_report_from_the_real_stages(ma52_clips: list[Path], tmp_path: Path, cap
     sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert f"checkpoint {sha[:12]}" in index
     assert "MediaPipe BlazePose" in index and "Labelling rule &#39;top1&#39;" in index
-    assert "Each window sampled 8 frames every 8 frames" in index
+    assert "seeing 8 frames spread evenly over each (one frame in 8)" in index
     for clip in ma52_clips[:4]:  # no file name, stem or folder of a video anywhere
         assert clip.stem not in index and str(clip.parent) not in index
     page = (tmp_path / "report" / "participants" / page_name("S00")).read_text(encoding="utf-8")
-    assert re.search(r'<img src="data:image/png;base64,[^"]+" alt="Ethogram of participant S00: video 1, \d+ s, [1-9]', page)
+    assert re.search(r'<img src="data:image/png;base64,[^"]+" width="\d+" height="\d+" alt="Ethogram of participant S00: video 1, \d+ s, [1-9]', page)
     assert ma52_clips[0].stem not in page

@@ -7,6 +7,7 @@ outside 1..4096, a ``--device`` this machine cannot use, an unusable checkpoint,
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import dataclasses
 import sys
@@ -22,6 +23,7 @@ from pipeline.recognize.options import (DECODERS, MAX_BATCH_SIZE, RecognitionSet
                                         check_device)
 from pipeline.recognize.run import recognize_videos
 from pipeline.recognize.stage import RecognizeStage
+from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from pipeline.stage import check_outputs_free, exit_code, summary, write_qc_table
 from pipeline.video import VIDEO_SUFFIXES
@@ -116,42 +118,44 @@ def load_weights(path: str):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, quiet=args.quiet)
-    with handle_errors("pipeline.recognize"):
-        # flags first (cheap, and nothing is created for a bad value), then the checkpoint, then --out
-        check_device(getattr(args, "device", "cpu"))  # its own messages (tpu, mps, no CUDA) before the schema's
-        options_from_args(args)
-        if args.threads is not None:
-            if args.threads < 1:
-                raise BadInput(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
-        ckpt = load_weights(args.weights)
-        options = options_from_args(args, ckpt.plan)
-        check_checkpoint(ckpt, options)
-        out_dir = check_output_dir(args.out)
-        videos = find_videos(args.inputs)
-        if not videos:
-            raise BadInput(f"no videos found in {', '.join(args.inputs)}")
-        ids: dict[str, Path] = {}
-        jobs = []
-        for v in videos:
-            if v.stem in ids:
-                raise BadInput(f"two inputs have the same video id {v.stem!r}: {ids[v.stem]} and {v}")
-            ids[v.stem] = v
-            jobs.append(RecognizeJob(item_id=v.stem, source=str(v), out_dir=str(out_dir), force=args.force,
-                                     keypoints=str(keypoints_for(args.keypoints, v.stem))))
-        check_outputs_free(RecognizeStage(ckpt, options), jobs, out_dir)  # a user's file in the way: exit 2
-    with handle_errors("pipeline.recognize"):
-        results, stats = recognize_videos(jobs, ckpt, options)
-        for r in results:
-            for path in r.written:
+    with contextlib.ExitStack() as held:  # the run lock, once the output folder is known
+        with handle_errors("pipeline.recognize"):
+            # flags first (cheap, and nothing is created for a bad value), then the checkpoint, then --out
+            check_device(getattr(args, "device", "cpu"))  # its own messages (tpu, mps, no CUDA) before the schema's
+            options_from_args(args)
+            if args.threads is not None:
+                if args.threads < 1:
+                    raise BadInput(f"--threads must be >= 1, got {args.threads}")
+                torch.set_num_threads(args.threads)
+            ckpt = load_weights(args.weights)
+            options = options_from_args(args, ckpt.plan)
+            check_checkpoint(ckpt, options)
+            held.enter_context(lock_for_output(args.out, command='python -m pipeline.recognize'))
+            out_dir = check_output_dir(args.out)
+            videos = find_videos(args.inputs)
+            if not videos:
+                raise BadInput(f"no videos found in {', '.join(args.inputs)}")
+            ids: dict[str, Path] = {}
+            jobs = []
+            for v in videos:
+                if v.stem in ids:
+                    raise BadInput(f"two inputs have the same video id {v.stem!r}: {ids[v.stem]} and {v}")
+                ids[v.stem] = v
+                jobs.append(RecognizeJob(item_id=v.stem, source=str(v), out_dir=str(out_dir), force=args.force,
+                                         keypoints=str(keypoints_for(args.keypoints, v.stem))))
+            check_outputs_free(RecognizeStage(ckpt, options), jobs, out_dir)  # a user's file in the way: exit 2
+        with handle_errors("pipeline.recognize"):
+            results, stats = recognize_videos(jobs, ckpt, options)
+            for r in results:
+                for path in r.written:
+                    report_written(path)
+            qc_config = {"model_sha256": ckpt.sha256, "min_valid": options.min_valid}
+            stage = RecognizeStage(ckpt, options)
+            for path in write_qc_table(stage, [r.qc for r in results], out_dir, config=qc_config):
                 report_written(path)
-        qc_config = {"model_sha256": ckpt.sha256, "min_valid": options.min_valid}
-        stage = RecognizeStage(ckpt, options)
-        for path in write_qc_table(stage, [r.qc for r in results], out_dir, config=qc_config):
-            report_written(path)
-    print(summary(stage, results, noun="video"), file=sys.stderr)
-    if stats.windows:
-        print(f"recognize: {stats.windows} windows in {stats.wall_seconds:.1f} s ({stats.windows_per_s:.1f} windows/s; "
-              f"model {stats.model_seconds:.1f} s)", file=sys.stderr)
-    return exit_code(results)
+        print(summary(stage, results, noun="video"), file=sys.stderr)
+        if stats.windows:
+            print(f"recognize: {stats.windows} windows in {stats.wall_seconds:.1f} s ({stats.windows_per_s:.1f} windows/s; "
+                  f"model {stats.model_seconds:.1f} s)", file=sys.stderr)
+        return exit_code(results)
 

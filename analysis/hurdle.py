@@ -405,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--error-rates", choices=ERROR_RATES, default=HurdleConfig.error_rates,
                    help="read-out error rates per group, pooled, or auto (per group when every group has --min-coded-per-group coded participants)")  # fmt: skip
     p.add_argument("--min-coded-per-group", type=int, default=HurdleConfig.min_coded_per_group, metavar="N", help="coded participants per group needed for per-group rates (auto)")
+    p.add_argument("--min-coded-positive", type=int, default=HurdleConfig.min_coded_positive, metavar="N", help="with per-group rates: coded participants showing the action needed in every group for its own per-group rate (else pooled)")
     p.add_argument("--frame-rate", type=float, default=HurdleConfig.frame_rate, metavar="FPS", help="frames per second of the read-out (for the zero floor of the correction)")
     p.add_argument("--zero-floor", type=float, default=HurdleConfig.zero_floor, metavar="Q",
                    help="observed frames at or below this quantile of Binomial(frames, fpr) are corrected to 0 (0: only observed zeros)")  # fmt: skip
@@ -489,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 imputation_workers=args.imputation_workers,
                 error_rates=args.error_rates,
                 min_coded_per_group=args.min_coded_per_group,
+                min_coded_positive=args.min_coded_positive,
                 frame_rate=args.frame_rate,
                 zero_floor=args.zero_floor,
             )

@@ -58,7 +58,7 @@ def test_weakly_validated_actions_are_marked_in_the_results(validated):
     run, index, act = validated
     html = index.read_text()
     results = html.split('id="results-table"')[1].split("</table>")[0]
-    marked = re.findall(r'<tr class="weakly-validated"><td>([^<]+) <abbr', results)
+    marked = re.findall(r'<tr class="(?:has-note )?weakly-validated"><td class="action">([^<]+) <abbr', results)
     assert marked and set(marked) == {act}
     assert 'id="below-note"' in html
 

@@ -24,6 +24,7 @@ Each file is one coding unit (the same video coded by one coder in two files is 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 import warnings
 from pathlib import Path, PureWindowsPath
 
@@ -41,7 +42,9 @@ def _media(eaf, path: Path) -> str:
     for d in video + descs:
         url = d.get("MEDIA_URL") or d.get("RELATIVE_MEDIA_URL")
         if url:
-            url = re.sub(r"^file:/*", "/", str(url))
+            url = str(url)
+            if url.lower().startswith("file:"):  # a URI: percent-encoded (ELAN writes "v3%20%C3%A9.mp4")
+                url = unquote(re.sub(r"^file:/*", "/", url))
             return PureWindowsPath(url).name if "\\" in url else Path(url).name
     return path.name
 

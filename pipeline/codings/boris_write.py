@@ -20,7 +20,7 @@ events of one code (they would pair wrongly). A point event is one row. Times ar
 exports) goes into the START row's comment as ``score=0.873``; the subject is empty ("No focal
 subject") and the coder is the observation's independent variable ``coder``. The keys are those BORIS
 (project format 7.0, the format BORIS 7 to 9 write) reads or checks when it opens a project; the list
-with their meaning is ``docs/codings-export.md``. Nothing here depends on BORIS (GPL, a Qt
+with their meaning is ``docs/codings.md, "Exporting for review"``. Nothing here depends on BORIS (GPL, a Qt
 application): the format is written from its documentation and published project files.
 """
 

@@ -31,7 +31,7 @@ Validity. The EAF 3.0 XSD is not shipped (pympi does not ship it, the schema fil
 statement that allows redistribution, and nothing is downloaded at run time); :func:`eaf_problems`
 checks the parts of the schema an export can break (element order, required attributes, ID
 uniqueness and every reference resolving, one value per annotation, time slots ascending within an
-annotation) and pympi must read the file back; ``docs/codings-export.md`` lists the checks.
+annotation) and pympi must read the file back; ``docs/codings.md, "Exporting for review"`` lists the checks.
 """
 
 from __future__ import annotations

@@ -190,7 +190,8 @@ model = load_checkpoint({str(path)!r}).model
 io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
 with torch.no_grad():
     out = model(io["frames"], io["kp"]).logits
-assert torch.equal(out, io["expect"]), (out - io["expect"]).abs().max()
+# a fresh process may pick another thread count, so float sums may round differently (3e-8 seen under load)
+assert torch.allclose(out, io["expect"], rtol=0, atol=1e-5), (out - io["expect"]).abs().max()
 print("OK", raw["config"]["entity_layout"], raw["provenance"]["metrics"]["top1"])
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600)

@@ -39,20 +39,14 @@ from scipy import stats
 from .cohort import categorical_covariates
 from .config import HurdleConfig
 from .contrasts import contrast_label, direction, pairs, wald_contrast
-from .correction import adjust_pvalues, family_label
+from .correction import family_label
 from .design import build_design
+from .results_table import finish_results
 
 __all__ = ["BOUT_PARTS", "BoutsError", "validate_bouts", "fit_counts", "count_part", "duration_part", "bout_analysis"]
 
 BOUT_PARTS: tuple[str, ...] = ("count", "duration")
 _OVERDISPERSION_ALPHA = 0.05
-# analysis.hurdle.RESULT_COLUMNS (not imported: the hurdle imports this module; tests check they agree)
-_COLUMNS: list[str] = [
-    "action", "action_id", "contrast", "group_a", "group_b", "part", "direction",
-    "n_a", "n_b", "engaged_a", "engaged_b", "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b",
-    "estimate", "se", "effect", "ci_low", "ci_high", "statistic", "test", "p", "p_adj", "ame_pp",
-    "n_fit", "method", "ci_method", "correction", "family", "selection", "covariates", "ci_level", "note",
-]  # fmt: skip
 
 
 class BoutsError(ValueError):
@@ -238,18 +232,6 @@ def bout_analysis(bouts: pd.DataFrame, cohort: pd.DataFrame, config: HurdleConfi
             part.insert(0, "action_id", int(ids[a]))
             part.insert(0, "action", a)
             frames.append(part)
-    res = pd.concat(frames, ignore_index=True).reindex(columns=_COLUMNS)
-    res["p_adj"] = adjust_pvalues(res, config.correction, "part")
-    res["correction"] = config.correction
-    res["family"] = family_label(config.correction, "part").replace("hurdle part", "bout outcome (count or duration)")
-    res["selection"] = config.selection
-    res["covariates"] = ", ".join(config.covariates) if config.covariates else "none"
-    res["ci_level"] = config.ci_level
-    for c in ("n_a", "n_b", "engaged_a", "engaged_b", "n_fit", "action_id"):
-        res[c] = res[c].astype("int64")
-    for c in ("estimate", "se", "effect", "ci_low", "ci_high", "statistic", "p", "p_adj", "ame_pp",
-              "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b"):  # fmt: skip
-        res[c] = res[c].astype("float64")
-    for c in ("direction", "test", "ci_method", "note"):
-        res[c] = res[c].astype(object).where(res[c].notna(), None)
-    return res
+    res = pd.concat(frames, ignore_index=True)
+    return finish_results(res, config, "part", family_text=family_label(config.correction, "part").replace(
+        "hurdle part", "bout outcome (count or duration)"))

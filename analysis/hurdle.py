@@ -50,23 +50,16 @@ from .config import (
     OutputConfig,
 )
 from .contrasts import contrast_label, direction, pairs
-from .correction import adjust_pvalues, family_label
 from .descriptives import GroupCounts, group_counts
 from .design import build_design
 from .fractional import fit_fractional
 from .intensity_tests import contrast_test, method_label, sandwich_of
 from .logistic import fit_logistic, logistic_contrast
+from .results_table import RESULT_COLUMNS, finish_results
 
 __all__ = ["RESULT_COLUMNS", "probability_part", "intensity_part", "hurdle_analysis", "main"]
 
 log = logging.getLogger(__name__)
-
-RESULT_COLUMNS: list[str] = [
-    "action", "action_id", "contrast", "group_a", "group_b", "part", "direction",
-    "n_a", "n_b", "engaged_a", "engaged_b", "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b",
-    "estimate", "se", "effect", "ci_low", "ci_high", "statistic", "test", "p", "p_adj", "ame_pp",
-    "n_fit", "method", "ci_method", "correction", "family", "selection", "covariates", "ci_level", "note",
-]  # fmt: skip
 
 _PROB_METHOD = "logistic GLM (maximum likelihood)"
 
@@ -320,21 +313,8 @@ def hurdle_analysis(
             frames.append(part)
     res = pd.concat(frames, ignore_index=True)
     res = res.reindex(columns=RESULT_COLUMNS)
-    res["p_adj"] = adjust_pvalues(res, config.correction, config.family)
-    res["correction"] = config.correction
-    res["family"] = family_label(config.correction, config.family)
-    res["selection"] = config.selection
-    res["covariates"] = ", ".join(config.covariates) if config.covariates else "none"
-    res["ci_level"] = config.ci_level
     res["ci_method"] = res["ci_method"].where(res["p"].notna(), None)
-    for c in ("n_a", "n_b", "engaged_a", "engaged_b", "n_fit", "action_id"):
-        res[c] = res[c].astype("int64")
-    for c in ("estimate", "se", "effect", "ci_low", "ci_high", "statistic", "p", "p_adj", "ame_pp",
-              "pct_engaged_a", "pct_engaged_b", "mean_a", "mean_b"):  # fmt: skip
-        res[c] = res[c].astype("float64")
-    for c in ("direction", "test", "ci_method", "note"):
-        res[c] = res[c].astype(object).where(res[c].notna(), None)
-    return res
+    return finish_results(res, config, config.family)
 
 
 # --------------------------------------------------------------------------------------------------

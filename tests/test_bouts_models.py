@@ -94,10 +94,11 @@ def test_gamma_duration_ratio_of_means_and_se_by_hand():
 
 
 def test_columns_are_the_hurdle_results_columns():
-    from analysis.bouts_models import _COLUMNS
     from analysis.hurdle import RESULT_COLUMNS
 
-    assert _COLUMNS == RESULT_COLUMNS
+    cohort, bouts = _bouts(alpha=0.0, seed=1)
+    res = bout_analysis(bouts, cohort, HurdleConfig(), list(cohort["action"].unique()))
+    assert list(res.columns) == RESULT_COLUMNS
 
 
 def test_group_without_bouts_is_not_estimable():

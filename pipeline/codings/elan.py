@@ -147,23 +147,28 @@ def read_elan(path: str | Path, options: ElanOptions) -> Reading:
 
     out = Reading("elan", src)
     made: dict[str, int] = {}  # aligned annotation id -> index in out.events
+
+    def event(tier: str, coder, aid: str, a: float, b: float, value: str) -> RawEvent:
+        """One annotation as an event: on a coder tier the value is the code; on a behaviour tier the
+        tier is the code and a value is a modifier. Equal times make a point."""
+        if options.tiers == "coder":
+            if not value:
+                raise CodingError(f"{where(src, f'tier {tier} annotation {aid}', a)}: empty annotation value "
+                                  f"(it names no behaviour code)")
+            code, mods = value, ()
+        else:
+            code, mods = code_for(tier), ((value,) if value else ())
+        return RawEvent(media, coder, code, "point" if a == b else "state", a, b, mods, src,
+                        f"tier {tier} annotation {aid}", unit, tier)
+
     pending_mods: list[tuple[str, str]] = []
     for tier, (align, ref, _attrs, _n) in tiers.items():
         coder = coder_for(tier)
         for aid, (s1, s2, value, _svg) in align.items():
             value = (value or "").strip()
             a, b = time_of(s1, tier, aid) + origin, time_of(s2, tier, aid) + origin
-            if options.tiers == "coder":
-                if not value:
-                    raise CodingError(f"{where(src, f'tier {tier} annotation {aid}', a)}: empty annotation value "
-                                      f"(it names no behaviour code)")
-                code, mods = value, ()
-            else:
-                code, mods = code_for(tier), ((value,) if value else ())
-            kind = "point" if b == a else "state"
             made[aid] = len(out.events)
-            out.events.append(RawEvent(media, coder, code, kind, a, b, mods, src, f"tier {tier} annotation {aid}",
-                                       unit, tier))
+            out.events.append(event(tier, coder, aid, a, b, value))
         for aid, (ref_id, value, _prev, _svg) in ref.items():
             value = (value or "").strip()
             if options.dependent == "modifiers":
@@ -173,15 +178,7 @@ def read_elan(path: str | Path, options: ElanOptions) -> Reading:
             r = root(aid, tier)
             rtier, s1, s2 = aligned_of[r]
             a, b = time_of(s1, rtier, r) + origin, time_of(s2, rtier, r) + origin
-            if options.tiers == "coder":
-                if not value:
-                    raise CodingError(f"{where(src, f'tier {tier} annotation {aid}', a)}: empty annotation value "
-                                      f"(it names no behaviour code)")
-                code, mods = value, ()
-            else:
-                code, mods = code_for(tier), ((value,) if value else ())
-            out.events.append(RawEvent(media, coder, code, "point" if a == b else "state", a, b, mods, src,
-                                       f"tier {tier} annotation {aid}", unit, tier))
+            out.events.append(event(tier, coder, aid, a, b, value))
     for parent, value in pending_mods:
         k = made.get(parent)
         if k is not None:

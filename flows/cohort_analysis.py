@@ -54,6 +54,8 @@ from prefect.settings import (
     temporary_settings,
 )
 
+from analysis.agreement.config import AgreementConfig
+from analysis.agreement.hook import has_codings, run_validation
 from analysis.cohort import load_cohort, validate_cohort
 from analysis.config import HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
@@ -66,6 +68,8 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from pipeline import aggregate as aggregate_stage
 from pipeline import native_stderr
 from pipeline.artifacts import atomic_write_text, is_up_to_date, sha256_file
+from pipeline.cli import BadInput
+from pipeline.codings.plan import PlannedImport, read_planned, resolve_codings, write_planned
 from pipeline.manifest import Manifest, check_manifest_groups, read_manifest
 from pipeline.pose import POSE_STAGE, PoseConfig, VideoJob, process_video
 from pipeline.readout import ReadoutConfig
@@ -159,6 +163,8 @@ class RunPlan:
     readout: ReadoutConfig
     readout_sources: dict
     statistics: HurdleConfig
+    validation: AgreementConfig = AgreementConfig()
+    codings: PlannedImport | None = None  # the codings to import (read and checked), None: nothing to import
 
 
 def prepare_run(params: CohortAnalysisParams) -> RunPlan:
@@ -201,9 +207,45 @@ def prepare_run(params: CohortAnalysisParams) -> RunPlan:
         raise RunRefused(f"params.{exc}") from None
     except ValueError as exc:
         raise RunRefused(f"params: {' '.join(str(exc).split())}") from None
-    return RunPlan(folder=RunFolder(Path(params.out).resolve()), manifest=manifest, weights=weights, checkpoint=ckpt,
+    folder = RunFolder(Path(params.out).resolve())
+    codings = plan_codings(params, manifest)
+    try:
+        validation = params.validation.settings(stage="validation").settings
+        statistics = statistics_validation(statistics, folder, codings is not None or has_codings(folder))
+    except SettingsError as exc:
+        raise RunRefused(f"params.{exc}") from None
+    except ValueError as exc:
+        raise RunRefused(f"params.validation: {' '.join(str(exc).split())}") from None
+    return RunPlan(folder=folder, manifest=manifest, weights=weights, checkpoint=ckpt,
                    pose=pose, recognition=recognition, readout=readout, readout_sources=resolved.sources,
-                   statistics=statistics)
+                   statistics=statistics, validation=validation, codings=codings)
+
+
+def plan_codings(params: CohortAnalysisParams, manifest: Manifest) -> PlannedImport | None:
+    """The human codings to import (:mod:`pipeline.codings.plan`: the manifest's ``coding`` column or
+    ``params.codings``), every file read and checked now; None when the run names none. A bad coding
+    is :class:`RunRefused` naming the parameter and the file (nothing is written)."""
+    try:
+        plan = resolve_codings(manifest, folder=params.codings, format=params.codings_format,
+                               mapping=params.codings_mapping, coder=params.codings_coder,
+                               allow_unmapped=params.codings_allow_unmapped,
+                               close_open_states=params.codings_close_open_states)
+        return None if plan is None else read_planned(plan, manifest)
+    except BadInput as exc:
+        raise RunRefused(f"params.{' '.join(str(exc).split())}") from None
+
+
+def statistics_validation(config: HurdleConfig, folder: RunFolder, coded: bool) -> HurdleConfig:
+    """The statistics' settings with the validation folder the error correction reads: with
+    ``misclassification`` other than none and no ``statistics.validation`` given, the run's own
+    ``RUN/validation``, which needs codings (imported by this run or already in ``RUN/codings``)."""
+    if config.misclassification == "none" or config.validation is not None:
+        return config
+    if not coded:
+        raise SettingsError(f"statistics.misclassification: {config.misclassification} corrects for the read-out's "
+                            "errors measured against human codings, and this run has none: give codings (params.codings, "
+                            "or a 'coding' column in the manifest), or statistics.validation (a validation folder)")
+    return replace(config, validation=str(folder.validation))
 
 
 def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
@@ -214,7 +256,12 @@ def hurdle_config(params: CohortAnalysisParams) -> HurdleConfig:
 
 def statistics_up_to_date(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> bool:
     """Whether ``out_dir`` holds these statistics of this cohort table: the results' sidecar records the
-    table's sha256 and the same settings (what :func:`analysis.outputs.write_outputs` records)."""
+    table's sha256 and the same settings (what :func:`analysis.outputs.write_outputs` records).
+
+    Never with ``misclassification`` other than none: the results then depend on the validation
+    folder's error rates too, which the sidecar does not record, so they are fitted again."""
+    if config.misclassification != "none":
+        return False
     return is_up_to_date(Path(out_dir) / "results.parquet", input_hash=sha256_file(cohort_path),
                          config={"analysis": config, "output": OutputConfig()}, contract="hurdle_results")
 
@@ -382,6 +429,24 @@ def hurdle_task(cohort_path: Path, out_dir: Path, config: HurdleConfig) -> pd.Da
     return results
 
 
+@task(name="import-codings", cache_policy=NO_CACHE)
+def codings_task(imported: PlannedImport, out_dir: Path) -> list[Path]:
+    written = write_planned(imported, out_dir)
+    logger = get_run_logger()
+    logger.info("%s", imported.result.summary())
+    if not written:
+        logger.info("codings up to date (same coding files, mapping, manifest and options): skipped")
+    return written
+
+
+@task(name="validation", cache_policy=NO_CACHE)
+def validation_task(run: RunFolder, settings: AgreementConfig) -> dict:
+    summary = run_validation(run, settings)
+    if summary.get("skipped"):
+        get_run_logger().info("validation up to date (same codings, read-out and settings): skipped")
+    return summary
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(run_dir: Path, out_dir: Path, reference_group: str | None, show_paths: bool) -> Path:
     if report_up_to_date(run_dir, out_dir, reference_group=reference_group, show_paths=show_paths):
@@ -414,6 +479,8 @@ def _run(params: CohortAnalysisParams, plan: RunPlan, logger) -> dict:
     run, manifest, ckpt, weights = plan.folder, plan.manifest, plan.checkpoint, plan.weights
     out = run.root
     write_run_manifest(manifest, out)
+    if plan.codings is not None:  # read and checked at submission; written before any recognition work
+        codings_task(plan.codings, run.codings)
     videos = manifest.videos.to_dict("records")
     n = len(videos)
 
@@ -450,8 +517,12 @@ def _run(params: CohortAnalysisParams, plan: RunPlan, logger) -> dict:
                        "; ".join(f"{k}: {e}" for k, e in sorted(failures.items())))
     check_failure_share(failures, n, params.max_failed_share)
 
-    # Read-out, statistics, report.
+    # Read-out, validation against the human codings (when the run has any), statistics, report.
     cohort_path = readout_task(run.manifest, run.windows, run.readout, plan.readout, plan.readout_sources)
+    if has_codings(run):
+        validation = validation_task(run, plan.validation)
+        create_markdown_artifact(key="cohort-validation", markdown=validation["markdown"],
+                                 description="agreement of the model with the human coders (RUN/validation)")
     results = hurdle_task(cohort_path, run.hurdle, plan.statistics)
     report = params.report.settings(stage="report").settings
     index = report_task(out, run.report, report.reference_group, report.show_paths)
@@ -515,6 +586,16 @@ def build_parser():
     parser.add_argument("--covariates", nargs="*", default=[], metavar="COL", help="covariates for the statistics")
     parser.add_argument("--max-failed-share", type=float, default=0.25, metavar="F",
                         help="fail the run when more than this share of videos fail")
+    c = parser.add_argument_group("human codings (docs/codings.md, 'In the flow'; params.codings* in a deployment)")
+    c.add_argument("--codings", type=Path, metavar="DIR",
+                   help="folder (or file) of coding files to import into RUN/codings before recognition; or leave it "
+                        "out and name a coding file per video in the manifest's 'coding' column")
+    c.add_argument("--codings-format", choices=("boris", "elan", "observer", "csv"),
+                   help="format of the codings (required with --codings; else the manifest's coding_format column or "
+                        "the extension .boris / .eaf)")
+    c.add_argument("--codings-mapping", type=Path, metavar="ETHOGRAM", help="ethogram mapping (CSV or YAML)")
+    c.add_argument("--misclassification", choices=("none", "acc", "pacc"), default="none",
+                   help="correct percent time for the read-out's errors measured against the codings (RUN/validation)")
     parser.add_argument("--task-runner", choices=RUNNERS, default="threads")
     parser.add_argument("--dask-workers", type=int, default=2, metavar="N")
     parser.add_argument("--dask-address", metavar="URL")
@@ -536,7 +617,9 @@ def main(argv: list[str] | None = None) -> int:
         params = CohortAnalysisParams(
             manifest=args.manifest, out=args.out, weights=args.weights, max_failed_share=args.max_failed_share,
             recognition={"device": args.device}, readout=readout,
-            statistics={"groups": args.groups, "covariates": args.covariates})
+            codings=args.codings, codings_format=args.codings_format, codings_mapping=args.codings_mapping,
+            statistics={"groups": args.groups, "covariates": args.covariates,
+                        **({"misclassification": args.misclassification} if args.misclassification != "none" else {})})
     except ValidationError as exc:
         err = exc.errors()[0]
         print(f"flows.cohort_analysis: error: params.{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)

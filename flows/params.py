@@ -10,9 +10,11 @@ stage's own default (its CLI ``--help`` explains it); only ``manifest`` and ``ou
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from analysis.agreement.config import AgreementConfig
 from analysis.config import HurdleConfig
 from pipeline.pose_config import PoseSettings as PoseSettingsFields
 from pipeline.readout import ReadoutConfig
@@ -21,7 +23,9 @@ from pipeline.settings import settings_model
 from reports.settings import ReportSettings as ReportSettingsFields
 
 __all__ = ["PoseSettings", "RecognitionSettings", "ReadoutSettings", "StatisticsSettings", "ReportSettings",
-           "CohortAnalysisParams"]
+           "ValidationSettings", "CodingFormat", "CohortAnalysisParams"]
+
+CodingFormat = Literal["boris", "elan", "observer", "csv"]  # pipeline.codings.importer.FORMATS
 
 
 class _Settings(BaseModel):
@@ -56,6 +60,12 @@ StatisticsSettings = settings_model(
         "the cohort (ignore_other_groups).")
 
 
+ValidationSettings = settings_model(
+    AgreementConfig, name="ValidationSettings", module=__name__,
+    doc="Validation against human coding (``python -m analysis.agreement``), run when the run has codings: the fields "
+        "of :class:`analysis.agreement.config.AgreementConfig` (docs/validation.md).")
+
+
 ReportSettings = settings_model(
     ReportSettingsFields, name="ReportSettings", module=__name__,
     doc="HTML report (``python -m reports.build``): the fields of :class:`reports.settings.ReportSettings`.")
@@ -74,10 +84,25 @@ class CohortAnalysisParams(_Settings):
     max_concurrent_videos: int = Field(4, ge=1, le=256, description=(
         "at most this many videos in pose (and in recognition) at once: each holds a decoded video and a MediaPipe "
         "graph; progress is counted as they finish"))
+    codings: Path | None = Field(None, description=(
+        "human codings to import into RUN/codings before recognition: a folder (or one file) of coding files in "
+        "codings_format; or leave it out and name a coding file per video in the manifest's 'coding' column "
+        "(docs/codings.md, 'In the flow')"))
+    codings_format: CodingFormat | None = Field(None, description=(
+        "format of the codings: required with codings; for the manifest's coding files the default when a row has "
+        "no coding_format cell (else the extension: .boris, .eaf)"))
+    codings_mapping: Path | None = Field(None, description=(
+        "ethogram mapping of the codings (CSV code,action[,tier] or YAML; required with codings)"))
+    codings_coder: str | None = Field(None, description="the coder of every coding (overrides what the files say)")
+    codings_allow_unmapped: bool = Field(False, description=(
+        "drop codes the mapping does not list (reported in codings/qc.parquet) instead of refusing the run"))
+    codings_close_open_states: bool = Field(False, description=(
+        "close a state that was started and never stopped at the video's end instead of refusing the run"))
     pose: PoseSettings = PoseSettings()
     recognition: RecognitionSettings = RecognitionSettings()
     readout: ReadoutSettings = ReadoutSettings()
     statistics: StatisticsSettings = StatisticsSettings()
+    validation: ValidationSettings = ValidationSettings()
     report: ReportSettings = ReportSettings()
 
     @field_validator("manifest")

@@ -16,6 +16,12 @@ One row per video (CSV or Parquet)::
   absolute. Its ``video_id`` (the name every stage files its artifacts under) is the file stem, or the
   folder name for a folder, as in :mod:`pipeline.pose`.
 - ``roi`` (optional): ``x,y,w,h`` in source pixels; an empty cell means the whole frame.
+- ``coding`` (optional): the human coding file(s) of the video (BORIS, ELAN, The Observer or CSV; several
+  separated by ``|``, e.g. one ELAN file per coder), relative to the manifest's folder or absolute; an
+  empty cell: the video is not coded. The flow imports them into ``RUN/codings`` before recognition
+  (:mod:`pipeline.codings.plan`, docs/codings.md "In the flow"). Not a covariate.
+- ``coding_format`` (optional): the format of the row's coding files (``boris``, ``elan``, ``observer``,
+  ``csv``); empty: from the flow's ``codings_format`` or the extension (``.boris``, ``.eaf``). Not a covariate.
 - ``video_id`` (optional): the video's id as the flow's manifest copy (``RUN/manifest.csv``) records it;
   it must equal the id derived from ``video`` and is not a covariate (it differs between a participant's
   videos, and the report listed it as a demographic).
@@ -49,7 +55,7 @@ __all__ = ["ManifestError", "Manifest", "REQUIRED", "read_manifest", "video_id_o
 log = logging.getLogger("pipeline.manifest")
 
 REQUIRED: tuple[str, ...] = ("participant_id", "group", "video")
-OPTIONAL: tuple[str, ...] = ("roi", "video_id")
+OPTIONAL: tuple[str, ...] = ("roi", "video_id", "coding", "coding_format")
 
 
 class ManifestError(BadInput):
@@ -67,7 +73,8 @@ class Manifest:
     videos : pandas.DataFrame
         One row per video, in manifest order: ``participant_id`` (str), ``group`` (str), ``video``
         (absolute path, str), ``video_id`` (str), ``roi`` (tuple (x, y, w, h) or None), ``row`` (1-based
-        data row in the manifest).
+        data row in the manifest), ``coding`` (tuple of absolute paths of the row's coding files, empty
+        when none or without the column) and ``coding_format`` (str, empty when not given).
     participants : pandas.DataFrame
         One row per participant in order of first appearance: ``participant_id``, ``group`` and the
         covariate columns.
@@ -99,6 +106,19 @@ def _parse_roi(text: str) -> tuple[int, int, int, int] | None:
     if len(vals) != 4 or vals[0] < 0 or vals[1] < 0 or vals[2] <= 0 or vals[3] <= 0:
         raise ValueError(f"roi must be x,y,w,h with x,y >= 0 and w,h > 0 (pixels), got {text!r}")
     return vals  # type: ignore[return-value]
+
+
+def _coding_paths(cell: object, base: Path) -> tuple[str, ...]:
+    """The ``coding`` cell's files (``|``-separated), absolute (relative ones from the manifest's folder)."""
+    if _is_missing(cell):
+        return ()
+    out = []
+    for part in str(cell).split("|"):
+        part = part.strip()
+        if part:
+            p = Path(part)
+            out.append(str(Path(os.path.normpath((p if p.is_absolute() else base / p).absolute()))))
+    return tuple(dict.fromkeys(out))
 
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, bool]:
@@ -191,7 +211,7 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ManifestError(
-            f"{path}: missing column {missing[0]!r} (required: {', '.join(REQUIRED)}; optional: roi; "
+            f"{path}: missing column {missing[0]!r} (required: {', '.join(REQUIRED)}; optional: roi, coding, coding_format; "
             f"other columns are covariates); found: {', '.join(df.columns) or 'no columns'}"
         )
     if df.columns.duplicated().any():
@@ -246,6 +266,10 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
                 raise ManifestError(f"{where(i)}: {exc}") from None
     else:
         rois = [None] * len(df)
+    codings = [_coding_paths(df["coding"].iloc[i], base) if "coding" in df.columns else ()
+               for i in range(len(df))]
+    coding_formats = ["" if "coding_format" not in df.columns or _is_missing(df["coding_format"].iloc[i])
+                      else str(df["coding_format"].iloc[i]).strip().lower() for i in range(len(df))]
 
     pids = [str(v) for v in stripped["participant_id"]]
     groups = [str(v) for v in stripped["group"]]
@@ -285,6 +309,8 @@ def read_manifest(path: str | os.PathLike, *, check_videos: bool = True) -> Mani
             "video_id": video_ids,
             "roi": rois,
             "row": np.arange(1, len(df) + 1),
+            "coding": codings,
+            "coding_format": coding_formats,
         }
     )
     keep = ~pd.Series(pids).duplicated().to_numpy()

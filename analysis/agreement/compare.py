@@ -30,7 +30,7 @@ from analysis.agreement.verdicts import VERDICTS, draws, interval, kappa_draws, 
 from pipeline.contracts import Contract
 
 __all__ = ["ALL", "PAIRS_LEADING", "PAIRS_COLUMNS", "PARTICIPANTS_COLUMNS", "COVERAGE_COLUMNS", "CONFUSION",
-           "AgreementResult", "compare", "resolve_reference"]
+           "AgreementResult", "compare", "resolve_reference", "summary_markdown"]
 
 ALL = "all"
 PAIRS_LEADING = ("action", "rater_a", "rater_b", "n_participants", "kappa", "percent_agreement", "ac1", "icc2_1",
@@ -118,22 +118,26 @@ class AgreementResult:
         }
 
     def markdown(self) -> str:
-        """The summary as Markdown (for a Prefect markdown artifact)."""
-        s = self.summary()
-        lines = [f"**Validation against human coding**: coders {', '.join(s['coders'])}; reference {s['reference']}; "
-                 f"{s['participants']} participants; bin {s['bin']}; onset tolerance {s['tolerance_s']:g} s.", ""]
-        if s["excluded_share"] is not None:
-            lines.append(f"Frames excluded (not observed by both sides): {100 * s['excluded_share']:.1f} %.")
-        if s["model"]:
-            lines.append("")
-            lines.append("| verdict | actions |")
-            lines.append("|---|---|")
-            for v in VERDICTS:
-                names = [a for a in self.pairs.loc[(self.pairs["verdict"] == v) & (self.pairs["action"] != ALL), "action"].unique()]
-                lines.append(f"| {v} | {len(names)}{': ' + ', '.join(names[:12]) if names else ''}{' ...' if len(names) > 12 else ''} |")
-        for n in s["notes"]:
-            lines.append(f"- {n}")
-        return "\n".join(lines)
+        """The summary as Markdown (for a Prefect markdown artifact): :func:`summary_markdown`."""
+        return summary_markdown(self.summary(), self.pairs)
+
+
+def summary_markdown(s: dict, pairs: pd.DataFrame) -> str:
+    """Markdown of a summary (:meth:`AgreementResult.summary`, or ``summary.json`` read back) and its pairs table."""
+    lines = [f"**Validation against human coding**: coders {', '.join(s['coders'])}; reference {s['reference']}; "
+             f"{s['participants']} participants; bin {s['bin']}; onset tolerance {s['tolerance_s']:g} s.", ""]
+    if s["excluded_share"] is not None:
+        lines.append(f"Frames excluded (not observed by both sides): {100 * s['excluded_share']:.1f} %.")
+    if s["model"]:
+        lines.append("")
+        lines.append("| verdict | actions |")
+        lines.append("|---|---|")
+        for v in VERDICTS:
+            names = [a for a in pairs.loc[(pairs["verdict"] == v) & (pairs["action"] != ALL), "action"].unique()]
+            lines.append(f"| {v} | {len(names)}{': ' + ', '.join(names[:12]) if names else ''}{' ...' if len(names) > 12 else ''} |")
+    for n in s["notes"]:
+        lines.append(f"- {n}")
+    return "\n".join(lines)
 
 
 def _finite_list(s: pd.Series) -> list[float]:

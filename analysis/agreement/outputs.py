@@ -44,13 +44,18 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
 
 
-def write_validation(result: AgreementResult, out: str | Path, *, figures: bool = True, sources: dict | None = None) -> list[Path]:
-    """Write the set (see the module docstring); returns the final paths of the data files and figures."""
+def write_validation(result: AgreementResult, out: str | Path, *, figures: bool = True, sources: dict | None = None,
+                     inputs: dict | None = None) -> list[Path]:
+    """Write the set (see the module docstring); returns the final paths of the data files and figures.
+
+    ``sources``: where each setting came from (the CLI's); ``inputs``: digests of the files compared,
+    recorded so that a rerun on the same inputs can skip (:func:`analysis.agreement.hook.run_validation`).
+    """
     out = Path(out)
     cfg = dataclasses.asdict(result.config)
     facts = {"coders": list(result.coders), "reference": result.reference, "actions": list(result.actions),
              "model": result.model, "notes": result.notes, "bin_text": result.config.describe_bin(),
-             "sources": dict(sources or {})}
+             "sources": dict(sources or {}), "inputs": dict(inputs or {})}
     with StagedSet(out, STAGE) as st:
 
         def table(rel: str, df, contract=None) -> None:

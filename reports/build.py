@@ -50,7 +50,7 @@ from pipeline.run_folder import RunFolder
 from pipeline.run_lock import lock_for_output
 from pipeline.settings import add_arguments, from_args
 from reports.figures import ethogram_figure, figure_image, png_data_uri, qc_figure, violin_image
-from reports.validation import coder_videos, validation_context
+from reports.validation import coded_participants, coder_videos, validation_context
 from reports.methods import methods_sections, simulated_provenance
 from reports.run import Run, VideoInfo, load_run
 from reports.settings import ReportSettings
@@ -457,8 +457,11 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         participant_links=[{"participant_id": pid, "page": pages[pid], "group": g} for pid, g in zip(qc["participant_id"], qc["group"])],
         results_rows=None,
         validation=validation_context(run),
+        coding=coded_participants(run),
         below=sorted(run.below_coder_range()),
     )
+    for r in (ctx["coding"] or {}).get("rows", []):
+        r["page"] = pages.get(r["participant_id"])
     if run.results is not None:
         res = effects_table(run)
         out_cfg = ((run.results_meta or {}).get("config") or {}).get("output") or {}

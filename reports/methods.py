@@ -427,9 +427,49 @@ def methods_sections(run: Run, *, show_paths: bool = False) -> list[MethodsSecti
     soft.text.append("Package versions recorded by the stages' sidecars (several values: stages ran with different versions)."
                      if soft.params else "No package versions are recorded in the run.")  # fmt: skip
     sections = [_pose_section(run), _model_section(run, show_paths), _readout_section(run, show_paths), _stats_section(run)]
+    if run.coder_sessions is not None and len(run.coder_sessions):
+        sections.append(_codings_section(run, show_paths))
     if run.validation_meta:
         sections.append(_validation_section(run))
     return sections + [soft]
+
+
+_FORMAT_NAMES = {"boris": "BORIS", "elan": "ELAN", "observer": "Noldus The Observer XT", "csv": "CSV",
+                 "simulator": "the simulator's simulated coders"}
+
+
+def _codings_section(run: Run, show_paths: bool) -> MethodsSection:
+    """Which participants were coded by hand, by whom, from which tool, and how the codes were mapped
+    (``codings/sessions.parquet`` and ``events.parquet``'s sidecar)."""
+    ses = run.coder_sessions
+    cfg = (run.coder_meta or {}).get("config") or {}
+    sec = MethodsSection("Human coding")
+    coders = list(dict.fromkeys(ses["coder"].astype(str)))
+    formats = list(dict.fromkeys(ses["format"].astype(str)))
+    n_part, n_vid = ses["participant_id"].astype(str).nunique(), ses["video_id"].astype(str).nunique()
+    per = ses.groupby(ses["coder"].astype(str), sort=False)["participant_id"].nunique()
+    sec.text.append(
+        f"{n_part} of {len(run.participants)} participant(s) ({n_vid} video(s)) were coded by hand by {len(coders)} "
+        f"coder(s): " + ", ".join(f"{c} ({int(per[c])} participant(s))" for c in coders) + ". The codings were made in "
+        + " and ".join(_FORMAT_NAMES.get(f, f) for f in formats)
+        + " and imported with python -m pipeline.codings (docs/codings.md): the lab's codes were mapped to MA-52 actions "
+        "through an ethogram mapping" + (f" ({cfg['mapping']})" if show_paths and cfg.get("mapping") else "")
+        + ", each coding matched to its video by file name, and times converted to the video's frames "
+        "(an event covers the frames from round(start × fps) to round(stop × fps)).")
+    repairs = [t for k, t in (("allow_unmapped", "codes the mapping does not list were dropped"),
+                              ("close_open_states", "states never stopped were closed at the video's end"))
+               if cfg.get(k)]
+    if repairs:
+        sec.text.append("Repairs allowed at import: " + "; ".join(repairs) + " (counted in codings/qc.parquet).")
+    shown = {k: v for k, v in cfg.items() if k not in ("sources", "formats", "mapping")}
+    if "formats" in cfg:
+        shown["files"] = {f: len(v) for f, v in cfg["formats"].items()}
+    elif "sources" in cfg:
+        shown["files"] = {cfg.get("format", "?"): len(cfg["sources"])}
+    if show_paths and cfg.get("mapping"):
+        shown["mapping"] = cfg["mapping"]
+    sec.params = flatten({"codings": shown})
+    return sec
 
 
 def _validation_section(run: Run) -> MethodsSection:

@@ -95,6 +95,7 @@ class Run:
     validation_meta: dict | None = None
     coder_events: pd.DataFrame | None = None         # codings/events.parquet (video_id, coder, action, start_s, stop_s)
     coder_sessions: pd.DataFrame | None = None       # codings/sessions.parquet
+    coder_meta: dict | None = None                   # codings/events.parquet's sidecar (how they were imported)
 
     def below_coder_range(self) -> set[str]:
         """Actions whose validation verdict is "below the coder range" (empty without a validation)."""
@@ -381,6 +382,7 @@ def _load_validation(run: Run, folder: RunFolder, notes: list[str]) -> None:
         try:
             run.coder_events = conform(pq.read_table(ev), CODING_EVENTS, source=str(ev)).to_pandas()
             run.coder_sessions = conform(pq.read_table(ses), CODING_SESSIONS, source=str(ses)).to_pandas()
+            run.coder_meta = read_sidecar(ev)
         except Exception as exc:  # a broken codings folder must not stop the report
             notes.append(f"codings could not be read ({' '.join(str(exc).split())}); the coders' ethograms are not shown.")
             run.coder_events = run.coder_sessions = None

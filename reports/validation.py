@@ -1,5 +1,7 @@
 """The report's view of the agreement with human coders (``RUN/validation/``, ``RUN/codings/``).
 
+:func:`coded_participants` lists who was coded and by whom (``codings/sessions.parquet``), shown in that
+section, or on its own as "Human coding" when the codings were not validated yet.
 :func:`validation_context` gives the cohort page's "Validation against human coding" section: per
 action, the model vs the coders beside the coders vs each other, the verdict, the kappa-by-action
 figure and Bland-Altman figures (drawn by :mod:`analysis.agreement.figures`, the same functions the
@@ -19,7 +21,7 @@ from analysis.agreement.figures import bland_altman_figure, kappa_figure
 from reports.figures import png_data_uri
 from reports.run import Run, VideoInfo
 
-__all__ = ["validation_context", "coder_videos", "MAX_BLAND_ALTMAN"]
+__all__ = ["validation_context", "coded_participants", "coder_videos", "MAX_BLAND_ALTMAN"]
 
 MAX_BLAND_ALTMAN = 12  # figures on the page; every action's is under validation/figures/
 
@@ -101,6 +103,42 @@ def validation_context(run: Run) -> dict | None:
                       f"coder range, {counts['within the coder range']} within it."),
         "bland_altman": ba,
     }
+
+
+def coded_participants(run: Run) -> dict | None:
+    """Which participants were coded and by whom, or None when the run has no codings.
+
+    ``rows``: one per coded participant in the cohort's order (participants of the codings the cohort
+    does not hold come last), with the group, the videos coded of the participant's videos, the coders
+    (each with the number of videos they coded when not all) and the events coded; ``coders`` every
+    coder with their participant count; ``n_coded`` / ``n_participants``; ``formats`` of the sources.
+    """
+    ses, ev = run.coder_sessions, run.coder_events
+    if ses is None or not len(ses):
+        return None
+    ses = ses.assign(participant_id=ses["participant_id"].astype(str), coder=ses["coder"].astype(str),
+                     video_id=ses["video_id"].astype(str))
+    groups = dict(zip(run.cohort["participant_id"].astype(str), run.cohort["group"].astype(str)))
+    order = [p for p in run.participants if p in set(ses["participant_id"])]
+    order += [p for p in dict.fromkeys(ses["participant_id"]) if p not in set(order)]
+    n_events = (ev.assign(coder=ev["coder"].astype(str), video_id=ev["video_id"].astype(str))
+                .merge(ses[["video_id", "coder", "participant_id"]], on=["video_id", "coder"])
+                .groupby("participant_id").size()) if ev is not None and len(ev) else pd.Series(dtype=int)
+    rows = []
+    for pid in order:
+        s = ses[ses["participant_id"] == pid]
+        videos = run.videos.get(pid) or []
+        n_videos = len(videos) or s["video_id"].nunique()
+        coded_videos = s["video_id"].nunique()
+        coders = []
+        for c, g in s.groupby("coder", sort=False):
+            k = g["video_id"].nunique()
+            coders.append(c if k == coded_videos else f"{c} ({k} of {coded_videos} videos)")
+        rows.append({"participant_id": pid, "group": groups.get(pid, "—"), "videos": f"{coded_videos} of {n_videos}",
+                     "coders": ", ".join(coders), "events": int(n_events.get(pid, 0))})
+    per_coder = ses.groupby("coder", sort=False)["participant_id"].nunique()
+    return {"rows": rows, "coders": [(c, int(n)) for c, n in per_coder.items()], "n_coded": len(order),
+            "n_participants": len(run.participants), "formats": sorted(set(ses["format"].astype(str)))}
 
 
 def _excluded(v: pd.DataFrame) -> float | None:

@@ -198,7 +198,7 @@ def join_results(results: Sequence[ImportResult], manifest: Manifest) -> ImportR
     order = {v: i for i, v in enumerate(manifest.videos["video_id"])}
     sessions = (sessions.assign(_o=sessions["video_id"].map(order)).sort_values(["_o", "coder"], kind="stable")
                 .drop(columns="_o").reset_index(drop=True))
-    events = pd.concat([r.events for r in results], ignore_index=True).astype(results[0].events.dtypes.to_dict())
+    events = pd.concat([r.events for r in results], ignore_index=True)
     qc = pd.concat([r.qc[r.qc["kind"] != "uncoded_video"] for r in results], ignore_index=True)
     coded = set(sessions["video_id"])
     uncoded = [checks.qc_row("uncoded_video", video_id=v, count=0, detail="no coding names this video")

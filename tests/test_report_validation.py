@@ -7,6 +7,7 @@ segments), validated by the real CLI, then reported by the real report builder.
 from __future__ import annotations
 
 import re
+from html import escape as html_escape
 
 import pandas as pd
 import pytest
@@ -70,3 +71,35 @@ def test_participant_page_shows_the_coders_ethograms(validated):
     assert coded
     html = coded[0].read_text()
     assert html.count('class="coder-ethogram"') == 2 and "As coded by same" in html and "As coded by jit" in html
+
+
+def test_the_cohort_page_lists_the_coded_participants_and_their_coders(validated):
+    run, index, act = validated
+    html = index.read_text()
+    table = html.split('id="coded-table"')[1].split("</table>")[0]
+    sessions = pd.read_parquet(run / "codings" / "sessions.parquet")
+    coded = list(dict.fromkeys(sessions["participant_id"]))
+    n_all = pd.read_parquet(run / "readout" / "cohort.parquet")["participant_id"].nunique()  # the report's cohort
+    assert f"{len(coded)} of {n_all} participant(s)" in table and "by same (" in table and "jit (" in table
+    body = table.split("<tbody>")[1]
+    assert body.count("<tr>") == len(coded)
+    events = pd.read_parquet(run / "codings" / "events.parquet").merge(sessions[["video_id", "coder", "participant_id"]])
+    for pid in coded:
+        row = body.split(f">{html_escape(pid)}</a></th>")[1].split("</tr>")[0]  # ids with markup are escaped
+        videos = sessions.loc[sessions["participant_id"] == pid, "video_id"].nunique()
+        assert "<td>same, jit</td>" in row and f">{videos} of " in row
+        assert row.endswith(f'<td class="num">{int((events["participant_id"] == pid).sum())}</td>')
+    # the Methods say who coded how many participants, and in which tool
+    assert "Human coding</h3>" in html and f"by 2 coder(s): same ({len(coded)} participant(s))" in html
+
+
+def test_codings_without_a_validation_get_a_human_coding_section(validated, tmp_path):
+    import shutil
+
+    run, _, _ = validated
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("validation", "report"))
+    html = build_report(copy, tmp_path / "report").read_text()
+    assert 'id="validation-table"' not in html and '<h2 id="validation-h">Human coding</h2>' in html
+    assert 'id="coded-table"' in html and "not compared with the model yet" in html
+    assert '<a href="#validation">Human coding</a>' in html

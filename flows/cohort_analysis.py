@@ -1,5 +1,12 @@
 """The ``cohort-analysis`` Prefect flow: manifest -> pose -> recognition -> read-out -> hurdle -> report.
 
+With human codings (the manifest's ``coding`` column or ``params.codings``; docs/codings.md, "In the
+flow") two steps join: the codings are imported into ``RUN/codings`` before any pose work
+(:mod:`pipeline.codings.plan`; read and checked at submission), and when ``RUN/codings`` exists the
+validation against them (:func:`analysis.agreement.hook.run_validation`) runs after the read-out and
+before the statistics, its summary the ``cohort-validation`` markdown artifact; the statistics'
+error correction (``statistics.misclassification``) then reads ``RUN/validation``.
+
 Three ways to run it (docs/scale.md):
 
 - a served deployment: ``python -m flows.serve`` then ``prefect deployment run cohort-analysis/default
@@ -19,8 +26,8 @@ The run folder's layout is :class:`pipeline.run_folder.RunFolder` (docs/contract
 Everything that can be checked before the first video is checked first, by :func:`prepare_run`
 (the CLI calls it before starting a server, the flow before creating any folder): the parameters'
 bounds (already by pydantic at submission), the manifest and its groups, the checkpoint (loadable,
-and compatible with the pose settings and the read-out), the thresholds file and the statistics'
-settings. A bad value fails within seconds, naming the field, with nothing written.
+and compatible with the pose settings and the read-out), the thresholds file, the statistics' and the
+validation's settings and the human codings (every file read). A bad value fails within seconds, naming the field, with nothing written.
 """
 
 # No `from __future__ import annotations` here: Prefect builds the flow's parameter model from the real

@@ -245,9 +245,25 @@ def plan_codings(params: CohortAnalysisParams, manifest: Manifest) -> PlannedImp
 def statistics_validation(config: HurdleConfig, folder: RunFolder, coded: bool) -> HurdleConfig:
     """The statistics' settings with the validation folder the error correction reads: with
     ``misclassification`` other than none and no ``statistics.validation`` given, the run's own
-    ``RUN/validation``, which needs codings (imported by this run or already in ``RUN/codings``)."""
-    if config.misclassification == "none" or config.validation is not None:
+    ``RUN/validation``, which needs codings (imported by this run or already in ``RUN/codings``).
+
+    Refused (:class:`SettingsError` naming the field) where the correction could not run after all the
+    work: no codings; a given folder without ``confusion.parquet``; ``pacc``, which needs per-frame score
+    sums (``scores.parquet``) that the run's own validation does not write (analysis.misclassification),
+    without a folder that has them."""
+    if config.misclassification == "none":
         return config
+    if config.validation is not None:
+        given = Path(config.validation)
+        for name in ("confusion.parquet", *(("scores.parquet",) if config.misclassification == "pacc" else ())):
+            if not (given / name).is_file():
+                raise SettingsError(f"statistics.validation: no {name} in {given} (python -m analysis.agreement writes "
+                                    "confusion.parquet; pacc also needs scores.parquet)")
+        return config
+    if config.misclassification == "pacc":
+        raise SettingsError("statistics.misclassification: pacc needs per-frame score sums (validation/scores.parquet), "
+                            "which the run's own validation does not write; use acc, or give statistics.validation "
+                            "naming a folder with confusion.parquet and scores.parquet")
     if not coded:
         raise SettingsError(f"statistics.misclassification: {config.misclassification} corrects for the read-out's "
                             "errors measured against human codings, and this run has none: give codings (params.codings, "

@@ -198,10 +198,19 @@ def test_the_error_correction_reads_the_runs_own_validation(coded, weights, tmp_
     plan = prepare_run(_params(coded, weights, tmp_path / "out", m, codings_mapping=coded / "map.csv",
                                statistics={"groups": ["ASD", "TDC"], "misclassification": "acc"}))
     assert plan.statistics.misclassification == "acc" and plan.statistics.validation == str(tmp_path / "out" / "validation")
-    given = prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv",
-                                statistics={"groups": ["ASD", "TDC"], "misclassification": "pacc",
-                                            "validation": str(tmp_path / "elsewhere")}))
-    assert given.statistics.validation == str(tmp_path / "elsewhere") and given.codings is None
+    elsewhere = tmp_path / "elsewhere"
+    pacc = {"groups": ["ASD", "TDC"], "misclassification": "pacc", "validation": str(elsewhere)}
+    with pytest.raises(RunRefused, match=r"^params\.statistics\.validation: no confusion\.parquet in "):
+        prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv", statistics=pacc))
+    elsewhere.mkdir()
+    for name in ("confusion.parquet", "scores.parquet"):
+        (elsewhere / name).write_bytes(b"")  # only their presence is checked at submission
+    given = prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv", statistics=pacc))
+    assert given.statistics.validation == str(elsewhere) and given.codings is None
+    # the run's own validation has no per-frame score sums: pacc without a folder is refused before any work
+    with pytest.raises(RunRefused, match=r"^params\.statistics\.misclassification: pacc needs per-frame score sums"):
+        prepare_run(_params(coded, weights, tmp_path / "out", m, codings_mapping=coded / "map.csv",
+                            statistics={"groups": ["ASD", "TDC"], "misclassification": "pacc"}))
     with pytest.raises(RunRefused, match=r"^params\.statistics\.misclassification: acc corrects .* this run has none"):
         prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv",
                             statistics={"groups": ["ASD", "TDC"], "misclassification": "acc"}))
@@ -248,11 +257,11 @@ def _artifacts(env) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_the_flow_imports_validates_publishes_and_reports_the_codings(prefect_env, sim_coded, tmp_path):
+def test_the_flow_imports_validates_corrects_publishes_and_reports_the_codings(prefect_env, sim_coded, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "flows.cohort_analysis", "--manifest", str(sim_coded["coded_manifest"]),
                         "--out", str(out), "--weights", str(sim_coded["weights"]), "--groups", "ASD", "TDC",
-                        "--codings-mapping", str(sim_coded["mapping"]), "-q"],
+                        "--codings-mapping", str(sim_coded["mapping"]), "--misclassification", "acc", "-q"],
                        cwd=ROOT, env=prefect_env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
 
@@ -270,6 +279,10 @@ def test_the_flow_imports_validates_publishes_and_reports_the_codings(prefect_en
     assert set(sim_coded["coders"]) <= set(model["rater_b"])
     assert set(model["action"]) == {"nodding", "shaking legs", "crossing arms", "all"}  # the model's classes
     assert len(pairs[pairs["pair"] == "coder-coder"]) and (out / "validation" / "confusion.parquet").is_file()
+
+    # the statistics corrected percent time with the error rates of this run's validation
+    analysis = json.loads((out / "hurdle" / "results.parquet.json").read_text())["config"]["analysis"]
+    assert (analysis["misclassification"], analysis["validation"]) == ("acc", str(out / "validation"))
 
     # the Prefect artifact, read back from the server: the validation summary of this run
     art = _artifacts(prefect_env)["cohort-validation"]

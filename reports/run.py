@@ -117,7 +117,7 @@ class Run:
 
     @property
     def covariates(self) -> list[str]:
-        fixed = {"participant_id", "group", "action_id", "action", "percent_time", "observed_s"}
+        fixed = {"participant_id", "group", "action_id", "action", "percent_time", "observed_s", "mean_score"}
         return [c for c in self.cohort.columns if c not in fixed]
 
     def participant_exclusions(self) -> dict[str, str]:

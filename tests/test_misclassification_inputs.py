@@ -129,7 +129,7 @@ def test_pacc_and_acc_recover_the_planted_shares(run):
     mae = {k: float(np.abs(v).mean()) for k, v in err.items()}
     bias = {k: float(v.mean()) for k, v in err.items()}
     print(f"\nnodding share, MAE (pp): {mae}; bias (pp): {bias}")
-    assert bias["uncorrected"] < -3  # -4.6 pp: the read-out loses a third of the true frames
+    assert bias["uncorrected"] < -3  # -4.2 pp (MAE 4.5): the read-out loses a third of the true frames; acc, pacc MAE 1.6
     for m in ("acc", "pacc"):
         assert abs(bias[m]) < 1.5 and mae[m] < 0.6 * mae["uncorrected"], (m, mae, bias)
 

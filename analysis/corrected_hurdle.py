@@ -43,6 +43,7 @@ from .correction import adjust_pvalues
 from .misclassification import (
     ValidationSet,
     bootstrap_rates,
+    check_method_inputs,
     corrected_cohort,
     correction_text,
     estimate_rates,
@@ -194,11 +195,7 @@ def corrected_hurdle_analysis(
         if config.validation is None:
             raise ValueError(f"misclassification {config.misclassification!r} needs a validation folder (--validation RUN/validation)")
         validation = read_validation(config.validation, reference=config.validation_reference)
-    if config.misclassification == "pacc" and (not validation.has_scores or "mean_score" not in cohort.columns):
-        from .misclassification import ValidationError
-
-        raise ValidationError("--misclassification pacc needs validation/scores.parquet and the cohort column 'mean_score' "
-                              "(the model's mean per-frame score of each action); see docs/hurdle.md")  # fmt: skip
+    check_method_inputs(config.misclassification, validation, cohort)
     by_group, grouping = rate_grouping(validation, config.groups, config.error_rates, config.min_coded_per_group)
     plain = replace(config, misclassification="none")
     fixed = replace(plain, actions=tuple(select_actions(cohort, config)))

@@ -489,6 +489,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             validation = read_validation(config.validation, reference=config.validation_reference)
         raw = load_cohort(args.cohort)
         cohort = validate_cohort(raw, config, source=str(args.cohort))
+        if validation is not None:
+            from .misclassification import check_method_inputs
+
+            check_method_inputs(config.misclassification, validation, cohort)  # before the output folder is touched
         # The output folder is checked before the analysis: usable, and no user file in the way.
         out = args.out if args.out is not None else default_out_dir(args.cohort)
         planned = planned_outputs(select_actions(cohort, config), out_cfg, sensitivity=args.sensitivity, bouts=args.bouts is not None)

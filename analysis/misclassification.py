@@ -21,16 +21,17 @@ coder's positive and negative frames::
 
     s_pacc = clip((m - s_neg) / (s_pos - s_neg), 0, 1)
 
-What PACC needs beyond the contract, and where it comes from:
+What PACC needs besides the confusion counts, and where it comes from (docs/contracts.md):
 
-- the cohort table's optional column ``mean_score`` (float, 0-1): the model's mean per-frame score of
-  the action over the participant's valid frames (the per-frame scores the read-out thresholds,
-  ``pipeline.frame_scores``); it is not written by the read-out yet (the integrator adds it, or a
-  user supplies it);
-- an optional table beside the confusion counts, ``validation/scores.parquet``: one row per
-  participant x action x reference with ``pos_score_sum`` (sum of the model's per-frame scores over
-  the coder's positive frames, i.e. the ``tp + fn`` frames of the confusion row) and
-  ``neg_score_sum`` (over the ``fp + tn`` frames). ``confusion.parquet`` is not changed.
+- the cohort table's column ``mean_score`` (float, 0-1): the model's mean per-frame score of the
+  action over the participant's valid frames (the per-frame scores the read-out thresholds,
+  :mod:`pipeline.frame_scores`), written by the read-out (:func:`pipeline.readout.cohort_tables`);
+  optional in the cohort contract, so other producers may leave it out (then only ACC runs);
+- ``validation/scores.parquet`` beside the confusion counts (written by the agreement step,
+  :mod:`analysis.agreement`): one row per participant x action x reference with ``pos_score_sum``
+  (sum of the model's per-frame scores over the coder's positive frames, i.e. the ``tp + fn`` frames
+  of the confusion row) and ``neg_score_sum`` (over the ``fp + tn`` frames), and those frame counts
+  ``pos_frames``, ``neg_frames`` (checked against the confusion row when present).
 
 **The zero part.** A participant whose read-out shows no frame of the action (``percent_time == 0``)
 stays at 0. A participant whose observed frames are no more than false positives alone would give
@@ -79,6 +80,7 @@ __all__ = [
     "ValidationError",
     "read_validation",
     "validation_set",
+    "check_method_inputs",
     "rate_grouping",
     "estimate_rates",
     "bootstrap_rates",
@@ -180,14 +182,26 @@ def validation_set(
     counts = df[keep].astype({c: "int64" for c in ("tp", "fp", "fn", "tn")})
     if scores is not None:
         swhere = f"{where} (scores)"
-        s = _check(scores, SCORE_COLUMNS, ("pos_score_sum", "neg_score_sum"), swhere)
-        s = s[s["reference"] == reference].drop(columns="reference")
+        frames = [c for c in ("pos_frames", "neg_frames") if c in scores.columns]
+        s = _check(scores, SCORE_COLUMNS + tuple(frames), ("pos_score_sum", "neg_score_sum", *frames), swhere)
+        s = s.loc[s["reference"] == reference, [c for c in SCORE_COLUMNS if c != "reference"] + frames]
+        if s.duplicated(["participant_id", "action"]).any():
+            raise ValidationError(f"{swhere}: duplicate participant x action rows for reference {reference!r}")
         counts = counts.merge(s, on=["participant_id", "action"], how="left", validate="one_to_one")
         lacking = counts["pos_score_sum"].isna().to_numpy()
         if lacking.any():
             first = counts.loc[lacking].iloc[0]
             raise ValidationError(f"{swhere}: no score row for participant {first['participant_id']!r}, action "
                                   f"{first['action']!r} (every confusion row needs one for pacc)")  # fmt: skip
+        for col, want in (("pos_frames", counts["tp"] + counts["fn"]), ("neg_frames", counts["fp"] + counts["tn"])):
+            if col in counts.columns:
+                off = np.flatnonzero(counts[col].to_numpy() != want.to_numpy())
+                if off.size:
+                    first = counts.iloc[off[0]]
+                    raise ValidationError(f"{swhere}: participant {first['participant_id']!r}, action {first['action']!r}: "
+                                          f"{col} {int(first[col])} does not match the confusion row ({int(want.iat[off[0]])}); "
+                                          "the score and confusion tables are from different comparisons")  # fmt: skip
+                counts = counts.drop(columns=col)
     return ValidationSet(counts, str(reference), source)
 
 
@@ -204,6 +218,20 @@ def read_validation(folder: str | os.PathLike, *, reference: str | None = None) 
     except (OSError, ValueError) as exc:
         raise ValidationError(f"{path}: cannot be read ({exc})") from None
     return validation_set(confusion, scores, reference=reference, source=str(path))
+
+
+def check_method_inputs(method: str, vs: ValidationSet, cohort: pd.DataFrame) -> None:
+    """Stop (ValidationError) when ``method`` lacks an input: pacc needs the validation set's score sums
+    (``scores.parquet``) and the cohort column ``mean_score``."""
+    if method != "pacc":
+        return
+    lacking = [what for what, ok in (("validation/scores.parquet (per-frame score sums on the coder's positive and "
+                                      "negative frames, written by python -m analysis.agreement)", vs.has_scores),
+                                     ("the cohort column 'mean_score' (the model's mean per-frame score of each "
+                                      "action, written by python -m pipeline.aggregate)", "mean_score" in cohort.columns))
+               if not ok]  # fmt: skip
+    if lacking:
+        raise ValidationError(f"--misclassification pacc needs {' and '.join(lacking)}; see docs/hurdle.md")
 
 
 def rate_grouping(vs: ValidationSet, groups: tuple[str, ...], mode: str, min_coded: int) -> tuple[bool, str]:

@@ -11,7 +11,8 @@ Writes under ``--out``:
 - ``segments/<video_id>.parquet`` (SEGMENTS contract) per video read out;
 - ``detections.csv``: every segment in the MMA-52 detection format ``video_id,t_start,t_end,class,score``;
 - ``cohort.parquet`` (COHORT contract): every action of the model's class list (background excluded)
-  for every participant with at least one valid frame, zeros included, manifest covariates joined;
+  for every participant with at least one valid frame, zeros included, with the mean per-frame score
+  of each action (``mean_score``) and the manifest covariates joined;
 - ``bouts.parquet`` (BOUTS contract): bout count, total/mean/median duration, latency per participant x action;
 - ``exclusions.parquet`` (EXCLUSIONS contract): failed videos, and participants left out of the cohort
   because all their videos failed (always written; empty when nothing failed);
@@ -36,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,11 +249,13 @@ def checkpoint_readout(manifest: Manifest, windows_dir: Path) -> dict | None:
 
 
 def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, show_progress: bool = False,
-              sources: dict[str, str] | None = None) -> AggregateResult:
+              sources: dict[str, str] | None = None, keep_scores: Collection[str] = ()) -> AggregateResult:
     """Read out every video of the manifest and pool the cohort (no writing, no printing).
 
     ``config`` with a ``thresholds_file`` is read first (:meth:`ReadoutConfig.resolved`); ``sources``
     (field -> "default" / "checkpoint" / "user") is recorded in the sidecars beside the settings.
+    The read-outs of the videos in ``keep_scores`` keep their per-frame scores (``VideoReadout.scores``;
+    the agreement step needs them on the coded videos).
 
     Raises
     ------
@@ -274,6 +278,7 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
 
     readouts: dict[str, VideoReadout] = {}
     segments: dict[str, pd.DataFrame] = {}
+    keep = set(keep_scores)
     for vid, wf in files.items():
         try:
             arrays = window_arrays(wf.table, len(classes), source=str(wf.path))
@@ -283,7 +288,7 @@ def aggregate(manifest: Manifest, windows_dir: Path, config: ReadoutConfig, *, s
             failures[vid] = str(exc)
             continue
         r = read_out_video(arrays, video_id=vid, fps=wf.fps, classes=classes, config=config,
-                           num_frames=wf.frame_count)
+                           num_frames=wf.frame_count, keep_scores=vid in keep)
         readouts[vid] = r
         if r.valid_frames:
             segments[vid] = r.segments_frame(classes)

@@ -185,7 +185,9 @@ SEGMENTS = Contract(
 # --------------------------------------------------------------------------------------------------
 COHORT = Contract(
     name="cohort",
-    version=1,
+    # 2: the read-out adds mean_score (float64, [0, 1]) after observed_s (an optional column: other
+    # producers, e.g. analysis.simulate, may leave it out)
+    version=2,
     schema=pa.schema(
         [
             pa.field("participant_id", pa.string(), nullable=False),

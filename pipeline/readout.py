@@ -11,7 +11,11 @@ Steps (DESIGN.md section 3b; docs/readout.md has worked examples):
        percent_time(a) = 100 * sum_v (valid frames of v inside final segments of a) / sum_v valid frames of v
        observed_s      = sum_v valid frames of v / fps_v
 
-   plus bouts per participant x action: count, total / mean / median duration, latency to the first.
+   plus bouts per participant x action: count, total / mean / median duration, latency to the first,
+   and the mean per-frame score of each action over the valid frames (``mean_score``, the input of the
+   error-aware statistics' probabilistic correction)::
+
+       mean_score(a) = sum_v sum_{valid f of v} score_v[f, a] / sum_v valid frames of v
 
 This module holds the pure functions (numpy/pandas in and out); reading and writing files is
 :mod:`pipeline.aggregate`'s job.
@@ -49,6 +53,7 @@ __all__ = [
     "read_thresholds_file",
     "read_out_video",
     "pooled_percent_time",
+    "pooled_mean_score",
     "CohortTables",
     "cohort_tables",
     "detections_table",
@@ -320,6 +325,10 @@ class VideoReadout:
     seg_class, seg_start, seg_end : int arrays [S]; final segments in frames ``[start, end)``
     seg_score : float array [S]; mean per-frame score of the segment's class over its valid frames
     seg_valid : int array [S]; valid frames inside each segment
+    score_sum : float array [C]; per class, the per-frame scores summed over the valid frames
+    scores : float array [F, C] or None; the per-frame scores themselves (0 at invalid frames), kept
+        only when asked for (``read_out_video(keep_scores=True)``: the agreement step keeps them for
+        the coded videos; a cohort's [F, C] floats would be 8 times its ``active`` array)
     """
 
     video_id: str
@@ -331,6 +340,8 @@ class VideoReadout:
     seg_end: np.ndarray
     seg_score: np.ndarray
     seg_valid: np.ndarray
+    score_sum: np.ndarray
+    scores: np.ndarray | None = None
 
     @property
     def valid_frames(self) -> int:
@@ -369,6 +380,7 @@ def read_out_video(
     classes: ClassList,
     config: ReadoutConfig,
     num_frames: int | None = None,
+    keep_scores: bool = False,
 ) -> VideoReadout:
     """Windows of one video -> per-frame scores -> labels -> final segments.
 
@@ -377,6 +389,7 @@ def read_out_video(
     windows : WindowArrays with ``probs`` [W, C], C = len(classes)
     fps : frames per second of the video (for the duration parameters and segment seconds)
     num_frames : frames in the video (default: the last window end)
+    keep_scores : keep the per-frame scores [F, C] in the result (``VideoReadout.scores``)
     """
     if not fps > 0:
         raise ReadoutError(f"{video_id}: fps must be > 0, got {fps}")
@@ -411,6 +424,8 @@ def read_out_video(
     return VideoReadout(
         video_id=video_id, fps=float(fps), valid=fs.valid, active=final, seg_class=seg_class,
         seg_start=seg_start, seg_end=seg_end, seg_score=seg_score, seg_valid=seg_valid,
+        score_sum=fs.scores.sum(axis=0),  # scores are 0 at invalid frames
+        scores=fs.scores if keep_scores else None,
     )
 
 
@@ -426,13 +441,24 @@ def pooled_percent_time(readouts: list[VideoReadout]) -> tuple[np.ndarray, float
     return pct, float(sum(r.valid_frames / r.fps for r in readouts))
 
 
+def pooled_mean_score(readouts: list[VideoReadout]) -> np.ndarray:
+    """Mean per-frame score per class [C] of one participant over the valid frames of its videos.
+
+    ``sum_v score_sum_v / sum_v valid_frames_v``, in [0, 1] (0 without a valid frame).
+    """
+    valid = sum(r.valid_frames for r in readouts)
+    total = np.sum([r.score_sum for r in readouts], axis=0)
+    return np.clip(np.round(total / max(valid, 1), 12), 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class CohortTables:
     """The cohort-level results.
 
     Attributes
     ----------
-    cohort : COHORT table (participants with at least one valid frame; every action, zeros included)
+    cohort : COHORT table (participants with at least one valid frame; every action, zeros included),
+        with ``mean_score`` after ``observed_s``
     bouts : BOUTS table (same participants x actions)
     exclusions : EXCLUSIONS table (failed videos, and participants left out because all failed)
     """
@@ -477,7 +503,7 @@ def cohort_tables(
     C = len(classes)
     excl: list[dict] = []
     kept_pids: list[str] = []
-    percents, observed = [], []
+    percents, observed, mean_scores = [], [], []
     seg_parts: list[pd.DataFrame] = []
     for pid, vids in manifest.videos.groupby("participant_id", sort=False):
         group = str(vids["group"].iloc[0])
@@ -507,6 +533,7 @@ def cohort_tables(
         kept_pids.append(pid)
         percents.append(pct_p[cols])
         observed.append(obs_p)
+        mean_scores.append(pooled_mean_score(ok)[cols])
         for order, r in enumerate(ok):
             if r.seg_class.size:
                 seg_parts.append(pd.DataFrame({
@@ -528,6 +555,7 @@ def cohort_tables(
     cohort = base.copy()
     cohort["percent_time"] = pct.ravel()
     cohort["observed_s"] = np.repeat(np.asarray(observed, dtype=np.float64), A)
+    cohort["mean_score"] = np.asarray(mean_scores, dtype=np.float64).reshape(P * A)
     for c in manifest.covariates:
         cohort[c] = np.repeat(part[c].to_numpy(), A)
         if pd.api.types.is_numeric_dtype(part[c]):

@@ -339,7 +339,7 @@ def report_inputs(run_dir: str | os.PathLike, *, reference_group: str | None = N
     not read by the report, only their sidecars."""
     folder = RunFolder(run_dir)
     files = [folder.manifest, folder.pose_qc, folder.recognize / "qc_recognize.parquet", folder.cohort, folder.bouts,
-             folder.exclusions, folder.results, *sorted(folder.segments.glob("*.parquet")),
+             folder.exclusions, folder.results, folder.hurdle / "sensitivity.csv", *sorted(folder.segments.glob("*.parquet")),
              folder.codings / "events.parquet", folder.codings / "sessions.parquet",
              *sorted(f for f in folder.validation.glob("*") if f.is_file()),  # the validation section's tables
              *sorted(folder.root.glob("**/*.parquet.json"))]  # every sidecar: keypoints, windows, stages
@@ -492,6 +492,7 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
             results_rows=results_rows, ame_note=str(res["ame_source"].iloc[0]) if len(res) else "",
             error_rows=error_aware_rows(res, k), error_corrected="effect_uncorrected" in res.columns,
             error_sensitivity="sensitivity" in res.columns, bout_rows=bout_rows(res, k),
+            sensitivity_figure=_sensitivity_figure(run, p_col, alpha),
         )  # fmt: skip
     with st.writing("index.html") as index:
         index.write_text(env.get_template("index.html.j2").render(ctx), encoding="utf-8")
@@ -547,6 +548,24 @@ def _render(run: Run, ref: str | None, ref_label: str, st: StagedSet, *, show_pa
         )
         with st.writing(pages[pid]) as path:
             path.write_text(template.render(pctx), encoding="utf-8")
+
+
+def _sensitivity_figure(run: Run, p_col: str, alpha: float) -> dict | None:
+    """The top findings' effects along the read-out's threshold grid (hurdle/sensitivity.csv), drawn by
+    the analysis' own figure function; None without a grid."""
+    if run.sensitivity is None or run.results is None or not len(run.sensitivity):
+        return None
+    from analysis.sensitivity import sensitivity_figure
+
+    pt = run.results[run.results["part"].isin(["probability", "intensity"])]
+    top = 6
+    best = pt[pt["p"].notna()].sort_values(["p", "action", "contrast", "part"], kind="mergesort").head(top)
+    image = figure_image(sensitivity_figure(pt, run.sensitivity, top=top, alpha=alpha, p_column=p_col))
+    scales = ", ".join(f"{s:g}" for s in sorted(run.sensitivity["scale"].unique()))
+    alt = (f"Small multiples, one per top finding: the effect and its confidence interval at each read-out threshold "
+           f"factor ({scales}); filled markers where {'adjusted ' if p_col == 'p_adj' else ''}p < {alpha:g}. "
+           + "; ".join(f"{r.action}, {r.contrast}, {r.part}: {r.sensitivity}" for r in best.itertuples()) + ".")  # fmt: skip
+    return {**image, "alt": alt, "scales": scales}
 
 
 def build_parser():

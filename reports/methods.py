@@ -346,14 +346,16 @@ def _intensity_test_sentence(cfg: Mapping) -> str:
     return text
 
 
-def _error_aware_sentences(res, cfg: Mapping) -> list[str]:
-    """What issue 23 added to a run, in words: the read-out error correction (or that none was used),
-    the sensitivity grid, the bout models."""
+def _error_aware_sentences(res, cfg: Mapping, validation_source: str | None = None) -> list[str]:
+    """What issue 23 added to a run, in words: the read-out error correction (or that none was used) and
+    the validation set it used (``validation_source``, in words), the sensitivity grid, the bout models."""
     out = []
     pt = res[res["part"].isin(["probability", "intensity"])]
     if "misclassification" in res.columns and pt["misclassification"].notna().any():
         out.append("Read-out errors: " + str(pt["misclassification"].dropna().iloc[0]) + "; Rubin's rules with "
                    "Barnard-Rubin degrees of freedom, then the same multiple-comparison correction.")  # fmt: skip
+        if validation_source:
+            out.append(f"Validation set of the correction: {validation_source}.")
     elif cfg.get("misclassification", "none") == "none":
         out.append("Percent time was analysed as read out, without correction for the read-out's errors.")
     if "sensitivity" in res.columns:
@@ -366,6 +368,27 @@ def _error_aware_sentences(res, cfg: Mapping) -> list[str]:
                    "observed minutes as offset (rate ratios); mean bout duration among participants with bouts by Gamma "
                    "GLM with log link; each outcome its own correction family.")  # fmt: skip
     return out
+
+
+def _validation_source(run: Run, cfg: Mapping) -> str | None:
+    """Where the correction's validation set came from, without a path: this run's validation/ folder (the
+    coded participants of the Validation section) or a folder outside the run."""
+    from pathlib import Path
+
+    from pipeline.run_folder import RunFolder
+
+    where = cfg.get("validation")
+    if not where:
+        return None
+    ref = cfg.get("validation_reference") or "consensus, or the only coder"
+    try:
+        own = Path(where).resolve() == RunFolder(run.root).validation.resolve()
+    except (OSError, ValueError):
+        own = False
+    if own:
+        return (f"this run's validation/ folder (confusion.parquet{', scores.parquet' if cfg.get('misclassification') == 'pacc' else ''}; "
+                f"the coded participants of the section Validation against human coding; reference {ref})")  # fmt: skip
+    return f"a validation folder outside this run (its path is in the statistics' sidecar; reference {ref})"
 
 
 def _stats_section(run: Run) -> MethodsSection:
@@ -396,7 +419,7 @@ def _stats_section(run: Run) -> MethodsSection:
         "minus with everybody in the second, averaged over the sample)."
     )
     sec.text.append(f"Multiple comparisons: {res['family'].iloc[0]} (correction '{res['correction'].iloc[0]}').")
-    sec.text += _error_aware_sentences(res, cfg)
+    sec.text += _error_aware_sentences(res, cfg, _validation_source(run, cfg))
     if cfg.get("min_engaged") is not None:
         sec.text.append(f"The intensity part needs at least {cfg['min_engaged']} participants with engagement in each "
                         "group of a contrast; separation in the probability part switches that action to Firth's "

@@ -88,6 +88,7 @@ class Run:
     exclusions: pd.DataFrame | None = None
     results: pd.DataFrame | None = None
     results_meta: dict | None = None
+    sensitivity: pd.DataFrame | None = None          # hurdle/sensitivity.csv (analysis.hurdle --sensitivity)
     videos: dict[str, list[VideoInfo]] = field(default_factory=dict)  # participant_id -> videos
     notes: list[str] = field(default_factory=list)
     validation: pd.DataFrame | None = None           # validation/pairs.parquet (analysis.agreement)
@@ -118,7 +119,7 @@ class Run:
 
     @property
     def covariates(self) -> list[str]:
-        fixed = {"participant_id", "group", "action_id", "action", "percent_time", "observed_s"}
+        fixed = {"participant_id", "group", "action_id", "action", "percent_time", "observed_s", "mean_score"}
         return [c for c in self.cohort.columns if c not in fixed]
 
     def participant_exclusions(self) -> dict[str, str]:
@@ -356,6 +357,14 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     else:
         notes.append("No hurdle/results.parquet: group comparisons are not shown "
                      "(run python -m analysis.hurdle --cohort readout/cohort.parquet --out hurdle).")  # fmt: skip
+
+    sens_path = folder.hurdle / "sensitivity.csv"
+    if run.results is not None and "sensitivity" in run.results.columns and sens_path.exists():
+        try:
+            run.sensitivity = pd.read_csv(sens_path)
+        except (OSError, ValueError) as exc:
+            notes.append(f"hurdle/sensitivity.csv could not be read ({' '.join(str(exc).split())}): the sensitivity "
+                         "figure is not shown.")  # fmt: skip
 
     _attach_videos(run, win_paths, seg_paths, kp_dir, notes)
     _load_validation(run, folder, notes)

@@ -111,3 +111,130 @@ def test_group_without_bouts_is_not_estimable():
     assert np.isfinite(c.set_index("contrast").loc["ASD vs TDC", "p"])
     dd = duration_part(d, HurdleConfig())
     assert dd.set_index("contrast").loc["PSY vs TDC", "note"].startswith("not estimable: too few participants with bouts")
+
+
+# ------------------------------------------------------------------ independent fits (scipy likelihoods)
+
+
+def _nb2_loglik_grad(theta: np.ndarray, X: np.ndarray, y: np.ndarray, off: np.ndarray):
+    """NB2 log-likelihood and gradient in (beta, alpha), written out:
+    ll_i = lgamma(y + r) - lgamma(r) - lgamma(y + 1) + y log(alpha mu) - (y + r) log(1 + alpha mu), r = 1/alpha."""
+    from scipy.special import digamma, gammaln
+
+    beta, alpha = theta[:-1], theta[-1]
+    mu = np.exp(X @ beta + off)
+    r = 1.0 / alpha
+    ll = np.sum(gammaln(y + r) - gammaln(r) - gammaln(y + 1) + y * np.log(alpha * mu) - (y + r) * np.log1p(alpha * mu))
+    g_beta = X.T @ ((y - mu) / (1 + alpha * mu))
+    g_alpha = np.sum(-(digamma(y + r) - digamma(r)) / alpha**2 + np.log1p(alpha * mu) / alpha**2
+                     + y / alpha - (y + r) * mu / (1 + alpha * mu))  # fmt: skip
+    return ll, np.append(g_beta, g_alpha)
+
+
+def _numeric_hessian(grad, theta: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    H = np.empty((theta.size, theta.size))
+    for j in range(theta.size):
+        e = np.zeros_like(theta)
+        e[j] = h * max(1.0, abs(theta[j]))
+        H[:, j] = (grad(theta + e) - grad(theta - e)) / (2 * e[j])
+    return (H + H.T) / 2
+
+
+def test_nb_rate_ratios_and_ses_against_a_scipy_likelihood_fit():
+    """count_part's rate ratios and SEs (all three contrasts, with covariates) against an independent
+    maximisation of the NB2 likelihood written out above (scipy), and the SE difference explained.
+
+    The estimates agree to 1e-5. The rows' SE is conditional on alpha (the GLM at the ML alpha, as R's
+    MASS::glm.nb): sqrt(L I_bb^-1 L') with the expected information I_bb = X'WX, W = mu/(1 + alpha mu).
+    The joint ML covariance inverts the observed information of (beta, alpha): the Schur complement
+    H_bb - H_ba H_aa^-1 H_ab, where H_bb is observed (it has (y - mu) terms) and H_ba is the sample's
+    cross-information (zero in expectation). statsmodels' discrete NegativeBinomial reports that one;
+    it equals the numerical Hessian of the written-out likelihood to 1e-4, and replacing H_bb by its
+    expectation and dropping H_ba turns it into the rows' SE."""
+    from scipy.optimize import minimize
+
+    from analysis.contrasts import pairs
+
+    cohort, bouts = _bouts(alpha=0.5, seed=2)
+    d = cohort.merge(bouts[["participant_id", "action", "bouts"]], on=["participant_id", "action"])
+    d = d[d["action"] == d["action"].iloc[0]].reset_index(drop=True)
+    cfg = HurdleConfig(covariates=("age", "sex"))
+    rows = count_part(d, cfg).set_index("contrast")
+    assert rows["method"].iloc[0].startswith("negative binomial GLM")
+    design = build_design(d, GROUPS, ("age", "sex"), ("sex",))
+    X, y = design.X, d["bouts"].to_numpy(float)
+    off = np.log(d["observed_s"].to_numpy() / 60)
+    start = np.append(np.linalg.lstsq(X, np.log(y + 0.5) - off, rcond=None)[0], 1.0)
+    opt = minimize(lambda t: tuple(-v for v in _nb2_loglik_grad(t, X, y, off)), start, jac=True, method="L-BFGS-B",
+                   bounds=[(None, None)] * X.shape[1] + [(1e-6, None)], options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})  # fmt: skip
+    beta, alpha = opt.x[:-1], opt.x[-1]
+    H = -_numeric_hessian(lambda t: _nb2_loglik_grad(t, X, y, off)[1], opt.x)  # observed information
+    joint = np.linalg.inv(H)
+    mu = np.exp(X @ beta + off)
+    expected = np.linalg.inv((X * (mu / (1 + alpha * mu))[:, None]).T @ X)
+    discrete = sm.NegativeBinomial(y, X, offset=off, loglike_method="nb2").fit(
+        start_params=opt.x, method="newton", disp=0, tol=1e-12, maxiter=200)  # fmt: skip
+    np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(discrete.cov_params()))), np.sqrt(np.diag(joint)), rtol=1e-4)
+    print()
+    for a, b in pairs(GROUPS):
+        L = design.contrast_vector(a, b)
+        row = rows.loc[f"{a} vs {b}"]
+        assert row["estimate"] == pytest.approx(L @ beta, abs=1e-5)
+        assert row["effect"] == pytest.approx(np.exp(L @ beta), rel=1e-5)
+        assert row["se"] == pytest.approx(np.sqrt(L @ expected @ L), rel=1e-5)
+        se_joint = float(np.sqrt(L @ joint[:-1, :-1] @ L))
+        print(f"  {a} vs {b}: rate ratio {row['effect']:.4f}, SE conditional on alpha {row['se']:.5f}, "
+              f"joint ML {se_joint:.5f} ({100 * (se_joint / row['se'] - 1):+.2f} %)")  # fmt: skip
+        assert abs(se_joint / row["se"] - 1) < 0.03
+    # the explained difference: the joint covariance with H_bb replaced by X'WX and no cross term is the rows'
+    k = X.shape[1]
+    H2 = H.copy()
+    H2[:k, :k] = np.linalg.inv(expected)
+    H2[:k, k] = H2[k, :k] = 0.0
+    np.testing.assert_allclose(np.linalg.inv(H2)[:k, :k], expected, rtol=1e-9)
+    assert fit_counts(X, y, off)["alpha"] == pytest.approx(alpha, rel=1e-4)
+
+
+def test_gamma_durations_against_a_scipy_likelihood_fit():
+    """duration_part (covariates, all three contrasts) against an independent maximisation of the Gamma
+    likelihood (shape k, mean exp(X beta)) with scipy. The ML beta equals the GLM's (its score equations
+    sum x (y - mu) / mu = 0 do not involve k), to 1e-6. The SEs differ by one factor, explained: the GLM's
+    covariance is phi (X'X)^-1 with phi the Pearson estimate (sum ((y - mu)/mu)^2 / (n - p), as R's
+    summary.glm), the ML fit's expected information gives (X'X)^-1 / k_ML; so SE_glm / SE_ml =
+    sqrt(phi k_ML) for every contrast, exactly."""
+    from scipy.optimize import minimize
+    from scipy.special import gammaln
+
+    from analysis.contrasts import pairs
+
+    cohort, bouts = _bouts(alpha=0.3, seed=4)
+    j = cohort.merge(bouts[["participant_id", "action", "bouts", "mean_bout_s"]], on=["participant_id", "action"])
+    d = j[j["action"] == j["action"].iloc[0]].reset_index(drop=True)
+    rows = duration_part(d, HurdleConfig(covariates=("age", "sex"))).set_index("contrast")
+    w = d[d["bouts"] > 0].reset_index(drop=True)
+    design = build_design(w, GROUPS, ("age", "sex"), ("sex",))
+    X, y = design.X, w["mean_bout_s"].to_numpy(float)
+    n, p = X.shape
+
+    def negll(t):
+        beta, k = t[:-1], np.exp(t[-1])
+        mu = np.exp(X @ beta)
+        ll = np.sum(k * np.log(k) - gammaln(k) + (k - 1) * np.log(y) - k * np.log(mu) - k * y / mu)
+        return -ll
+
+    start = np.append(np.linalg.lstsq(X, np.log(y), rcond=None)[0], 0.0)
+    opt = minimize(negll, start, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+    beta, k_ml = opt.x[:-1], float(np.exp(opt.x[-1]))
+    mu = np.exp(X @ beta)
+    phi = float((((y - mu) / mu) ** 2).sum() / (n - p))
+    xtx_inv = np.linalg.inv(X.T @ X)
+    print(f"\n  Gamma: Pearson phi {phi:.4f}, ML 1/k {1 / k_ml:.4f}, SE ratio sqrt(phi k) {np.sqrt(phi * k_ml):.4f}")
+    for a, b in pairs(GROUPS):
+        L = design.contrast_vector(a, b)
+        row = rows.loc[f"{a} vs {b}"]
+        assert row["estimate"] == pytest.approx(L @ beta, abs=1e-6)
+        se_ml = float(np.sqrt(L @ xtx_inv @ L / k_ml))
+        assert row["se"] == pytest.approx(np.sqrt(phi * (L @ xtx_inv @ L)), rel=1e-6)
+        assert row["se"] / se_ml == pytest.approx(np.sqrt(phi * k_ml), rel=1e-6)
+        assert row["test"] == f"Wald t ({n - p} df)"
+    assert abs(np.sqrt(phi * k_ml) - 1) < 0.15  # two estimates of one dispersion: close, not equal

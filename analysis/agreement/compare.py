@@ -30,7 +30,7 @@ from analysis.agreement.verdicts import VERDICTS, draws, interval, kappa_draws, 
 from pipeline.contracts import Contract
 
 __all__ = ["ALL", "PAIRS_LEADING", "PAIRS_COLUMNS", "PARTICIPANTS_COLUMNS", "COVERAGE_COLUMNS", "CONFUSION",
-           "AgreementResult", "compare", "resolve_reference", "summary_markdown"]
+           "SCORES", "AgreementResult", "compare", "resolve_reference", "summary_markdown"]
 
 ALL = "all"
 PAIRS_LEADING = ("action", "rater_a", "rater_b", "n_participants", "kappa", "percent_agreement", "ac1", "icc2_1",
@@ -66,6 +66,25 @@ CONFUSION = Contract(
     unique=("participant_id", "action", "reference"),
 )
 
+# The model's per-frame scores summed over the reference's positive and negative frames, over the same
+# frames as the confusion counts (pos_frames = tp + fn, neg_frames = fp + tn of the confusion row):
+# the validation data of the probabilistic correction (analysis.misclassification, pacc).
+SCORES = Contract(
+    name="validation_scores",
+    version=1,
+    schema=pa.schema([
+        pa.field("participant_id", pa.string(), nullable=False),
+        pa.field("group", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("reference", pa.string(), nullable=False),
+        pa.field("pos_score_sum", pa.float64(), nullable=False),
+        pa.field("neg_score_sum", pa.float64(), nullable=False),
+        pa.field("pos_frames", pa.int64(), nullable=False),
+        pa.field("neg_frames", pa.int64(), nullable=False),
+    ]),
+    unique=("participant_id", "action", "reference"),
+)
+
 
 @dataclass
 class _PairData:
@@ -73,6 +92,7 @@ class _PairData:
     frames: np.ndarray    # [P, A + 1, 4] 2x2 counts over shared frames
     events: np.ndarray    # [P, A, 3] (matches, events a, events b)
     cover: np.ndarray     # [P, 4] frames seen by a, by b, by both, by either (videos both have)
+    scores: np.ndarray | None = None  # [P, A, 2] a's scores summed over shared frames b marks / leaves (a: the model)
 
 
 @dataclass
@@ -89,6 +109,7 @@ class AgreementResult:
     config: AgreementConfig
     notes: list[str] = field(default_factory=list)
     model: dict = field(default_factory=dict)
+    scores: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         """A JSON-able summary (the flow's Prefect artifact; ``summary.json``)."""
@@ -166,7 +187,10 @@ def _pair_data(r: Ratings, a: str, b: str, pids: dict[str, int], cfg: AgreementC
     out = _PairData(np.zeros((P, A1, 4), np.int64), np.zeros((P, A1, 4), np.int64),
                     np.zeros((P, A1 - 1, 3), np.int64), np.zeros((P, 4), np.int64))
     bin_s = cfg.bin_seconds
-    for vid in sorted(set(r.tracks[a]) & set(r.tracks[b])):
+    videos = sorted(set(r.tracks[a]) & set(r.tracks[b]))
+    if videos and all(r.tracks[a][v].scores is not None for v in videos):
+        out.scores = np.zeros((P, A1 - 1, 2))
+    for vid in videos:
         p = pids[r.participant[vid]]
         fps = r.fps[vid]
         n = max(r.tracks[a][vid].num_frames, r.tracks[b][vid].num_frames)
@@ -179,6 +203,10 @@ def _pair_data(r: Ratings, a: str, b: str, pids: dict[str, int], cfg: AgreementC
         out.events[p] += event_counts(ta.on, tb.on, shared, fps=fps, tolerance_s=cfg.tolerance_s,
                                       min_overlap=cfg.min_overlap)
         out.cover[p] += (ta.seen.sum(), tb.seen.sum(), shared.sum(), (ta.seen | tb.seen).sum())
+        if out.scores is not None:
+            w = ta.scores * shared[:, None]
+            out.scores[p, :, 0] += (w * tb.on).sum(0)
+            out.scores[p, :, 1] += (w * ~tb.on).sum(0)
     return out
 
 
@@ -252,9 +280,10 @@ def compare(r: Ratings, cfg: AgreementConfig) -> AgreementResult:
     participants = pd.DataFrame(part_rows, columns=list(PARTICIPANTS_COLUMNS))
     coverage = pd.DataFrame(cov_rows, columns=list(COVERAGE_COLUMNS))
     confusion = _confusion(r, data[(MODEL, reference)], pid_list, reference) if has_model else None
+    scores = _scores(r, data[(MODEL, reference)], pid_list, reference) if has_model else None
     return AgreementResult(pairs=table, participants=participants, coverage=coverage, confusion=confusion,
                            reference=reference, coders=coders, actions=tuple(r.actions), config=cfg,
-                           notes=list(r.notes), model=dict(r.model))
+                           notes=list(r.notes), model=dict(r.model), scores=scores)
 
 
 def _add_verdicts(table: pd.DataFrame, data, kd, pairs, actions, coders, cfg: AgreementConfig, has_model: bool) -> None:
@@ -312,3 +341,19 @@ def _confusion(r: Ratings, d: _PairData, pid_list: list[str], reference: str) ->
                          "tp": tp, "fp": fp, "fn": fn, "tn": tn, "frames": n,
                          "model_pct": 100 * (tp + fp) / n, "coder_pct": 100 * (tp + fn) / n})
     return pd.DataFrame(rows, columns=CONFUSION.schema.names)
+
+
+def _scores(r: Ratings, d: _PairData, pid_list: list[str], reference: str) -> pd.DataFrame | None:
+    """The SCORES rows beside :func:`_confusion`'s (same participants, actions and frames); None when
+    the model's tracks carry no per-frame scores."""
+    if d.scores is None:
+        return None
+    rows = []
+    for p in np.flatnonzero(d.cover[:, 2] > 0):
+        pid = pid_list[p]
+        for j, action in enumerate(r.actions):
+            tp, fp, fn, tn = (int(v) for v in d.frames[p, j])
+            rows.append({"participant_id": pid, "group": r.group.get(pid, ""), "action": action, "reference": reference,
+                         "pos_score_sum": float(d.scores[p, j, 0]), "neg_score_sum": float(d.scores[p, j, 1]),
+                         "pos_frames": tp + fn, "neg_frames": fp + tn})
+    return pd.DataFrame(rows, columns=SCORES.schema.names)

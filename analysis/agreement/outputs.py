@@ -7,6 +7,8 @@
     OUT/coverage.parquet             per participant x pair: frames observed by each, both, either
     OUT/confusion.parquet            per participant x action x reference: the model's frame counts
                                      (only with a model; contract ``validation_confusion``)
+    OUT/scores.parquet               the same rows: the model's per-frame scores summed over the
+                                     reference's positive / negative frames (contract ``validation_scores``)
     OUT/summary.json                 :meth:`AgreementResult.summary`
     OUT/figures/kappa_by_action.png, figures/bland_altman/<action>.png
 
@@ -20,7 +22,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from analysis.agreement.compare import ALL, CONFUSION, AgreementResult
+from analysis.agreement.compare import ALL, CONFUSION, SCORES, AgreementResult
 from analysis.agreement.figures import bland_altman_figure, kappa_figure, slug
 from pipeline.artifacts import sidecar_path, write_artifact
 from pipeline.ownership import StagedSet
@@ -70,6 +72,8 @@ def write_validation(result: AgreementResult, out: str | Path, *, figures: bool 
         table("coverage.parquet", result.coverage)
         if result.confusion is not None:
             table("confusion.parquet", result.confusion, CONFUSION)
+        if result.scores is not None:
+            table("scores.parquet", result.scores, SCORES)
         with st.writing("summary.json") as path:
             path.write_text(json.dumps({**result.summary(), "config": cfg}, indent=2, default=str) + "\n", encoding="utf-8")
         if figures:

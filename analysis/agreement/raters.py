@@ -7,13 +7,16 @@ A *track* is one rater on one video::
                          i.e. covered by a window with probabilities; no-pose stretches are not seen)
     points bool [F, A]   frames of point events (coders only; None when there are none), for the
                          time-unit bins (a point codes every bin within half a bin of it)
+    scores float [F, A]  the model's per-frame scores of the actions (the model only, on coded videos;
+                         0 at frames it did not see), for the score sums of ``validation/scores.parquet``
 
 Coders' tracks come from the codings contract (``RUN/codings/events.parquet`` and
 ``sessions.parquet``, turned into per-frame truth by :func:`pipeline.codings.contract.session_frames`,
 the same function that writes ``frames/<coder>/<video_id>.parquet``). The model's come from the run's
 read-out redone from its windows with the read-out settings recorded in ``readout/cohort.parquet``'s
 sidecar (:func:`pipeline.aggregate.aggregate`), so its frames are exactly those behind percent time:
-``on`` = frames inside final segments, ``seen`` = valid frames.
+``on`` = frames inside final segments, ``seen`` = valid frames, ``scores`` = the per-frame scores
+the read-out thresholds (the same ones behind the cohort table's ``mean_score``).
 
 The consensus of several coders sees the frames every one of them observed and codes an action on a
 frame when at least ``consensus_share`` of them do.
@@ -48,6 +51,7 @@ class Track:
     on: np.ndarray
     seen: np.ndarray
     points: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -61,7 +65,8 @@ class Track:
         A = self.on.shape[1]
         pad = np.zeros((extra, A), bool)
         return Track(np.vstack([self.on, pad]), np.concatenate([self.seen, np.zeros(extra, bool)]),
-                     None if self.points is None else np.vstack([self.points, pad]))
+                     None if self.points is None else np.vstack([self.points, pad]),
+                     None if self.scores is None else np.vstack([self.scores, np.zeros((extra, A))]))
 
 
 @dataclass
@@ -206,7 +211,7 @@ def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> 
     if unknown:
         raise BadInput(f"codings: video {unknown[0]!r} is not in {run.manifest} ({len(unknown)} coded video(s) are not)")
     config = _readout_config(run, ratings.notes)
-    result = aggregate(manifest, run.windows, config)
+    result = aggregate(manifest, run.windows, config, keep_scores=set(ratings.participant))  # the coded videos
     if result.classes is None:
         raise BadInput(f"--run {run.root}: no windows file could be read ({len(result.failures)} failed)")
     classes = result.classes
@@ -229,7 +234,8 @@ def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> 
     ratings.actions = tuple(model_actions)
     tracks = {}
     for vid, ro in result.readouts.items():
-        tracks[vid] = Track(ro.active[:, cols] & ro.valid[:, None], ro.valid.copy())
+        tracks[vid] = Track(ro.active[:, cols] & ro.valid[:, None], ro.valid.copy(),
+                            scores=None if ro.scores is None else ro.scores[:, cols])
         ratings.fps.setdefault(vid, ro.fps)
     for vid, why in result.failures.items():
         if vid in ratings.participant:

@@ -248,9 +248,8 @@ def statistics_validation(config: HurdleConfig, folder: RunFolder, coded: bool) 
     ``RUN/validation``, which needs codings (imported by this run or already in ``RUN/codings``).
 
     Refused (:class:`SettingsError` naming the field) where the correction could not run after all the
-    work: no codings; a given folder without ``confusion.parquet``; ``pacc``, which needs per-frame score
-    sums (``scores.parquet``) that the run's own validation does not write (analysis.misclassification),
-    without a folder that has them."""
+    work: no codings; a given folder without ``confusion.parquet`` (and, for ``pacc``, without the
+    per-frame score sums ``scores.parquet``; the run's own validation writes both)."""
     if config.misclassification == "none":
         return config
     if config.validation is not None:
@@ -260,10 +259,6 @@ def statistics_validation(config: HurdleConfig, folder: RunFolder, coded: bool) 
                 raise SettingsError(f"statistics.validation: no {name} in {given} (python -m analysis.agreement writes "
                                     "confusion.parquet; pacc also needs scores.parquet)")
         return config
-    if config.misclassification == "pacc":
-        raise SettingsError("statistics.misclassification: pacc needs per-frame score sums (validation/scores.parquet), "
-                            "which the run's own validation does not write; use acc, or give statistics.validation "
-                            "naming a folder with confusion.parquet and scores.parquet")
     if not coded:
         raise SettingsError(f"statistics.misclassification: {config.misclassification} corrects for the read-out's "
                             "errors measured against human codings, and this run has none: give codings (params.codings, "

@@ -207,10 +207,10 @@ def test_the_error_correction_reads_the_runs_own_validation(coded, weights, tmp_
         (elsewhere / name).write_bytes(b"")  # only their presence is checked at submission
     given = prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv", statistics=pacc))
     assert given.statistics.validation == str(elsewhere) and given.codings is None
-    # the run's own validation has no per-frame score sums: pacc without a folder is refused before any work
-    with pytest.raises(RunRefused, match=r"^params\.statistics\.misclassification: pacc needs per-frame score sums"):
-        prepare_run(_params(coded, weights, tmp_path / "out", m, codings_mapping=coded / "map.csv",
-                            statistics={"groups": ["ASD", "TDC"], "misclassification": "pacc"}))
+    # the run's own validation writes confusion.parquet and scores.parquet, so pacc with codings takes it
+    own = prepare_run(_params(coded, weights, tmp_path / "out", m, codings_mapping=coded / "map.csv",
+                              statistics={"groups": ["ASD", "TDC"], "misclassification": "pacc"}))
+    assert own.statistics.validation == str(tmp_path / "out" / "validation")
     with pytest.raises(RunRefused, match=r"^params\.statistics\.misclassification: acc corrects .* this run has none"):
         prepare_run(_params(coded, weights, tmp_path / "out", coded / "manifest.csv",
                             statistics={"groups": ["ASD", "TDC"], "misclassification": "acc"}))

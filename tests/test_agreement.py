@@ -220,3 +220,19 @@ def test_bad_coder_and_reference_are_one_line_errors(tmp_path):
         validate(folder, AgreementConfig(coders=("A", "C")))
     with pytest.raises(ValueError, match="bin"):
         AgreementConfig(bin="soon")
+
+
+def test_verdict_needs_the_action_coded_in_enough_participants():
+    """A model kappa far below the coders' whose difference interval still reaches 0 (one or two
+    participants ever show the action) is "not enough coded data", not "within the coder range"; with
+    enough engaged participants the same numbers give the interval's verdict."""
+    from analysis.agreement.verdicts import VERDICTS, verdict
+
+    args = dict(n_coders=3, n_participants=12, min_participants=3, model_kappas=[0.2, 0.2, 0.2],
+                coder_kappas=[0.66, 0.66, 0.66], notes=[], diff_high=0.2)
+    v, why = verdict(**args, engaged=2, min_engaged=3)
+    assert v == VERDICTS[2] and "only 2 participant(s)" in why and "at least 3" in why
+    assert verdict(**args, engaged=3, min_engaged=3)[0] == VERDICTS[0]
+    assert verdict(**{**args, "diff_high": -0.1}, engaged=3, min_engaged=3)[0] == VERDICTS[1]
+    assert verdict(**args)[0] == VERDICTS[0]  # not counted: the interval alone decides
+    assert AgreementConfig().min_engaged == 3

@@ -320,8 +320,10 @@ def _add_verdicts(table: pd.DataFrame, data, kd, pairs, actions, coders, cfg: Ag
                   - np.mean([kd[p][:, j] for p in coder_pairs], axis=0))
             lo, hi = interval(dd[:, None])
             diff_lo, diff_hi = float(lo[0]), float(hi[0])
+        engaged = int(crows["engaged_both"].min()) if len(crows) and crows["engaged_both"].notna().all() else None
         v, why = verdict(n_coders=len(coders), n_participants=n_part, min_participants=cfg.min_participants,
-                         model_kappas=mk, coder_kappas=ck, notes=notes, diff_high=diff_hi)
+                         model_kappas=mk, coder_kappas=ck, notes=notes, diff_high=diff_hi,
+                         engaged=engaged, min_engaged=cfg.min_engaged)
         m = sel & (table["pair"] == "model-coder")
         table.loc[m, "kappa_diff"] = diff
         table.loc[m, "kappa_diff_low"] = diff_lo

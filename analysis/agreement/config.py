@@ -43,6 +43,12 @@ class AgreementConfig:
         (the kappa paradox); AC1 and the prevalence are given instead
     min_participants : fewest participants a pair must share for ICC, limits of agreement and a
         verdict (default 3)
+    min_engaged : fewest participants in whom both coders of every coder pair coded the action at least
+        once; below it the verdict is "not enough coded data" (default 3). A kappa difference over
+        participants of whom one or two ever show the action has a bootstrap interval so wide that
+        "within the coder range" would only mean "not shown to be worse" (seen on the simulator: an
+        action coded in 2 of 12 participants, model kappa 0.20 vs coders' 0.66, interval of the
+        difference -0.87 to +0.20)
     consensus_share : the consensus codes a frame with an action when at least this share of the coders
         who observed it do (0.5: with two coders, either one; with three, two of them)
     """
@@ -69,6 +75,8 @@ class AgreementConfig:
         "kappa is undefined (unstable) below this share of bins coded with the action; AC1 is given instead"))] = 0.005
     min_participants: Annotated[int, Field(ge=2, description=(
         "fewest shared participants for ICC, limits of agreement and a verdict"))] = 3
+    min_engaged: Annotated[int, Field(ge=0, description=(
+        "fewest participants in whom both coders of every coder pair coded the action, for a verdict"))] = 3
     consensus_share: Annotated[float, Field(gt=0, le=1, description=(
         "the consensus codes a frame when at least this share of the coders observing it do"))] = 0.5
 

@@ -11,8 +11,9 @@ Verdict per action (statistic: time-unit kappa), with ``d = mean kappa(model, co
 kappa(coder_i, coder_j)`` over the compared coders and coder pairs::
 
     "not enough coded data"   fewer than two coders (no human ceiling), fewer than min_participants
-                              participants shared, or kappa undefined/unstable in a pair (the reason
-                              says which: e.g. the action was (almost) never coded)
+                              participants shared, fewer than min_engaged participants in whom both
+                              coders of every coder pair coded the action, or kappa undefined/unstable
+                              in a pair (the reason says which: e.g. the action was (almost) never coded)
     "below the coder range"   the 95 % bootstrap interval of d lies entirely below 0
     "within the coder range"  otherwise (the model agrees with the coders about as well as, or better
                               than, they agree with each other)
@@ -63,12 +64,17 @@ def interval(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verdict(*, n_coders: int, n_participants: int, min_participants: int, model_kappas: list[float],
-            coder_kappas: list[float], notes: list[str], diff_high: float) -> tuple[str, str]:
-    """(verdict, reason) of one action (see the module docstring)."""
+            coder_kappas: list[float], notes: list[str], diff_high: float, engaged: int | None = None,
+            min_engaged: int = 0) -> tuple[str, str]:
+    """(verdict, reason) of one action (see the module docstring); ``engaged`` is the fewest participants
+    coded with the action by both coders of a coder pair (None: not counted)."""
     if n_coders < 2:
         return VERDICTS[2], f"only {n_coders} coder: no coder-vs-coder agreement to compare with"
     if n_participants < min_participants:
         return VERDICTS[2], f"{n_participants} participant(s) coded (at least {min_participants} needed)"
+    if engaged is not None and engaged < min_engaged:
+        return VERDICTS[2], (f"both coders coded the action in only {engaged} participant(s) "
+                             f"(at least {min_engaged} needed)")
     bad = [n for n in notes if n]
     if bad or not all(np.isfinite(model_kappas + coder_kappas)):
         return VERDICTS[2], bad[0] if bad else "kappa undefined in a pair"

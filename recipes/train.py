@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader, Sampler
 from model.checkpoint import (CheckpointError, load_checkpoint, load_training_state, restore_training_state,
                               save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
-from model.families import family_of, get_family
+from model.families import KEYPOINTS, family_of, get_family
 from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
 from model.weights import BackboneWeights, load_backbone_weights
@@ -84,6 +84,9 @@ class TrainConfig:
     folder's class list."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields replacing the preset's (ablations: ``paths``, ``fusion``, ``use_mac``, ``modality``...)."""
+    family_files: dict[str, str] = field(default_factory=dict)
+    """Named training files the family's model reads (:attr:`model.families.ModelFamily.files`; MANet:
+    ``{"label_vectors": "glove_ma52.npy"}`` for its joint-embedding loss, off without it)."""
     backbone_weights: str | None = None
     """Local ImageNet / TSM / mmaction2 backbone file (:func:`model.weights.load_backbone_weights`)."""
     backbone_format: str = "auto"
@@ -270,8 +273,11 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_mac", "train_top1
                "epoch_s") + tuple(f"val_{k}" for k in METRIC_KEYS)
 
 
-def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True) -> tuple[Path, Path | None]:
-    """``train_log.csv`` and (``plot``) ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch)."""
+def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True,
+              aux_label: str = "MAC") -> tuple[Path, Path | None]:
+    """``train_log.csv`` and (``plot``) ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch).
+
+    ``train_mac`` is the family's auxiliary loss term, drawn as ``aux_label`` (:attr:`ModelFamily.aux_term`)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, extrasaction="ignore")
     w.writeheader()
@@ -292,8 +298,8 @@ def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True
     ep = [r["epoch"] for r in history]
     ax_loss.plot(ep, [r["train_loss"] for r in history], label="total")
     ax_loss.plot(ep, [r["train_ce"] for r in history], label="CE")
-    ax_loss.plot(ep, [r["train_mac"] for r in history], label="MAC")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss (Eq. 21)")
+    ax_loss.plot(ep, [r["train_mac"] for r in history], label=aux_label)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
     ax_loss.legend()
     val = [r for r in history if r.get("val_f1_mean") not in (None, "")]
     ax_val.plot(ep, [r["train_top1"] for r in history], label="train Top-1")
@@ -399,6 +405,15 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     family = get_family(cfg.family)
     mcfg = model.cfg
     pixels = family.uses_pixels(mcfg)
+    family.attach_files(model, dict(cfg.family_files), classes)
+    if KEYPOINTS in family.inputs(mcfg):
+        for name, folder in (("training", train_set), ("validation", val_set)):
+            bare = [r["id"] for r in (folder.records if folder is not None else []) if not r.get("has_keypoints", True)]
+            if bare:
+                raise ValueError(f"{folder.root}: {len(bare)} of {len(folder)} {name} clips have no keypoints (e.g. "
+                                 f"{bare[0]}; prepared without --keypoints/--openpose), but {family.title} reads "
+                                 "keypoints; prepare the clips with keypoints (python -m pipeline.pose, then "
+                                 "recipes.prepare_clips --keypoints)")
     t = cfg.num_frames or mcfg.num_frames
     stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
     plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
@@ -527,7 +542,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
             save_training_state(out_dir / STATE, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
                                 step=(epoch + 1) * steps_per_epoch,
                                 extra={"history": history, "best": best, "train_config": cfg.to_dict()})
-            write_log(out_dir, history, plot=last or (epoch + 1) % cfg.plot_every == 0)
+            write_log(out_dir, history, plot=last or (epoch + 1) % cfg.plot_every == 0, aux_label=family.aux_term)
             if on_epoch is not None:
                 on_epoch(row)
         if world > 1:
@@ -568,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                    help="model config override, repeatable (e.g. --set paths=st --set use_mac=False)")
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file (flags below win)")
+    p.add_argument("--family-file", action="append", default=[], metavar="NAME=PATH", dest="family_files",
+                   help="a named training file of the family, repeatable (MANet: label_vectors=FILE, the 300-d label "
+                        "vectors of its joint-embedding loss; without it that loss is off)")
     p.add_argument("--backbone-weights", metavar="FILE", help="local backbone weights (torchvision/TSM/mmaction2)")
     for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"default {getattr(d, name)}")
@@ -604,6 +622,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             changes[name] = v
     if args.backbone_weights:
         changes["backbone_weights"] = args.backbone_weights
+    if args.family_files:
+        files = dict(cfg.family_files)
+        for text in args.family_files:
+            name, sep, path = text.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--family-file expects NAME=PATH, got {text!r}")
+            files[name.strip()] = path
+        changes["family_files"] = files
     if args.compile:
         changes["compile"] = True
     if args.no_amp:
@@ -621,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         model_config(cfg, 2)  # fail fast on a bad preset or override
+        for name, path in cfg.family_files.items():
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"--family-file {name}={path}: file not found")
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is an existing file, not a folder")

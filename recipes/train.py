@@ -3,7 +3,10 @@
 ``--family`` picks the model family (:mod:`model.families`: ``micro_dualnet`` default, ``mmn``,
 ``manet``); the preset and ``--set`` overrides are that family's config's. ``--recipe mmn`` starts
 from the MMN paper's recipe (:meth:`TrainConfig.mmn_paper`: AdamW lr 1e-3 at batch 64, weight decay
-0.1, 20 warm-up epochs, cosine to 1e-5, 120 epochs, label smoothing 0.1, T = 64).
+0.1, 20 warm-up epochs, cosine to 1e-5, 120 epochs, label smoothing 0.1, T = 64), ``--recipe manet``
+from the MA-52 paper's for MANet (:meth:`TrainConfig.manet_paper`: SGD lr 0.001 at batch 10, weight
+decay 1e-4, 80 epochs, lr / 10 at epochs 30 and 60, T = 8). ``--family-file NAME=PATH`` hands a family
+the training files it reads (MANet: ``label_vectors``, its joint-embedding targets).
 
 ::
 
@@ -106,6 +109,11 @@ class TrainConfig:
     warmup_start_lr: float = 0.001
     min_lr: float = 0.0
     """End of the cosine decay."""
+    lr_schedule: str = "cosine"
+    """After the warm-up: "cosine" (to ``min_lr`` at ``epochs``; IV-B, MMN) or "step" (``lr`` times
+    ``lr_gamma`` at each of ``lr_milestones``; the MA-52 paper's MANet recipe, V-B)."""
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float | None = 20.0
@@ -169,6 +177,24 @@ class TrainConfig:
                     label_smoothing=0.1, grad_clip=None, num_frames=64)
         return cls(**{**base, **changes})
 
+    @classmethod
+    def manet_paper(cls, **changes: Any) -> "TrainConfig":
+        """MANet's recipe (MA-52 paper V-B, :data:`recipes.manet_paper_rows.MANET_TRAINING`): SGD lr 0.001 at
+        batch 10, momentum 0.9, weight decay 1e-4, 80 epochs, lr / 10 at epochs 30 and 60, no warm-up,
+        T = 8 (stride 8, the MA-52 plan). Gradient clipping stays at the trainer's default (not stated)."""
+        from recipes.manet_paper_rows import MANET_TRAINING as m
+
+        base = dict(family="manet", preset="ma52", optimizer=m.optimizer, lr=m.lr, lr_reference_batch=m.batch_size,
+                    batch_size=m.batch_size, momentum=m.momentum, weight_decay=m.weight_decay, epochs=m.epochs,
+                    warmup_epochs=0, lr_schedule="step", lr_milestones=tuple(m.lr_milestones), lr_gamma=m.lr_gamma,
+                    num_frames=8)
+        return cls(**{**base, **changes})
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("cosine", "step"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {self.lr_schedule!r}")
+        self.lr_milestones = tuple(self.lr_milestones)
+
     @property
     def lr_scale(self) -> float:
         return self.batch_size / self.lr_reference_batch if self.scale_lr else 1.0
@@ -176,10 +202,13 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
     """Learning rate at (fractional) ``epoch``: linear warm-up from ``warmup_start_lr`` to ``lr``
-    over ``warmup_epochs``, then cosine to ``min_lr`` at ``epochs`` (both scaled by :attr:`lr_scale`)."""
+    over ``warmup_epochs``, then cosine to ``min_lr`` at ``epochs`` (both scaled by :attr:`lr_scale`),
+    or with ``lr_schedule="step"`` ``lr * lr_gamma ** (milestones passed)``."""
     peak, start, floor = cfg.lr * cfg.lr_scale, cfg.warmup_start_lr * cfg.lr_scale, cfg.min_lr
     if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
         return start + (peak - start) * epoch / cfg.warmup_epochs
+    if cfg.lr_schedule == "step":
+        return peak * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-12)
     progress = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -570,13 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m recipes.train", description=(
         "Train a recogniser (Micro-DualNet, MMN, MANet) on a prepared clip folder (python -m recipes.prepare_clips). "
-        "Micro-DualNet paper IV-B recipe by default; --recipe mmn for MMN's. Exit status: 0 done, 2 bad input."),
+        "Micro-DualNet paper IV-B recipe by default; --recipe mmn / manet for those papers'. Exit status: 0 done, "
+        "2 bad input."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train", required=True, metavar="DIR", help="prepared training folder")
     p.add_argument("--val", metavar="DIR", help="prepared validation folder (best.pt by its F1_mean)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs)")
-    p.add_argument("--recipe", choices=("micro_dualnet", "mmn"), default=None,
-                   help="start from a paper's recipe (mmn: TrainConfig.mmn_paper; default Micro-DualNet IV-B)")
+    p.add_argument("--recipe", choices=("micro_dualnet", "mmn", "manet"), default=None,
+                   help="start from a paper's recipe (mmn: TrainConfig.mmn_paper; manet: TrainConfig.manet_paper; "
+                        "default Micro-DualNet IV-B)")
     p.add_argument("--family", default=None, help=f"model family (micro_dualnet, mmn, manet; default {d.family})")
     p.add_argument("--preset", default=None, help=f"the family config's preset (ma52, imigue, tiny, ma52_2s, ...; "
                                                  f"default {d.preset})")
@@ -605,8 +636,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = {}
     if args.config:
         base = json.loads(Path(args.config).read_text())
-    if getattr(args, "recipe", None) == "mmn":
-        base = {**TrainConfig.mmn_paper().to_dict(), **base}
+    papers = {"mmn": TrainConfig.mmn_paper, "manet": TrainConfig.manet_paper}
+    if getattr(args, "recipe", None) in papers:
+        base = {**papers[args.recipe]().to_dict(), **base}
     cfg = TrainConfig.from_dict(base)
     changes: dict[str, Any] = {}
     for name in ("family", "preset"):

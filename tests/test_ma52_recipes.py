@@ -138,3 +138,20 @@ def test_keypoint_check_and_family_files_on_a_synthetic_folder(tmp_path, capsys)
     assert train_cli.main(["--train", str(prep), "--out", str(tmp_path / "e"), "--family", "manet",
                            "--family-file", "label_vectors", *TINY]) == 2
     assert "--family-file expects NAME=PATH" in capsys.readouterr().err
+
+
+def test_manet_paper_recipe_is_v_b_with_its_step_schedule():
+    from recipes.manet_paper_rows import MANET_TRAINING
+    from recipes.train import TrainConfig, lr_at
+
+    cfg = TrainConfig.manet_paper()
+    assert (cfg.family, cfg.optimizer, cfg.batch_size, cfg.epochs, cfg.num_frames) == ("manet", "sgd", 10, 80, 8)
+    assert cfg.lr_scale == 1.0 and cfg.weight_decay == MANET_TRAINING.weight_decay == 1e-4
+    # lr / 10 at epochs 30 and 60 (V-B), no warm-up; evaluated at fractional epochs as the trainer steps
+    assert [lr_at(cfg, e) for e in (0, 29.99, 30, 59.99, 60, 79.99)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # milestones survive JSON
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    args = train_cli.build_parser().parse_args(["--train", "t", "--out", "o", "--recipe", "manet", "--epochs", "3"])
+    assert train_cli.config_from_args(args) == TrainConfig.manet_paper(epochs=3)

@@ -18,7 +18,9 @@ from model.clips import ClipDataset, PreparedClips
 from pipeline.readout import ReadoutConfig
 from recipes import demo_model
 from recipes.demo_model import (DEMO_PLAN, DEMO_TRAIN, DemoRecipe, demo_checkpoint_path, demo_classes, demo_readout,
-                                evaluate_clips, prepared_windows, rebuild_command, recognize_split, simulate_split)
+                                evaluate_clips, prepared_windows, rebuild_command, simulate_split)
+from pipeline.pose import keypoints_path
+from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
 from recipes.evaluate import predict_clips
 from recipes.train import TrainConfig
 from simulator.motions import ACTIONS
@@ -106,9 +108,13 @@ def test_recorded_test_counts_reproduced_on_a_slice_and_recognised_without_video
     ds = ClipDataset(PreparedClips(prepared), ckpt.plan.clip_len, train=False, preprocessing=ckpt.preprocessing)
     pred = predict_clips(ckpt.model, ds, batch_size=64, amp=False, family=ckpt.family)
     rows = [line.split(",") for line in (prepared / "windows.csv").read_text().splitlines()[1:]]
-    for video in (split / "videos").glob("*.mp4"):
+    videos = sorted((split / "videos").glob("*.mp4"))
+    for video in videos:
         video.unlink()  # keypoint-only: the stage must not need the pixels
-    _, stats = recognize_split(ckpt, split, tmp_path / "recognize")
+    jobs = [RecognizeJob(item_id=v.stem, source=str(v), out_dir=str(tmp_path / "recognize"),
+                         keypoints=str(keypoints_path(split / "pose", v.stem))) for v in videos]
+    results, stats = recognize_videos(jobs, ckpt, RecognizeOptions(batch_size=64, workers=1))
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
     assert stats.windows > 0
     stage = {}
     for path in (tmp_path / "recognize" / "windows").glob("*.parquet"):

@@ -12,7 +12,11 @@ stage, training, evaluation, the report's Methods, the flow) works through the
 ``inputs(config)``     what the model reads per window: a subset of {"pixels", "keypoints"};
                        without "pixels" the recognition stage never decodes the video
 ``forward(model, frames, keypoints)``  -> :class:`FamilyOutput` (logits, optional routing, features)
-``loss(model, out, labels)``           -> :class:`model.losses.LossTerms`
+``loss(model, out, labels)``           -> :class:`model.losses.LossTerms` (``mac`` holds the family's
+                       auxiliary term, named by ``aux_term``: MAC, MMN's consistency, MANet's joint embedding)
+``files``, ``attach_files(model, files, classes)``  named files a family's model reads for training
+                       beyond its weights (MANet: ``label_vectors``, the joint-embedding targets);
+                       ``recipes.train --family-file NAME=PATH`` passes them without knowing the family
 ``state(model)`` / ``build(config, state)``  family-specific plain data stored beside the config
                        (Micro-DualNet: its entity definition) and the model rebuilt from both
 ``keypoint_joints``, ``keypoint_threshold``, ``part_names``  what the keypoint input and the
@@ -76,6 +80,10 @@ class ModelFamily:
     title: str = ""
     config_ref: str = ""
     model_ref: str = ""
+    aux_term: str = "auxiliary term"
+    """What :class:`LossTerms`' ``mac`` holds for this family (logs and plots)."""
+    files: tuple[str, ...] = ()
+    """Names of the training files :meth:`attach_files` accepts."""
 
     @property
     def config_class(self) -> type:
@@ -110,6 +118,14 @@ class ModelFamily:
         ce = F.cross_entropy(output.logits.float(), labels, label_smoothing=label_smoothing)
         return LossTerms(total=ce, ce=ce, mac=ce.new_zeros(()))
 
+    def attach_files(self, model: nn.Module, files: dict[str, str], classes) -> None:
+        """Give ``model`` the named training files (``files``: name -> path; ``classes``: the
+        :class:`model.preprocessing.ClassList` being trained). ValueError for a name the family does not take."""
+        unknown = sorted(set(files) - set(self.files))
+        if unknown:
+            takes = f"it takes {', '.join(self.files)}" if self.files else "it takes none"
+            raise ValueError(f"{self.title} has no training file {', '.join(map(repr, unknown))} ({takes})")
+
     def keypoint_joints(self, config, state: dict[str, Any]) -> int:
         """J of the keypoint input the stage hands over (25 BODY_25, 33 with BlazePose's extra points)."""
         return 25
@@ -126,7 +142,7 @@ class ModelFamily:
 
 
 class MicroDualNetFamily(ModelFamily):
-    name, title = "micro_dualnet", "Micro-DualNet"
+    name, title, aux_term = "micro_dualnet", "Micro-DualNet", "MAC"
     config_ref, model_ref = "model.config:MicroDualNetConfig", "model.micro_dualnet:MicroDualNet"
 
     def inputs(self, config) -> frozenset[str]:
@@ -169,7 +185,7 @@ class MicroDualNetFamily(ModelFamily):
 
 
 class MMNFamily(ModelFamily):
-    name, title = "mmn", "MMN (Motion-guided Modulation Network, skeleton only)"
+    name, title, aux_term = "mmn", "MMN (Motion-guided Modulation Network, skeleton only)", "consistency"
     config_ref, model_ref = "model.mmn:MMNConfig", "model.mmn:MMN"
 
     def inputs(self, config) -> frozenset[str]:
@@ -189,10 +205,21 @@ class MMNFamily(ModelFamily):
 
 
 class MANetFamily(ModelFamily):
-    """MA-52's RGB baseline; ``model/manet.py`` (another branch) provides ``MANetConfig`` and ``MANet``."""
+    """MA-52's RGB baseline (``model/manet.py``: ``MANetConfig``, ``MANet``); its joint-embedding loss
+    reads the user's label vectors (training file ``label_vectors``; without it the loss is off)."""
 
-    name, title = "manet", "MANet"
+    name, title, aux_term = "manet", "MANet", "joint embedding"
     config_ref, model_ref = "model.manet:MANetConfig", "model.manet:MANet"
+    files = ("label_vectors",)
+
+    def attach_files(self, model, files, classes) -> None:
+        super().attach_files(model, files, classes)
+        if "label_vectors" in files:
+            from model.manet_loss import read_label_vectors
+
+            cfg = model.cfg
+            model.set_label_vectors(read_label_vectors(files["label_vectors"], num_classes=cfg.num_classes,
+                                                       dim=cfg.embedding_dim, class_names=list(classes.names)))
 
     def inputs(self, config) -> frozenset[str]:
         return frozenset({PIXELS})
@@ -206,9 +233,10 @@ class MANetFamily(ModelFamily):
 
     def loss(self, model, output, labels, *, label_smoothing=0.0) -> LossTerms:
         own = getattr(model, "loss", None)
-        if callable(own):  # e.g. with the joint-embedding term
-            return own(output.raw, labels, label_smoothing=label_smoothing)
-        return super().loss(model, output, labels, label_smoothing=label_smoothing)
+        if not callable(own):
+            return super().loss(model, output, labels, label_smoothing=label_smoothing)
+        terms = own(output.raw, labels, label_smoothing=label_smoothing)  # MANetLossTerms(total, ce, emb)
+        return LossTerms(total=terms.total, ce=terms.ce, mac=getattr(terms, "emb", terms.ce.new_zeros(())))
 
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (MicroDualNetFamily(), MMNFamily(), MANetFamily())}

@@ -3,7 +3,10 @@
 ``--family`` picks the model family (:mod:`model.families`: ``micro_dualnet`` default, ``mmn``,
 ``manet``); the preset and ``--set`` overrides are that family's config's. ``--recipe mmn`` starts
 from the MMN paper's recipe (:meth:`TrainConfig.mmn_paper`: AdamW lr 1e-3 at batch 64, weight decay
-0.1, 20 warm-up epochs, cosine to 1e-5, 120 epochs, label smoothing 0.1, T = 64).
+0.1, 20 warm-up epochs, cosine to 1e-5, 120 epochs, label smoothing 0.1, T = 64), ``--recipe manet``
+from the MA-52 paper's for MANet (:meth:`TrainConfig.manet_paper`: SGD lr 0.001 at batch 10, weight
+decay 1e-4, 80 epochs, lr / 10 at epochs 30 and 60, T = 8). ``--family-file NAME=PATH`` hands a family
+the training files it reads (MANet: ``label_vectors``, its joint-embedding targets).
 
 ::
 
@@ -59,7 +62,7 @@ from torch.utils.data import DataLoader, Sampler
 from model.checkpoint import (CheckpointError, load_checkpoint, load_training_state, restore_training_state,
                               save_checkpoint, save_training_state)
 from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_frames
-from model.families import family_of, get_family
+from model.families import KEYPOINTS, family_of, get_family
 from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
 from model.weights import BackboneWeights, load_backbone_weights
@@ -84,6 +87,9 @@ class TrainConfig:
     folder's class list."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields replacing the preset's (ablations: ``paths``, ``fusion``, ``use_mac``, ``modality``...)."""
+    family_files: dict[str, str] = field(default_factory=dict)
+    """Named training files the family's model reads (:attr:`model.families.ModelFamily.files`; MANet:
+    ``{"label_vectors": "glove_ma52.npy"}`` for its joint-embedding loss, off without it)."""
     backbone_weights: str | None = None
     """Local ImageNet / TSM / mmaction2 backbone file (:func:`model.weights.load_backbone_weights`)."""
     backbone_format: str = "auto"
@@ -103,6 +109,11 @@ class TrainConfig:
     warmup_start_lr: float = 0.001
     min_lr: float = 0.0
     """End of the cosine decay."""
+    lr_schedule: str = "cosine"
+    """After the warm-up: "cosine" (to ``min_lr`` at ``epochs``; IV-B, MMN) or "step" (``lr`` times
+    ``lr_gamma`` at each of ``lr_milestones``; the MA-52 paper's MANet recipe, V-B)."""
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float | None = 20.0
@@ -166,6 +177,24 @@ class TrainConfig:
                     label_smoothing=0.1, grad_clip=None, num_frames=64)
         return cls(**{**base, **changes})
 
+    @classmethod
+    def manet_paper(cls, **changes: Any) -> "TrainConfig":
+        """MANet's recipe (MA-52 paper V-B, :data:`recipes.manet_paper_rows.MANET_TRAINING`): SGD lr 0.001 at
+        batch 10, momentum 0.9, weight decay 1e-4, 80 epochs, lr / 10 at epochs 30 and 60, no warm-up,
+        T = 8 (stride 8, the MA-52 plan). Gradient clipping stays at the trainer's default (not stated)."""
+        from recipes.manet_paper_rows import MANET_TRAINING as m
+
+        base = dict(family="manet", preset="ma52", optimizer=m.optimizer, lr=m.lr, lr_reference_batch=m.batch_size,
+                    batch_size=m.batch_size, momentum=m.momentum, weight_decay=m.weight_decay, epochs=m.epochs,
+                    warmup_epochs=0, lr_schedule="step", lr_milestones=tuple(m.lr_milestones), lr_gamma=m.lr_gamma,
+                    num_frames=8)
+        return cls(**{**base, **changes})
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("cosine", "step"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {self.lr_schedule!r}")
+        self.lr_milestones = tuple(self.lr_milestones)
+
     @property
     def lr_scale(self) -> float:
         return self.batch_size / self.lr_reference_batch if self.scale_lr else 1.0
@@ -173,10 +202,13 @@ class TrainConfig:
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
     """Learning rate at (fractional) ``epoch``: linear warm-up from ``warmup_start_lr`` to ``lr``
-    over ``warmup_epochs``, then cosine to ``min_lr`` at ``epochs`` (both scaled by :attr:`lr_scale`)."""
+    over ``warmup_epochs``, then cosine to ``min_lr`` at ``epochs`` (both scaled by :attr:`lr_scale`),
+    or with ``lr_schedule="step"`` ``lr * lr_gamma ** (milestones passed)``."""
     peak, start, floor = cfg.lr * cfg.lr_scale, cfg.warmup_start_lr * cfg.lr_scale, cfg.min_lr
     if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
         return start + (peak - start) * epoch / cfg.warmup_epochs
+    if cfg.lr_schedule == "step":
+        return peak * cfg.lr_gamma ** sum(epoch >= m for m in cfg.lr_milestones)
     span = max(cfg.epochs - cfg.warmup_epochs, 1e-12)
     progress = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -270,8 +302,11 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_ce", "train_mac", "train_top1
                "epoch_s") + tuple(f"val_{k}" for k in METRIC_KEYS)
 
 
-def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True) -> tuple[Path, Path | None]:
-    """``train_log.csv`` and (``plot``) ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch)."""
+def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True,
+              aux_label: str = "MAC") -> tuple[Path, Path | None]:
+    """``train_log.csv`` and (``plot``) ``train_log.png`` (losses, validation F1_mean / Top-1, lr per epoch).
+
+    ``train_mac`` is the family's auxiliary loss term, drawn as ``aux_label`` (:attr:`ModelFamily.aux_term`)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, extrasaction="ignore")
     w.writeheader()
@@ -292,8 +327,8 @@ def write_log(out_dir: Path, history: list[dict[str, Any]], *, plot: bool = True
     ep = [r["epoch"] for r in history]
     ax_loss.plot(ep, [r["train_loss"] for r in history], label="total")
     ax_loss.plot(ep, [r["train_ce"] for r in history], label="CE")
-    ax_loss.plot(ep, [r["train_mac"] for r in history], label="MAC")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss (Eq. 21)")
+    ax_loss.plot(ep, [r["train_mac"] for r in history], label=aux_label)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss")
     ax_loss.legend()
     val = [r for r in history if r.get("val_f1_mean") not in (None, "")]
     ax_val.plot(ep, [r["train_top1"] for r in history], label="train Top-1")
@@ -399,6 +434,15 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     family = get_family(cfg.family)
     mcfg = model.cfg
     pixels = family.uses_pixels(mcfg)
+    family.attach_files(model, dict(cfg.family_files), classes)
+    if KEYPOINTS in family.inputs(mcfg):
+        for name, folder in (("training", train_set), ("validation", val_set)):
+            bare = [r["id"] for r in (folder.records if folder is not None else []) if not r.get("has_keypoints", True)]
+            if bare:
+                raise ValueError(f"{folder.root}: {len(bare)} of {len(folder)} {name} clips have no keypoints (e.g. "
+                                 f"{bare[0]}; prepared without --keypoints/--openpose), but {family.title} reads "
+                                 "keypoints; prepare the clips with keypoints (python -m pipeline.pose, then "
+                                 "recipes.prepare_clips --keypoints)")
     t = cfg.num_frames or mcfg.num_frames
     stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
     plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
@@ -527,7 +571,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
             save_training_state(out_dir / STATE, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
                                 step=(epoch + 1) * steps_per_epoch,
                                 extra={"history": history, "best": best, "train_config": cfg.to_dict()})
-            write_log(out_dir, history, plot=last or (epoch + 1) % cfg.plot_every == 0)
+            write_log(out_dir, history, plot=last or (epoch + 1) % cfg.plot_every == 0, aux_label=family.aux_term)
             if on_epoch is not None:
                 on_epoch(row)
         if world > 1:
@@ -555,19 +599,24 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m recipes.train", description=(
         "Train a recogniser (Micro-DualNet, MMN, MANet) on a prepared clip folder (python -m recipes.prepare_clips). "
-        "Micro-DualNet paper IV-B recipe by default; --recipe mmn for MMN's. Exit status: 0 done, 2 bad input."),
+        "Micro-DualNet paper IV-B recipe by default; --recipe mmn / manet for those papers'. Exit status: 0 done, "
+        "2 bad input."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--train", required=True, metavar="DIR", help="prepared training folder")
     p.add_argument("--val", metavar="DIR", help="prepared validation folder (best.pt by its F1_mean)")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, logs)")
-    p.add_argument("--recipe", choices=("micro_dualnet", "mmn"), default=None,
-                   help="start from a paper's recipe (mmn: TrainConfig.mmn_paper; default Micro-DualNet IV-B)")
+    p.add_argument("--recipe", choices=("micro_dualnet", "mmn", "manet"), default=None,
+                   help="start from a paper's recipe (mmn: TrainConfig.mmn_paper; manet: TrainConfig.manet_paper; "
+                        "default Micro-DualNet IV-B)")
     p.add_argument("--family", default=None, help=f"model family (micro_dualnet, mmn, manet; default {d.family})")
     p.add_argument("--preset", default=None, help=f"the family config's preset (ma52, imigue, tiny, ma52_2s, ...; "
                                                  f"default {d.preset})")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                    help="model config override, repeatable (e.g. --set paths=st --set use_mac=False)")
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file (flags below win)")
+    p.add_argument("--family-file", action="append", default=[], metavar="NAME=PATH", dest="family_files",
+                   help="a named training file of the family, repeatable (MANet: label_vectors=FILE, the 300-d label "
+                        "vectors of its joint-embedding loss; without it that loss is off)")
     p.add_argument("--backbone-weights", metavar="FILE", help="local backbone weights (torchvision/TSM/mmaction2)")
     for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"default {getattr(d, name)}")
@@ -587,8 +636,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = {}
     if args.config:
         base = json.loads(Path(args.config).read_text())
-    if getattr(args, "recipe", None) == "mmn":
-        base = {**TrainConfig.mmn_paper().to_dict(), **base}
+    papers = {"mmn": TrainConfig.mmn_paper, "manet": TrainConfig.manet_paper}
+    if getattr(args, "recipe", None) in papers:
+        base = {**papers[args.recipe]().to_dict(), **base}
     cfg = TrainConfig.from_dict(base)
     changes: dict[str, Any] = {}
     for name in ("family", "preset"):
@@ -604,6 +654,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             changes[name] = v
     if args.backbone_weights:
         changes["backbone_weights"] = args.backbone_weights
+    if args.family_files:
+        files = dict(cfg.family_files)
+        for text in args.family_files:
+            name, sep, path = text.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--family-file expects NAME=PATH, got {text!r}")
+            files[name.strip()] = path
+        changes["family_files"] = files
     if args.compile:
         changes["compile"] = True
     if args.no_amp:
@@ -621,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         model_config(cfg, 2)  # fail fast on a bad preset or override
+        for name, path in cfg.family_files.items():
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"--family-file {name}={path}: file not found")
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is an existing file, not a folder")

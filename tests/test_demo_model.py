@@ -40,7 +40,7 @@ def test_shipped_file_is_small_and_package_data():
 
 
 def test_missing_checkpoint_names_the_rebuild_command(monkeypatch):
-    monkeypatch.setattr(demo_model, "CHECKPOINT_FILE", "no_such_demo_model.pt")
+    monkeypatch.setitem(demo_model.CHECKPOINT_FILES, "micro_dualnet", "no_such_demo_model.pt")
     with pytest.raises(FileNotFoundError) as err:
         demo_checkpoint_path()
     assert isinstance(err.value, DemoModelMissing)

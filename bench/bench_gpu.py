@@ -391,6 +391,7 @@ def markdown(report: dict) -> str:
     by = {(r["family"], r["batch"], r["mode"], r["precision"]): r for r in rows}
     env = report["env"]
     lines = [f"# GPU figures ({env['device_name']}, torch {env['torch']}, CUDA {env['cuda']})", "",
+             f"{'PARTIAL (written mid-run). ' if report.get('partial') else ''}"
              f"{'quick sizes (tiny presets), ' if report['args']['quick'] else ''}clips/s from the median timed call; "
              f"bf16 = bf16 autocast; fp32 = PyTorch default (cuDNN TF32 {env['cudnn_allow_tf32']}, "
              f"matmul TF32 {env['matmul_allow_tf32']})", "",
@@ -425,6 +426,32 @@ def markdown(report: dict) -> str:
                  else p.get("reason", ""))
         lines.append(f"- {name}: {p['status']} {extra}")
     return "\n".join(lines) + "\n"
+
+
+def build_report(env: dict, args: argparse.Namespace, families: list[str], batches: list[int], iters: int,
+                 warmup: int, fam_info: dict, results: list[dict], skipped: list[dict], nvdec: dict, t_start: float,
+                 *, partial: bool = False) -> dict:
+    """The JSON report (``FORMAT``); ``partial`` marks a file written mid-run."""
+    return {"format": FORMAT, "partial": partial, "env": env,
+            "args": {"quick": args.quick, "families": families, "batches": batches, "iters": iters, "warmup": warmup,
+                     "budget_s": args.budget_s, "max_config_s": args.max_config_s, "train": not args.no_train},
+            "families": fam_info, "results": results, "ratios": ratios(results), "skipped": skipped,
+            "nvdec": nvdec, "wall_s": time.perf_counter() - t_start}
+
+
+def write_report(out_dir: Path, report: dict) -> tuple[Path, Path]:
+    """``gpu_bench.json`` (strict JSON: non-finite numbers become null) and ``gpu_bench.md``, atomically."""
+    def finite(x):
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [finite(v) for v in x]
+        return x
+    text = json.dumps(finite(report), indent=1, allow_nan=False, default=str)
+    return (atomic_write_text(out_dir / "gpu_bench.json", text + "\n"),
+            atomic_write_text(out_dir / "gpu_bench.md", markdown(report)))
 
 
 def plan_cases(families: list[str], batches: list[int], *, train: bool) -> list[Case]:
@@ -526,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{row['status']}: {row.get('error', '')}")
         mem = f"  peak {row['peak_mem_mib']:.0f} MiB" if "peak_mem_mib" in row else ""
         print(f"  {case.key:<32} {done}{mem}", flush=True)
+        # Partial files after every configuration: a run stopped from outside still leaves its figures.
+        write_report(out_dir, build_report(env, args, families, batches, iters, warmup, fam_info, results, skipped,
+                                           {"paths": {}, "available": False, "summary": "not checked yet (partial file)"},
+                                           t_start, partial=True))
 
     if args.no_nvdec:
         nvdec = {"paths": {}, "available": False, "summary": "not checked (--no-nvdec)"}
@@ -537,20 +568,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for fam in FAMILIES:
         if fam in families and fam not in fam_info:
-            fam_info[fam] = {"error": "not built (every configuration skipped)"}
-    report = {"format": FORMAT, "env": env,
-              "args": {"quick": args.quick, "families": families, "batches": batches, "iters": iters, "warmup": warmup,
-                       "budget_s": args.budget_s, "max_config_s": args.max_config_s, "train": not args.no_train},
-              "families": fam_info, "results": results, "ratios": ratios(results), "skipped": skipped,
-              "nvdec": nvdec, "wall_s": time.perf_counter() - t_start}
-    text = json.dumps(report, indent=1, allow_nan=False, default=lambda x: None if isinstance(x, float) and not math.isfinite(x) else str(x))
-    md = markdown(report)
+            fam_info[fam] = {"error": "every configuration skipped"}
+    report = build_report(env, args, families, batches, iters, warmup, fam_info, results, skipped, nvdec, t_start)
     print()
-    print(md)
-    jp = atomic_write_text(out_dir / "gpu_bench.json", text + "\n")
-    mp = atomic_write_text(out_dir / "gpu_bench.md", md)
-    print(f"wrote {jp}")
-    print(f"wrote {mp}")
+    print(markdown(report))
+    for path in write_report(out_dir, report):
+        print(f"wrote {path}")
     return 0
 
 

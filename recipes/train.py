@@ -62,6 +62,7 @@ from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_fra
 from model.families import family_of, get_family
 from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
+from model.transfer import FREEZE_CHOICES, freeze, init_from_checkpoint, set_frozen_eval
 from model.weights import BackboneWeights, load_backbone_weights
 from model.windows import WindowPlan
 
@@ -87,6 +88,13 @@ class TrainConfig:
     backbone_weights: str | None = None
     """Local ImageNet / TSM / mmaction2 backbone file (:func:`model.weights.load_backbone_weights`)."""
     backbone_format: str = "auto"
+    init_checkpoint: str | None = None
+    """Start from this checkpoint (any class list, :func:`model.transfer.init_from_checkpoint`): its family,
+    architecture and every tensor but the classifier are kept, the classifier is drawn afresh for the
+    prepared folder's class list; ``preset`` and ``model_overrides`` are then not used."""
+    freeze: str = "none"
+    """"none", "backbone" (the CNN backbone gets no gradient, BatchNorm statistics kept) or "features"
+    (everything but the classifier); :func:`model.transfer.freeze`."""
 
     # --- optimisation (IV-B) ------------------------------------------------------------------
     optimizer: str = "sgd"
@@ -116,6 +124,8 @@ class TrainConfig:
     """Stride of the window plan stored in the checkpoint for inference on untrimmed video. None: the
     MA-52 span of 64 frames split over T (``model.windows.ma52_plan``: 8 frames stride 8, the
     ``ma52_16f`` preset's 16 frames stride 4), about the TSN segment length of a 2 s clip at 30 fps."""
+    hop_s: float | None = None
+    """Hop of that window plan in seconds (None: the plan's default, 0.5 s)."""
     flip_p: float = 0.5
     workers: int = 4
     """DataLoader worker processes per training process (JPEG decode + crop + flip)."""
@@ -192,11 +202,21 @@ def model_config(cfg: TrainConfig, num_classes: int):
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given."""
-    torch.manual_seed(cfg.seed)
-    model = get_family(cfg.family).build(model_config(cfg, num_classes))
-    if cfg.backbone_weights:
-        load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
+    """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given; or, with
+    ``cfg.init_checkpoint``, the checkpoint's model with a fresh classifier (:mod:`model.transfer`).
+    ``cfg.freeze`` is applied either way."""
+    if cfg.init_checkpoint:
+        model, report = init_from_checkpoint(cfg.init_checkpoint, num_classes, seed=cfg.seed)
+        if report.family != cfg.family:
+            raise ValueError(f"--init {cfg.init_checkpoint} is a {report.family} checkpoint but the training config "
+                             f"names family {cfg.family!r}")
+        model.transfer_report = report
+    else:
+        torch.manual_seed(cfg.seed)
+        model = get_family(cfg.family).build(model_config(cfg, num_classes))
+        if cfg.backbone_weights:
+            load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
+    freeze(model, get_family(cfg.family), cfg.freeze)
     return model
 
 
@@ -251,6 +271,7 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 def _set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     model.train()
+    set_frozen_eval(model)  # frozen parts (cfg.freeze) keep their BatchNorm statistics and no dropout
     if freeze_bn:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -316,13 +337,15 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator[dict[str, torch.Te
                           device: torch.device, *, amp: bool = False) -> int:
     """Reset every BatchNorm's running statistics and re-estimate them as the plain mean over ``batches``
     (train-mode forward passes, no gradient); returns the number of batches used."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and not getattr(m, "_frozen", False)]
     momenta = [bn.momentum for bn in bns]
     was_training = model.training
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
     model.train()
+    set_frozen_eval(model)
     n = 0
     try:
         for batch in batches:
@@ -401,7 +424,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     pixels = family.uses_pixels(mcfg)
     t = cfg.num_frames or mcfg.num_frames
     stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
-    plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
+    plan = (WindowPlan(clip_len=t, stride=stride) if cfg.hop_s is None  # = ma52_plan(t) when T divides 64
+            else WindowPlan(clip_len=t, stride=stride, hop_s=cfg.hop_s))
     history: list[dict[str, Any]] = []
     best = -1.0
     start_epoch = 0
@@ -438,7 +462,9 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                                     weight_decay=cfg.weight_decay)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed)
+    rgb = bool(getattr(core, "uses_rgb", pixels))  # a keypoint-only model: the loader decodes no JPEG
+    train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed,
+                           pixels=rgb)
     sampler = GlobalBatchSampler(len(train_ds), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
                                  max_steps=cfg.max_steps_per_epoch)
     steps_per_epoch = len(sampler)
@@ -452,6 +478,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
     amp = cfg.amp and device.type == "cuda"
     base_prov = {"training_data": str(prepared_dir), "train_config": cfg.to_dict(), **provenance}
+    if getattr(core, "transfer_report", None) is not None:
+        base_prov["init"] = core.transfer_report.to_dict()
 
     best_path = out_dir / BEST
     for epoch in range(start_epoch, stop):
@@ -509,7 +537,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         last = epoch + 1 == stop
         if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last):
             if rank == 0:
-                val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing)
+                val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing, pixels=rgb)
                 pred = predict_clips(core, val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, device=device,
                                      amp=cfg.amp, workers=cfg.workers, family=family)
                 metrics = classification_metrics(pred.labels, pred.scores, classes)
@@ -569,6 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model config override, repeatable (e.g. --set paths=st --set use_mac=False)")
     p.add_argument("--config", metavar="JSON", help="TrainConfig fields as a JSON file (flags below win)")
     p.add_argument("--backbone-weights", metavar="FILE", help="local backbone weights (torchvision/TSM/mmaction2)")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (any class list): all but the classifier "
+                                                  "kept, classifier re-initialised (model.transfer)")
+    p.add_argument("--freeze", choices=FREEZE_CHOICES, default=None, help="parameters without gradients "
+                   f"(backbone: the CNN backbone; features: all but the classifier; default {d.freeze})")
     for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"default {getattr(d, name)}")
     for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
@@ -604,6 +636,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             changes[name] = v
     if args.backbone_weights:
         changes["backbone_weights"] = args.backbone_weights
+    if getattr(args, "init", None):
+        changes["init_checkpoint"] = args.init
+        if getattr(args, "family", None) is None:
+            changes["family"] = load_checkpoint(args.init).family.name
+    if getattr(args, "freeze", None):
+        changes["freeze"] = args.freeze
     if args.compile:
         changes["compile"] = True
     if args.no_amp:

@@ -14,7 +14,10 @@ so training never decodes full-size MP4s::
         offsets   int64 [F + 1]    frame f is jpeg[offsets[f]:offsets[f+1]]
         keypoints float32 [F, J, 3] (x, y) in pixels of the stored frames, confidence; J = 33
         frame_indices int64 [F]    source frame index of each stored frame
-        label     int64 []         class index into the manifest's class list
+        label     int64 []         class index into the manifest's class list (the datasets read the
+                                   label of the manifest record, which is the same for folders written by
+                                   recipes.prepare_clips; a folder may relabel clips in its manifest, or
+                                   store -1 in class-list-independent clips, recipes.coded_windows)
         meta      str []           JSON: source video, keypoints source, original size, settings
 
 Sampling (TSN, the MA-52 practice; paper IV-B's "temporal jitter"): the F stored frames are cut
@@ -239,7 +242,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         clip = self.prepared.clip(i)
         size = self.preprocessing.size
-        label = torch.tensor(clip.label, dtype=torch.int64)
+        label = torch.tensor(int(self.prepared.records[i]["label"]), dtype=torch.int64)  # the manifest's label
         index = torch.tensor(i, dtype=torch.int64)
         if self.train:
             g = clip_generator(self.seed, self.epoch, i)

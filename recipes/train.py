@@ -65,6 +65,7 @@ from model.metrics import METRIC_KEYS, classification_metrics
 from model.transfer import FREEZE_CHOICES, freeze, init_from_checkpoint, set_frozen_eval
 from model.weights import BackboneWeights, load_backbone_weights
 from model.windows import WindowPlan
+from pipeline.cli import progress
 
 __all__ = ["TrainConfig", "GlobalBatchSampler", "lr_at", "model_config", "build_model", "recalibrate_batchnorm",
            "train", "write_log", "main"]
@@ -375,7 +376,8 @@ def _dist_env() -> tuple[int, int, int]:
 def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
           val_dir: str | os.PathLike | None = None, resume: bool = False, until_epoch: int | None = None,
           provenance: dict[str, Any] | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None, show_progress: bool = False,
+          unit: str = "clip") -> Path:
     """Train on a prepared folder; return the path of the best checkpoint (``latest.pt`` without ``val_dir``).
 
     Parameters
@@ -388,6 +390,8 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
         used to split a run into pieces.
     provenance : extra plain-data provenance for the checkpoints (e.g. ``{"trained_on": "simulated"}``).
     on_epoch : called on rank 0 with each epoch's log row.
+    show_progress : a progress bar (rank 0, stderr, :func:`pipeline.cli.progress`) over all remaining
+        training steps, counted in ``unit``s (clips) per second with an ETA for the whole run.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
     """
@@ -402,7 +406,7 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
         torch.cuda.set_device(device)
     try:
         return _train(cfg, Path(prepared_dir), Path(out_dir), None if val_dir is None else Path(val_dir), resume,
-                      until_epoch, provenance or {}, on_epoch, rank, world, device)
+                      until_epoch, provenance or {}, on_epoch, rank, world, device, show_progress and rank == 0, unit)
     finally:
         if own_group:
             dist.destroy_process_group()
@@ -410,7 +414,7 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
 
 def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | None, resume: bool,
            until_epoch: int | None, provenance: dict[str, Any], on_epoch, rank: int, world: int,
-           device: torch.device) -> Path:
+           device: torch.device, show_progress: bool = False, unit: str = "clip") -> Path:
     train_set = PreparedClips(prepared_dir)
     classes, preprocessing = train_set.classes, train_set.preprocessing
     val_set = PreparedClips(val_dir) if val_dir is not None else None
@@ -482,6 +486,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         base_prov["init"] = core.transfer_report.to_dict()
 
     best_path = out_dir / BEST
+    bar = (progress(None, desc="train", total=max(stop - start_epoch, 0) * steps_per_epoch * cfg.batch_size, unit=unit)
+           if show_progress else None)
     for epoch in range(start_epoch, stop):
         train_ds.set_epoch(epoch)
         sampler.set_epoch(epoch)
@@ -516,6 +522,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                 correct = (out.logits.argmax(-1) == labels).sum()
                 sums += torch.stack([terms.total.detach().double() * n, terms.ce.detach().double() * n,
                                      terms.mac.detach().double() * n, correct.double(), sums.new_tensor(float(n))])
+            if bar is not None:
+                bar.update(n * world)
             t_wait = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -560,6 +568,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                 on_epoch(row)
         if world > 1:
             dist.barrier()
+    if bar is not None:
+        bar.close()
     return best_path if best_path.is_file() else out_dir / LATEST
 
 

@@ -74,10 +74,11 @@ FORMAT = "microaction-cohort.train-coded/1"
 
 def default_train_config(**changes: Any) -> TrainConfig:
     """The CPU default: the demo model's pose-modality Micro-DualNet and recipe (docs/simulator.md),
-    12 epochs (small coded cohorts; the schedule is per epoch), one loader worker."""
+    12 epochs (small coded cohorts; the schedule is per epoch), clips loaded in the training process
+    (a keypoint-only model decodes no JPEG: a loader process would cost more than it saves)."""
     base = dict(preset="tiny", model_overrides=dict(MODEL_OVERRIDES), num_frames=DEMO_PLAN.clip_len,
                 frame_stride=DEMO_PLAN.stride, hop_s=DEMO_PLAN.hop_s, epochs=12, batch_size=32, lr=0.02,
-                lr_reference_batch=16, warmup_epochs=1, weight_decay=5e-5, workers=1, device="cpu", seed=0,
+                lr_reference_batch=16, warmup_epochs=1, weight_decay=5e-5, workers=0, device="cpu", seed=0,
                 plot_every=1000)
     return TrainConfig.from_dict({**TrainConfig().to_dict(), **base, **changes})
 

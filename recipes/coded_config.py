@@ -41,6 +41,9 @@ class CodedConfig:
         as the recognition stage does not classify them (its ``--min-valid``)
     background_keep : share of the training background windows kept (the demo model's 0.25: most of a
         session is "no micro-action"); the read-out calibration corrects the prior shift this makes
+    window_step : train on every this-many-th window of the plan (windows overlap by span - hop frames,
+        six-fold for the demo plan, so 2 halves an epoch's cost and loses little; 1: all); validation
+        and the read-out always use every window
     balance : ``none`` (default) or ``sampling``: repeat the training windows of each action so that
         every action has about as many as the most frequent one (at most ``max_repeat`` copies)
     folds : K-fold cross-validation by participant (0: one hold-out validation set of ``val_share``)
@@ -72,6 +75,8 @@ class CodedConfig:
         "windows with a smaller share of usable-pose frames are left out (recognition's --min-valid)"))] = 0.5
     background_keep: Annotated[float, Field(gt=0, le=1, description=(
         "share of the training background windows kept"))] = 0.25
+    window_step: Annotated[int, Field(ge=1, description=(
+        "train on every this-many-th window (neighbours overlap); validation uses all"))] = 1
     balance: Annotated[Literal["none", "sampling"], Field(description=(
         "class-balanced sampling: repeat each action's training windows up to the most frequent action's count"))] = "none"
     max_repeat: Annotated[int, Field(ge=1, description="most copies of a window with --balance sampling")] = 4

@@ -188,7 +188,8 @@ def _validation_participants(run: CodedRun, part: str) -> set[str]:
 def _records(labels: pd.DataFrame, choice, *, coded: CodedConfig, train: bool, rel: str) -> list[dict]:
     """Manifest records (:mod:`model.clips`) of a part: files relative to its prepared folder.
 
-    Training: windows with a clip and a label that trains (:meth:`ClassChoice.training_index`), the
+    Training: every ``window_step``-th window with a clip and a label that trains
+    (:meth:`ClassChoice.training_index`), the
     background ones kept when their draw ``bg_u`` < ``background_keep``, with ``balance sampling`` each
     action's windows repeated up to the most frequent action's count (at most ``max_repeat`` copies).
     Validation: every window with a clip, once (label: its training class, else background; the
@@ -198,7 +199,7 @@ def _records(labels: pd.DataFrame, choice, *, coded: CodedConfig, train: bool, r
     idx = labels["action"].map(choice.training_index)
     repeat: dict[int, int] = {}
     if train:
-        keep = idx.notna() & labels["clip"].notna()
+        keep = idx.notna() & labels["clip"].notna() & (labels["window"] % coded.window_step == 0)
         keep &= (idx != bg) | (labels["bg_u"] < coded.background_keep)
         rows = labels[keep].assign(label=idx[keep].astype(int))
         if coded.balance == "sampling":

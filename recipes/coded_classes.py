@@ -43,7 +43,7 @@ class ClassChoice:
 
     def training_index(self, label: str | None) -> int | None:
         """Class index a window label trains as; None: not trained on (uncoded, or a dropped action)."""
-        if label is None:
+        if not isinstance(label, str):  # None, or NaN once a table went through pandas
             return None
         names = self.classes.names
         if label == BACKGROUND:

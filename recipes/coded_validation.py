@@ -63,7 +63,7 @@ def predict_part(model: torch.nn.Module, prepared: str | Path, *, batch_size: in
 
     fam = family_of(model)
     pixels = rgb and fam.uses_pixels(model.cfg)
-    ds = ClipDataset(folder, len(folder.clip(0).offsets) - 1, train=False, pixels=pixels)
+    ds = ClipDataset(folder, int(folder.records[0]["num_frames"]), train=False, pixels=pixels)
     pred = predict_clips(model, ds, batch_size=batch_size, device=device, amp=False, workers=workers, family=fam)
     ids = folder.ids
     return {ids[int(i)]: pred.scores[k] for k, i in enumerate(pred.indices)}

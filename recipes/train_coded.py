@@ -50,7 +50,7 @@ from model.clips import MANIFEST, PREPARED_FORMAT
 from model.families import get_family
 from model.preprocessing import Preprocessing
 from model.windows import WindowPlan
-from pipeline.artifacts import atomic_write_text, write_artifact
+from pipeline.artifacts import atomic_write_bytes, atomic_write_text, write_artifact
 from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_written, setup_logging
 from pipeline.manifest import read_manifest
 from pipeline.readout import ReadoutConfig
@@ -452,8 +452,7 @@ def run(plan: CodedRun, *, show_progress: bool = False, quiet: bool = False) -> 
         report = write_cv_report(plan, parts, out / "cv", counts=counts, timings=timings)
         written += report["written"]
     else:
-        final = out / "model.pt"
-        shutil.copyfile(parts[0]["model"], final)
+        final = atomic_write_bytes(out / "model.pt", Path(parts[0]["model"]).read_bytes())
         written.append(final)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")
@@ -567,6 +566,13 @@ def main(argv: list[str] | None = None) -> int:
         report_written(path)
     if result["report"] is not None:
         print(result["report"]["markdown"], file=sys.stderr)
+    else:
+        rows = {r["action"]: r for r in result["parts"][0]["provenance"]["validation"]["per_action"]}
+        a = rows.get("all", {})
+        print(f"hold-out validation ({len(result['parts'][0]['provenance']['validation']['participants'])} participants): "
+              f"kappa model-coder {a.get('model_kappa')}, coder-coder {a.get('coder_kappa')}; "
+              f"ICC(2,1) of percent time model-coder {a.get('model_icc')}, coder-coder {a.get('coder_icc')} "
+              "(any action; per action in the checkpoint's provenance and parts/holdout/validation/)", file=sys.stderr)
     return EXIT_OK
 
 

@@ -179,3 +179,40 @@ def test_window_labels_and_event_counts_follow_the_per_frame_truth(cohort):
         return a if isinstance(a, str) else None
 
     assert [name(a) for a in got["action"]] == [name(a) for a in mine["action"]]
+
+
+def test_training_records_subsample_background_and_balance_classes():
+    from recipes.coded_config import CodedConfig
+    from recipes.train_coded import _records
+
+    counts = {"nodding": 40, "shaking legs": 10, "touching nose": 4, "waving": 7, "background": 400}
+    rows = [(a, i) for a, n in counts.items() for i in range(n)] + [(None, 0)] * 5
+    rng = np.random.default_rng(0)
+    labels = pd.DataFrame({"video_id": "v", "participant_id": "p", "group": "g",
+                           "window": np.arange(len(rows)), "clip": [f"c{i}" for i in range(len(rows))],
+                           "action": [a for a, _ in rows], "bg_u": rng.random(len(rows))})
+    choice = choose_classes(pd.DataFrame({"action": ["nodding", "shaking legs", "touching nose", "waving"],
+                                          "events": [20, 10, 10, 3], "participants": [5, 5, 5, 5],
+                                          "frames": [1, 1, 1, 1]}), min_events=10, min_participants=3)
+    assert choice.classes.names == ("nodding", "shaking legs", "touching nose", "background")
+    assert choice.table.set_index("action").loc["waving", "status"] == "folded into background"
+    names = choice.classes.names
+
+    def per_class(coded):
+        recs = _records(labels, choice, coded=coded, train=True, rel="w")
+        return pd.Series([names[r["label"]] for r in recs]).value_counts().to_dict(), recs
+
+    plain, recs = per_class(CodedConfig())
+    bg_kept = int(((labels["action"].isin(["background", "waving"])) & (labels["bg_u"] < 0.25)).sum())
+    assert plain == {"nodding": 40, "shaking legs": 10, "touching nose": 4, "background": bg_kept}
+    assert all(r["file"] == f"w/clips/{r['id']}.npz" for r in recs)  # no window twice without balancing
+    balanced, recs = per_class(CodedConfig(balance="sampling", max_repeat=4))
+    assert balanced == {"nodding": 40, "shaking legs": 40, "touching nose": 16, "background": bg_kept}
+    assert len({r["id"] for r in recs}) == len(recs)
+    dropped, _ = per_class(CodedConfig(unused="drop", window_step=2))
+    choice_drop = choose_classes(choice.table[["action", "events", "participants", "frames"]], min_events=10,
+                                 min_participants=3, unused="drop")
+    recs = _records(labels, choice_drop, coded=CodedConfig(unused="drop"), train=True, rel="w")
+    assert "waving" not in {labels.set_index("clip").loc[r["id"], "action"] for r in recs}
+    val = _records(labels, choice, coded=CodedConfig(), train=False, rel="w")
+    assert len(val) == len(labels)  # validation: every window with a clip, once

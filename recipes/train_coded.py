@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import os
 import shutil
 import sys
 import time
@@ -100,6 +101,8 @@ class CodedRun:
     parts: list[str]
     trained_on: str
     record: dict
+    windows: Path = Path()
+    """Where the prepared windows are: ``OUT/windows``, or ``--windows ROOT/<settings hash>`` (shared)."""
 
 
 def _plan_and_preprocessing(train_cfg: TrainConfig, plan: WindowPlan | None) -> tuple[WindowPlan, Preprocessing, float]:
@@ -118,7 +121,7 @@ def _plan_and_preprocessing(train_cfg: TrainConfig, plan: WindowPlan | None) -> 
 
 def plan_run(*, manifest: str | Path, keypoints: str | Path, codings: list[str | Path], out: str | Path,
              coded: CodedConfig, train_cfg: TrainConfig, plan: WindowPlan | None = None,
-             trained_on: str = "coded videos") -> CodedRun:
+             trained_on: str = "coded videos", windows_root: str | Path | None = None) -> CodedRun:
     """Read and check every input, decide classes and splits; write nothing. BadInput (one line) on bad input."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -156,15 +159,25 @@ def plan_run(*, manifest: str | Path, keypoints: str | Path, codings: list[str |
         if diff:
             raise BadInput(f"{out / RECORD}: this folder holds a run with other settings ({', '.join(diff[:4])}); "
                            "use another --out")
+    if windows_root is None:
+        windows = out / "windows"
+    else:
+        import hashlib
+
+        key = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        windows = Path(windows_root) / key  # one folder per window settings: runs sharing it never clash
+    record["windows_folder"] = str(windows.absolute())
     return CodedRun(out, man, coded, train_cfg, settings, source, videos, kp, choice, splits,
-                    part_names(coded.folds), trained_on, record)
+                    part_names(coded.folds), trained_on, record, windows)
 
 
 def _differences(old: dict, new: dict) -> list[str]:
     free_train = {"workers", "device", "plot_every", "val_every", "eval_batch_size", "compile"}
     out = []
-    for key in ("coded", "train", "windows", "label_source", "classes", "splits"):
+    for key in ("coded", "train", "windows", "label_source", "classes", "splits", "windows_folder"):
         a, b = old.get(key), new.get(key)
+        if key == "windows_folder" and a is None:  # a record from before --windows: OUT/windows
+            continue
         if isinstance(a, dict) and isinstance(b, dict):
             free = RESULT_FREE if key == "coded" else free_train if key == "train" else ()
             out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if k not in free and a.get(k) != b.get(k)]
@@ -288,7 +301,7 @@ def _train_part(run: CodedRun, part: str, tables, labels: pd.DataFrame, *, show_
     size, clip_len = run.settings.preprocessing.size, run.settings.plan.clip_len
     train_rows = labels[~labels["participant_id"].isin(val_people)]
     val_rows = labels[labels["participant_id"].isin(val_people)]
-    rel = "../../../windows"
+    rel = os.path.relpath(run.windows, part_dir / "train")
     train_dir = part_dir / "train"
     val_dir = part_dir / "val"
     train_recs = _records(train_rows, run.choice, coded=coded, train=True, rel=rel)
@@ -353,7 +366,7 @@ def _epochs_done(state: Path) -> int:
 def _record_hash(run: CodedRun) -> str:
     import hashlib
 
-    keep = {k: v for k, v in run.record.items() if k != "inputs"}
+    keep = {k: v for k, v in run.record.items() if k not in ("inputs", "windows_folder")}
     keep["coded"] = {k: v for k, v in keep["coded"].items() if k not in RESULT_FREE}
     keep["train"] = {k: v for k, v in keep["train"].items() if k not in ("workers", "device", "plot_every")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
@@ -424,7 +437,7 @@ def run(plan: CodedRun, *, show_progress: bool = False, quiet: bool = False) -> 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RECORD, json.dumps(plan.record, indent=1, default=str) + "\n")
     t0 = time.perf_counter()
-    tables = prepare_windows(plan.videos, plan.keypoints, out / "windows", plan.settings, show_progress=show_progress)
+    tables = prepare_windows(plan.videos, plan.keypoints, plan.windows, plan.settings, show_progress=show_progress)
     t_windows = time.perf_counter() - t0
     labels = window_labels(plan.source, tables, plan.manifest, rule=plan.coded.label_rule)
     labels["bg_u"] = np.random.default_rng(plan.coded.split_seed).random(len(labels))
@@ -479,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--codings", required=True, nargs="+", metavar="DIR",
                      help="imported codings folder(s) (python -m pipeline.codings import); several: one per coder")
     io_.add_argument("--out", required=True, metavar="DIR", help="run folder (windows, parts, models, report)")
+    io_.add_argument("--windows", metavar="ROOT", default=None,
+                     help="keep the prepared windows under ROOT/<settings hash>/ to share them between runs "
+                          "(default: OUT/windows)")
     io_.add_argument("--trained-on", default="coded videos",
                      help="what the checkpoints' provenance says the model was trained on (e.g. 'simulated')")
     coded = p.add_argument_group("windows, labels, classes, splits, calibration (CodedConfig)")
@@ -558,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
                               hop_s=args.hop or DEMO_PLAN.hop_s)
         try:
             planned = plan_run(manifest=args.manifest, keypoints=args.keypoints, codings=args.codings, out=args.out,
-                               coded=coded, train_cfg=cfg, plan=plan, trained_on=args.trained_on)
+                               coded=coded, train_cfg=cfg, plan=plan, trained_on=args.trained_on,
+                               windows_root=args.windows)
         except CheckpointError as exc:
             raise BadInput(str(exc)) from None
         result = run(planned, show_progress=not args.quiet, quiet=args.quiet)

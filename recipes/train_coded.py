@@ -153,12 +153,6 @@ def plan_run(*, manifest: str | Path, keypoints: str | Path, codings: list[str |
               "classes": list(choice.classes.names), "splits": splits.to_dict("list"),
               "inputs": {"manifest": str(Path(manifest).absolute()), "keypoints": str(Path(keypoints).absolute()),
                          "codings": [str(Path(c).absolute()) for c in codings]}}
-    if (out / RECORD).is_file():
-        old = json.loads((out / RECORD).read_text())
-        diff = _differences(old, record)
-        if diff:
-            raise BadInput(f"{out / RECORD}: this folder holds a run with other settings ({', '.join(diff[:4])}); "
-                           "use another --out")
     if windows_root is None:
         windows = out / "windows"
     else:
@@ -167,11 +161,19 @@ def plan_run(*, manifest: str | Path, keypoints: str | Path, codings: list[str |
         key = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
         windows = Path(windows_root) / key  # one folder per window settings: runs sharing it never clash
     record["windows_folder"] = str(windows.absolute())
+    if (out / RECORD).is_file():
+        old = json.loads((out / RECORD).read_text())
+        diff = _differences(old, record)
+        if diff:
+            raise BadInput(f"{out / RECORD}: this folder holds a run with other settings ({', '.join(diff[:4])}); "
+                           "use another --out")
     return CodedRun(out, man, coded, train_cfg, settings, source, videos, kp, choice, splits,
                     part_names(coded.folds), trained_on, record, windows)
 
 
 def _differences(old: dict, new: dict) -> list[str]:
+    """Result-relevant fields that differ between two run records (compared as JSON: tuples are lists)."""
+    new = json.loads(json.dumps(new, default=str))
     free_train = {"workers", "device", "plot_every", "val_every", "eval_batch_size", "compile"}
     out = []
     for key in ("coded", "train", "windows", "label_source", "classes", "splits", "windows_folder"):

@@ -84,7 +84,9 @@ def test_fold_and_pooled_tables_are_finite_and_the_model_agrees(trained):
     # the scaled-down claim of docs/training.md's measured run: the model agrees with the coders on
     # participants it never saw, at least at half the coders' own level over all actions
     assert s.loc["all", "model_kappa"] > 0.5 * s.loc["all", "coder_kappa"] > 0.2, s
-    assert (root / "run" / "cv" / "summary.md").read_text().count("|") > 20
+    md = (root / "run" / "cv" / "summary.md").read_text()
+    assert md.count("|") > 20
+    assert "No cross-fitted read-out: fold-1: group" in md  # one validation participant per group and fold
 
 
 def test_checkpoints_carry_the_calibrated_readout_and_the_agreement(trained):

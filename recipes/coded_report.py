@@ -119,7 +119,7 @@ def write_cv_report(plan, parts: list[dict], out: Path, *, counts: dict, timings
                                       config=coded.to_dict(), extra=facts))
         written.append(atomic_write_text(out / f"{name}.csv", table.to_csv(index=False)))
     written += write_validation(pooled, out / "validation")
-    folds_all = summary[(summary["action"] == ALL) & (summary["scope"] != "pooled")]
+    folds_all = summary[(summary["action"] == ALL) & summary["scope"].str.startswith("fold-")]
     md = [f"**Cross-validation on coded videos** ({coded.folds} folds by participant, stratified by group; "
           f"label source {plan.source.name}; coders {', '.join(plan.source.coders)}; "
           f"{plan.splits['participant_id'].nunique()} participants, {counts['windows']} windows, "

@@ -455,11 +455,17 @@ def run(plan: CodedRun, *, show_progress: bool = False, quiet: bool = False) -> 
               f"too little pose; {counts['uncoded']} not observed by {plan.source.name}); {plan.choice.summary()}",
               file=sys.stderr)
     parts = []
-    timings = {"windows_s": round(t_windows, 1)}
+    try:  # a resumed run keeps the measured times of what it did not redo
+        earlier = json.loads((out / "timings.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    redone = any(t.status == "ok" for t in tables.values())
+    timings = {"windows_s": round(t_windows, 1) if redone or "windows_s" not in earlier else earlier["windows_s"]}
     for part in plan.parts:
         t1 = time.perf_counter()
         parts.append(_train_part(plan, part, tables, labels, show_progress=show_progress, quiet=quiet))
-        timings[f"{part}_s"] = round(time.perf_counter() - t1, 1)
+        took = round(time.perf_counter() - t1, 1)
+        timings[f"{part}_s"] = earlier.get(f"{part}_s", took) if parts[-1]["status"] == "skipped" else took
     written = [out / RECORD, out / "labels.parquet", out / "classes.csv", out / "splits.csv"]
     written += [p["model"] for p in parts]
     report = None
@@ -470,6 +476,8 @@ def run(plan: CodedRun, *, show_progress: bool = False, quiet: bool = False) -> 
         final = atomic_write_bytes(out / "model.pt", Path(parts[0]["model"]).read_bytes())
         written.append(final)
     timings["total_s"] = round(time.perf_counter() - t0, 1)
+    if earlier.get("total_s") and not redone and all(p["status"] == "skipped" for p in parts):
+        timings["total_s"], timings["report_rerun_s"] = earlier["total_s"], timings["total_s"]
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1) + "\n")
     written.append(out / "timings.json")
     return {"parts": parts, "written": written, "counts": counts, "timings": timings, "report": report}

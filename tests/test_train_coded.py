@@ -81,8 +81,12 @@ def test_fold_and_pooled_tables_are_finite_and_the_model_agrees(trained):
     s = summary[summary["scope"] == "pooled"].set_index("action")
     assert np.isfinite(s[["model_kappa", "coder_kappa", "model_icc", "coder_icc"]].to_numpy()).all()
     assert pooled["n_participants"].max() == 6
-    # the scaled-down claim of docs/training.md's measured run: the model agrees with the coders on
-    # participants it never saw, at least at half the coders' own level over all actions
+    # the scaled-down claim of docs/training.md's measured run: on participants it never saw, the model
+    # agrees with the coders about as well as they agree with each other on the position-defined actions
+    # (measured: kappa 0.74-0.84 beside the coders' 0.75-0.81), and over all actions at more than half
+    # the coders' level (measured 0.42 vs 0.64)
+    for action in ("crossing arms", "touching nose"):
+        assert s.loc[action, "model_kappa"] > max(0.5, s.loc[action, "coder_kappa"] - 0.25), s
     assert s.loc["all", "model_kappa"] > 0.5 * s.loc["all", "coder_kappa"] > 0.2, s
     md = (root / "run" / "cv" / "summary.md").read_text()
     assert md.count("|") > 20

@@ -14,7 +14,10 @@ so training never decodes full-size MP4s::
         offsets   int64 [F + 1]    frame f is jpeg[offsets[f]:offsets[f+1]]
         keypoints float32 [F, J, 3] (x, y) in pixels of the stored frames, confidence; J = 33
         frame_indices int64 [F]    source frame index of each stored frame
-        label     int64 []         class index into the manifest's class list
+        label     int64 []         class index into the manifest's class list (the datasets read the
+                                   label of the manifest record, which is the same for folders written by
+                                   recipes.prepare_clips; a folder may relabel clips in its manifest, or
+                                   store -1 in class-list-independent clips, recipes.coded_windows)
         meta      str []           JSON: source video, keypoints source, original size, settings
 
 Sampling (TSN, the MA-52 practice; paper IV-B's "temporal jitter"): the F stored frames are cut
@@ -49,7 +52,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from model.preprocessing import ClassList, Preprocessing
-from model.transforms import center_crop_clip, crop_clip, hflip_clip
+from model.transforms import center_crop_clip, crop_clip, hflip_clip, hflip_keypoints
 
 __all__ = [
     "PREPARED_FORMAT", "MANIFEST", "PreparedClip", "PreparedClips", "ClipDataset", "segment_frame_indices",
@@ -211,12 +214,18 @@ class ClipDataset(Dataset):
         Base seed of the per-clip generators (:func:`clip_generator`); :meth:`set_epoch` per epoch.
     views : (clips, crops), optional
         Multi-view evaluation: ``clips`` temporal offsets x ``crops`` (1 or 3) spatial crops.
+    pixels : bool
+        False for a model that reads keypoints only (Micro-DualNet's pose modality, MMN): the JPEG
+        frames are not decoded and ``frames`` is an empty uint8 [T, 3, 0, 0]; the keypoints, label and
+        every random draw (segment frames, crop offsets from the stored frame size, flip) are those
+        of ``pixels=True``, so training and evaluation results do not change, only their cost.
     """
 
     def __init__(self, prepared: PreparedClips | str | os.PathLike, num_frames: int, *, train: bool,
                  preprocessing: Preprocessing | None = None, flip_p: float = 0.5, seed: int = 0,
-                 views: tuple[int, int] | None = None) -> None:
+                 views: tuple[int, int] | None = None, pixels: bool = True) -> None:
         self.prepared = prepared if isinstance(prepared, PreparedClips) else PreparedClips(prepared)
+        self.pixels = pixels
         self.num_frames, self.train, self.flip_p, self.seed = num_frames, train, flip_p, seed
         self.preprocessing = preprocessing or self.prepared.preprocessing
         if views is not None and (train or views[1] not in (1, 3) or views[0] < 1):
@@ -233,38 +242,49 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         clip = self.prepared.clip(i)
         size = self.preprocessing.size
-        label = torch.tensor(clip.label, dtype=torch.int64)
+        label = torch.tensor(int(self.prepared.records[i]["label"]), dtype=torch.int64)  # the manifest's label
         index = torch.tensor(i, dtype=torch.int64)
         if self.train:
             g = clip_generator(self.seed, self.epoch, i)
             pos = segment_frame_indices(clip.num_frames, self.num_frames, generator=g)
-            frames, kp = clip.frames(pos), torch.from_numpy(clip.keypoints[pos])
+            frames, kp = self._frames(clip, i, pos), torch.from_numpy(clip.keypoints[pos])
             h, w = frames.shape[-2:]
             self._check_size(h, w, size, i)
             top = int(torch.randint(0, h - size + 1, (), generator=g))
             left = int(torch.randint(0, w - size + 1, (), generator=g))
             frames, kp = crop_clip(frames, kp, top, left, size, size)
             if torch.rand((), generator=g).item() < self.flip_p:
-                frames, kp = hflip_clip(frames, kp)
-            return {"frames": frames.contiguous(), "keypoints": kp, "label": label, "index": index}
+                frames, kp = hflip_clip(frames, kp) if self.pixels else (frames, hflip_keypoints(kp, size))
+            return {"frames": self._out(frames), "keypoints": kp, "label": label, "index": index}
         if self.views is None:
             pos = segment_frame_indices(clip.num_frames, self.num_frames)
-            frames, kp = clip.frames(pos), torch.from_numpy(clip.keypoints[pos])
+            frames, kp = self._frames(clip, i, pos), torch.from_numpy(clip.keypoints[pos])
             self._check_size(*frames.shape[-2:], size, i)
             frames, kp = center_crop_clip(frames, kp, size)
-            return {"frames": frames.contiguous(), "keypoints": kp, "label": label, "index": index}
+            return {"frames": self._out(frames), "keypoints": kp, "label": label, "index": index}
         n_clips, n_crops = self.views
         all_frames, all_kp = [], []
         for c in range(n_clips):
             pos = segment_frame_indices(clip.num_frames, self.num_frames, offset=(c + 0.5) / n_clips)
-            frames, kp = clip.frames(pos), torch.from_numpy(clip.keypoints[pos])
+            frames, kp = self._frames(clip, i, pos), torch.from_numpy(clip.keypoints[pos])
             h, w = frames.shape[-2:]
             self._check_size(h, w, size, i)
             for top, left in self._crop_offsets(h, w, size, n_crops):
                 f, k = crop_clip(frames, kp, top, left, size, size)
-                all_frames.append(f)
+                all_frames.append(self._out(f))
                 all_kp.append(k)
         return {"frames": torch.stack(all_frames), "keypoints": torch.stack(all_kp), "label": label, "index": index}
+
+    def _frames(self, clip: PreparedClip, i: int, pos: np.ndarray) -> torch.Tensor:
+        """The clip's frames at ``pos``: decoded, or (``pixels=False``) a zero-stride stand-in of the stored
+        size, so crops and offsets are computed exactly as for decoded frames without decoding."""
+        if self.pixels:
+            return clip.frames(pos)
+        rec = self.prepared.records[i]
+        return torch.zeros((), dtype=torch.uint8).expand(len(pos), 3, int(rec["height"]), int(rec["width"]))
+
+    def _out(self, frames: torch.Tensor) -> torch.Tensor:
+        return frames.contiguous() if self.pixels else frames.new_zeros((frames.shape[0], 3, 0, 0))
 
     def _check_size(self, h: int, w: int, size: int, i: int) -> None:
         if h < size or w < size:

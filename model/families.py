@@ -21,6 +21,10 @@ stage, training, evaluation, the report's Methods, the flow) works through the
                        (Micro-DualNet: its entity definition) and the model rebuilt from both
 ``keypoint_joints``, ``keypoint_threshold``, ``part_names``  what the keypoint input and the
                        optional per-entity routing column look like
+``classifier_prefixes(config)``  state-dict prefixes of the classifier (what depends on the class
+                       list: re-initialised when a model is trained for another one, :mod:`model.transfer`)
+``backbone_prefixes(config)``    state-dict prefixes of the pretrained CNN backbone (empty when the
+                       config has none: the pose modality, MMN), for freezing it on small data
 =====================  ==========================================================================
 
 Families are registered lazily (:data:`FAMILIES` holds import paths), so a family whose module is
@@ -140,6 +144,14 @@ class ModelFamily:
     def uses_pixels(self, config) -> bool:
         return PIXELS in self.inputs(config)
 
+    def classifier_prefixes(self, config) -> tuple[str, ...]:
+        """State-dict key prefixes of the classifier (every tensor whose meaning depends on the class list)."""
+        raise NotImplementedError
+
+    def backbone_prefixes(self, config) -> tuple[str, ...]:
+        """State-dict key prefixes of the CNN backbone (empty: the config has none)."""
+        return ()
+
 
 class MicroDualNetFamily(ModelFamily):
     name, title, aux_term = "micro_dualnet", "Micro-DualNet", "MAC"
@@ -183,6 +195,12 @@ class MicroDualNetFamily(ModelFamily):
     def part_names(self, config, state) -> list[str]:
         return [name for name, _ in self._entities(config, state).entities]
 
+    def classifier_prefixes(self, config) -> tuple[str, ...]:
+        return ("classifier.",)  # the 2-layer MLP on the pooled paths + global features (III-D)
+
+    def backbone_prefixes(self, config) -> tuple[str, ...]:
+        return ("backbone.",) if config.modality in ("rgb", "rgb_pose") else ()
+
 
 class MMNFamily(ModelFamily):
     name, title, aux_term = "mmn", "MMN (Motion-guided Modulation Network, skeleton only)", "consistency"
@@ -202,6 +220,9 @@ class MMNFamily(ModelFamily):
 
     def keypoint_threshold(self, config, state) -> float:
         return float(config.keypoint_threshold)
+
+    def classifier_prefixes(self, config) -> tuple[str, ...]:
+        return tuple(f"streams.{s}.head." for s in config.streams)  # one linear head per stream
 
 
 class MANetFamily(ModelFamily):
@@ -237,6 +258,12 @@ class MANetFamily(ModelFamily):
             return super().loss(model, output, labels, label_smoothing=label_smoothing)
         terms = own(output.raw, labels, label_smoothing=label_smoothing)  # MANetLossTerms(total, ce, emb)
         return LossTerms(total=terms.total, ce=terms.ce, mac=getattr(terms, "emb", terms.ce.new_zeros(())))
+
+    def classifier_prefixes(self, config) -> tuple[str, ...]:
+        return ("classifier.",)  # the joint-embedding head maps to label-vector space, not to classes
+
+    def backbone_prefixes(self, config) -> tuple[str, ...]:
+        return ("backbone.",)
 
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (MicroDualNetFamily(), MMNFamily(), MANetFamily())}

@@ -93,25 +93,25 @@ import numpy as np
 import torch
 
 from model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_training_state, save_checkpoint
-from model.clips import MANIFEST, PREPARED_FORMAT, ClipDataset, PreparedClips, encode_prepared_clip
+from model.clips import MANIFEST, PREPARED_FORMAT, ClipDataset, PreparedClips
 from recipes.evaluate import predict_clips
 from model.preprocessing import ClassList, Preprocessing
 from model.taxonomy import MA52
 from recipes.train import STATE as TRAIN_STATE, TrainConfig, train
 from model.windows import WindowPlan
 from pipeline.agreement import read_frame_truth
-from pipeline.artifacts import atomic_write_bytes, atomic_write_text, config_hash, sha256_files
+from pipeline.artifacts import atomic_write_text, config_hash, sha256_files
 from pipeline.cli import EXIT_OK, BadInput, handle_errors, make_parser, report_written, setup_logging
 from pipeline.keypoints import read_keypoints
 from pipeline.manifest import read_manifest
-from pipeline.person_crop import crop_window, decode_scale, person_box, scale_frame, scaled_size
 from pipeline.pose import PoseConfig, keypoints_path, make_jobs, run_pose
 from pipeline.readout import ReadoutConfig
 from recipes.readout_calibration import Calibration, calibrate_thresholds
 from pipeline.recognize import RecognizeJob, RecognizeOptions, recognize_videos
 from simulator.motions import ACTIONS, PROGRAMS
 from simulator.recording import ActionRates, CohortConfig, write_cohort
-from pipeline.video import iter_frames, probe
+from pipeline.video import probe
+from recipes.window_clips import ChosenWindow, video_windows, write_window_clips
 
 __all__ = ["DEMO_PLAN", "DEMO_PREPROCESSING", "MODEL_OVERRIDES", "MMN_OVERRIDES", "DEMO_TRAIN", "DEMO_FAMILIES",
            "CHECKPOINT_FILE", "CHECKPOINT_FILES", "REBUILD_COMMAND", "rebuild_command", "DemoRecipe",
@@ -329,46 +329,22 @@ def window_clips(split_dir: Path, out: Path, *, classes: ClassList, plan: Window
         frame_class = np.full(info.frame_count, bg, np.int64)
         labelled = truth["action"].notna().to_numpy()
         frame_class[truth["frame"].to_numpy()[labelled]] = [index[a] for a in truth["action"][labelled]]
-        kp = read_keypoints(keypoints_path(split_dir / "pose", vid))
-        row_of = {int(f): r for r, f in enumerate(kp.frames)}
-        combined, usable = kp.combined, kp.valid
+        kp_path = keypoints_path(split_dir / "pose", vid)
+        kp = read_keypoints(kp_path)
+        laid = video_windows(plan, info.frame_count, info.fps, kp, video=video, keypoints_path=kp_path)
         chosen = []
-        for w in plan.windows(info.frame_count, info.fps):
-            rows_w = np.array([row_of[f] for f in w.frames])
-            if usable[rows_w].mean() < min_valid:
+        for w, rows_w, valid in zip(laid.windows, laid.rows, laid.valid):
+            if valid < min_valid:
                 continue
             counts = np.bincount(frame_class[w.start_frame:w.end_frame], minlength=len(classes))
             label = int(np.argmax(counts))
             purity = counts[label] / counts.sum()
             if purity < min_purity or (label == bg and rng.random() >= background_keep):
                 continue
-            chosen.append((w, rows_w, label, purity))
-        needed = sorted({f for w, *_ in chosen for f in w.frames})
-        bgr = {i: px for i, _, px in iter_frames(video, needed, info=info)}
-        scaled: dict[tuple[int, tuple[int, int]], torch.Tensor] = {}
-        for w, rows_w, label, purity in chosen:
-            box = None
-            if preprocessing.region == "person":
-                box = person_box(combined[rows_w], usable[rows_w], info.size, padding=preprocessing.person_padding,
-                                 threshold=threshold)
-            size = scaled_size(info.size, decode_scale(preprocessing, info.size, box))
-            for f in w.frames:
-                if (f, size) not in scaled:
-                    scaled[(f, size)] = scale_frame(bgr[f], size)
-            frames, kp_w = crop_window(torch.stack([scaled[(f, size)] for f in w.frames]),
-                                       torch.from_numpy(combined[rows_w].astype(np.float32)), preprocessing,
-                                       source_size=info.size, box=box)
-            clip_id = f"{vid}-w{w.index:04d}"
-            meta = {"video": str(video), "window": w.index, "start_frame": w.start_frame, "end_frame": w.end_frame,
-                    "purity": float(purity), "box": None if box is None else list(box.as_tuple())}
-            pixels = frames.permute(0, 2, 3, 1).numpy()
-            atomic_write_bytes(out / "clips" / f"{clip_id}.npz",
-                               encode_prepared_clip(list(pixels), kp_w.numpy(), np.asarray(w.frames), label, meta))
-            records.append({"id": clip_id, "file": f"clips/{clip_id}.npz", "label": label, "num_frames": len(w.frames),
-                            "height": int(pixels.shape[1]), "width": int(pixels.shape[2]), "video": str(video),
-                            "has_keypoints": True})
-            rows.append(f"{clip_id},{vid},{w.start_frame},{w.end_frame},{classes.names[label]},{purity:.4f}\n")
-        del bgr, scaled
+            chosen.append(ChosenWindow(w, rows_w, label, f"{vid}-w{w.index:04d}", {"purity": float(purity)}))
+        records += write_window_clips(video, info, kp, chosen, out, preprocessing=preprocessing, threshold=threshold)
+        rows += [f"{c.clip_id},{vid},{c.window.start_frame},{c.window.end_frame},{classes.names[c.label]},"
+                 f"{c.meta['purity']:.4f}\n" for c in chosen]
     motion = {index[a] for a in ACTIONS if PROGRAMS[a].kind == "motion"}
     repeats = [{**r, "id": f"{r['id']}-r{k}"} for k in range(1, motion_repeat) for r in records if r["label"] in motion]
     manifest = {"format": PREPARED_FORMAT, "classes": classes.to_dict(), "preprocessing": preprocessing.to_dict(),

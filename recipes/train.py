@@ -65,8 +65,10 @@ from model.clips import ClipDataset, PreparedClips, collate_clips, normalize_fra
 from model.families import KEYPOINTS, family_of, get_family
 from recipes.evaluate import predict_clips, write_file_atomic
 from model.metrics import METRIC_KEYS, classification_metrics
+from model.transfer import FREEZE_CHOICES, freeze, init_from_checkpoint, set_frozen_eval
 from model.weights import BackboneWeights, load_backbone_weights
 from model.windows import WindowPlan
+from pipeline.cli import progress
 
 __all__ = ["TrainConfig", "GlobalBatchSampler", "lr_at", "model_config", "build_model", "recalibrate_batchnorm",
            "train", "write_log", "main"]
@@ -93,6 +95,13 @@ class TrainConfig:
     backbone_weights: str | None = None
     """Local ImageNet / TSM / mmaction2 backbone file (:func:`model.weights.load_backbone_weights`)."""
     backbone_format: str = "auto"
+    init_checkpoint: str | None = None
+    """Start from this checkpoint (any class list, :func:`model.transfer.init_from_checkpoint`): its family,
+    architecture and every tensor but the classifier are kept, the classifier is drawn afresh for the
+    prepared folder's class list; ``preset`` and ``model_overrides`` are then not used."""
+    freeze: str = "none"
+    """"none", "backbone" (the CNN backbone gets no gradient, BatchNorm statistics kept) or "features"
+    (everything but the classifier); :func:`model.transfer.freeze`."""
 
     # --- optimisation (IV-B) ------------------------------------------------------------------
     optimizer: str = "sgd"
@@ -127,6 +136,8 @@ class TrainConfig:
     """Stride of the window plan stored in the checkpoint for inference on untrimmed video. None: the
     MA-52 span of 64 frames split over T (``model.windows.ma52_plan``: 8 frames stride 8, the
     ``ma52_16f`` preset's 16 frames stride 4), about the TSN segment length of a 2 s clip at 30 fps."""
+    hop_s: float | None = None
+    """Hop of that window plan in seconds (None: the plan's default, 0.5 s)."""
     flip_p: float = 0.5
     workers: int = 4
     """DataLoader worker processes per training process (JPEG decode + crop + flip)."""
@@ -224,11 +235,21 @@ def model_config(cfg: TrainConfig, num_classes: int):
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given."""
-    torch.manual_seed(cfg.seed)
-    model = get_family(cfg.family).build(model_config(cfg, num_classes))
-    if cfg.backbone_weights:
-        load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
+    """A fresh model (seeded by ``cfg.seed``), backbone from the local weights file when given; or, with
+    ``cfg.init_checkpoint``, the checkpoint's model with a fresh classifier (:mod:`model.transfer`).
+    ``cfg.freeze`` is applied either way."""
+    if cfg.init_checkpoint:
+        model, report = init_from_checkpoint(cfg.init_checkpoint, num_classes, seed=cfg.seed)
+        if report.family != cfg.family:
+            raise ValueError(f"--init {cfg.init_checkpoint} is a {report.family} checkpoint but the training config "
+                             f"names family {cfg.family!r}")
+        model.transfer_report = report
+    else:
+        torch.manual_seed(cfg.seed)
+        model = get_family(cfg.family).build(model_config(cfg, num_classes))
+        if cfg.backbone_weights:
+            load_backbone_weights(model, BackboneWeights(cfg.backbone_weights, cfg.backbone_format))
+    freeze(model, get_family(cfg.family), cfg.freeze)
     return model
 
 
@@ -283,6 +304,7 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 def _set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     model.train()
+    set_frozen_eval(model)  # frozen parts (cfg.freeze) keep their BatchNorm statistics and no dropout
     if freeze_bn:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -351,13 +373,15 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator[dict[str, torch.Te
                           device: torch.device, *, amp: bool = False) -> int:
     """Reset every BatchNorm's running statistics and re-estimate them as the plain mean over ``batches``
     (train-mode forward passes, no gradient); returns the number of batches used."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and not getattr(m, "_frozen", False)]
     momenta = [bn.momentum for bn in bns]
     was_training = model.training
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
     model.train()
+    set_frozen_eval(model)
     n = 0
     try:
         for batch in batches:
@@ -387,7 +411,8 @@ def _dist_env() -> tuple[int, int, int]:
 def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
           val_dir: str | os.PathLike | None = None, resume: bool = False, until_epoch: int | None = None,
           provenance: dict[str, Any] | None = None,
-          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None, show_progress: bool = False,
+          unit: str = "clip") -> Path:
     """Train on a prepared folder; return the path of the best checkpoint (``latest.pt`` without ``val_dir``).
 
     Parameters
@@ -400,6 +425,8 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
         used to split a run into pieces.
     provenance : extra plain-data provenance for the checkpoints (e.g. ``{"trained_on": "simulated"}``).
     on_epoch : called on rank 0 with each epoch's log row.
+    show_progress : a progress bar (rank 0, stderr, :func:`pipeline.cli.progress`) over all remaining
+        training steps, counted in ``unit``s (clips) per second with an ETA for the whole run.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this; rank 0 writes the files.
     """
@@ -414,7 +441,7 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
         torch.cuda.set_device(device)
     try:
         return _train(cfg, Path(prepared_dir), Path(out_dir), None if val_dir is None else Path(val_dir), resume,
-                      until_epoch, provenance or {}, on_epoch, rank, world, device)
+                      until_epoch, provenance or {}, on_epoch, rank, world, device, show_progress and rank == 0, unit)
     finally:
         if own_group:
             dist.destroy_process_group()
@@ -422,7 +449,7 @@ def train(config: TrainConfig, prepared_dir: str | os.PathLike, out_dir: str | o
 
 def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | None, resume: bool,
            until_epoch: int | None, provenance: dict[str, Any], on_epoch, rank: int, world: int,
-           device: torch.device) -> Path:
+           device: torch.device, show_progress: bool = False, unit: str = "clip") -> Path:
     train_set = PreparedClips(prepared_dir)
     classes, preprocessing = train_set.classes, train_set.preprocessing
     val_set = PreparedClips(val_dir) if val_dir is not None else None
@@ -445,7 +472,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                                  "recipes.prepare_clips --keypoints)")
     t = cfg.num_frames or mcfg.num_frames
     stride = cfg.frame_stride if cfg.frame_stride is not None else max(1, round(64 / t))
-    plan = WindowPlan(clip_len=t, stride=stride)  # = ma52_plan(t) when T divides 64
+    plan = (WindowPlan(clip_len=t, stride=stride) if cfg.hop_s is None  # = ma52_plan(t) when T divides 64
+            else WindowPlan(clip_len=t, stride=stride, hop_s=cfg.hop_s))
     history: list[dict[str, Any]] = []
     best = -1.0
     start_epoch = 0
@@ -482,7 +510,9 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                                     weight_decay=cfg.weight_decay)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed)
+    rgb = bool(getattr(core, "uses_rgb", pixels))  # a keypoint-only model: the loader decodes no JPEG
+    train_ds = ClipDataset(train_set, t, train=True, preprocessing=preprocessing, flip_p=cfg.flip_p, seed=cfg.seed,
+                           pixels=rgb)
     sampler = GlobalBatchSampler(len(train_ds), cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed,
                                  max_steps=cfg.max_steps_per_epoch)
     steps_per_epoch = len(sampler)
@@ -496,8 +526,12 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
     stop = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
     amp = cfg.amp and device.type == "cuda"
     base_prov = {"training_data": str(prepared_dir), "train_config": cfg.to_dict(), **provenance}
+    if getattr(core, "transfer_report", None) is not None:
+        base_prov["init"] = core.transfer_report.to_dict()
 
     best_path = out_dir / BEST
+    bar = (progress(None, desc="train", total=max(stop - start_epoch, 0) * steps_per_epoch * cfg.batch_size, unit=unit)
+           if show_progress else None)
     for epoch in range(start_epoch, stop):
         train_ds.set_epoch(epoch)
         sampler.set_epoch(epoch)
@@ -532,6 +566,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                 correct = (out.logits.argmax(-1) == labels).sum()
                 sums += torch.stack([terms.total.detach().double() * n, terms.ce.detach().double() * n,
                                      terms.mac.detach().double() * n, correct.double(), sums.new_tensor(float(n))])
+            if bar is not None:
+                bar.update(n * world)
             t_wait = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -553,7 +589,7 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
         last = epoch + 1 == stop
         if val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last):
             if rank == 0:
-                val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing)
+                val_ds = ClipDataset(val_set, t, train=False, preprocessing=preprocessing, pixels=rgb)
                 pred = predict_clips(core, val_ds, batch_size=cfg.eval_batch_size or cfg.batch_size, device=device,
                                      amp=cfg.amp, workers=cfg.workers, family=family)
                 metrics = classification_metrics(pred.labels, pred.scores, classes)
@@ -576,6 +612,8 @@ def _train(cfg: TrainConfig, prepared_dir: Path, out_dir: Path, val_dir: Path | 
                 on_epoch(row)
         if world > 1:
             dist.barrier()
+    if bar is not None:
+        bar.close()
     return best_path if best_path.is_file() else out_dir / LATEST
 
 
@@ -618,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a named training file of the family, repeatable (MANet: label_vectors=FILE, the 300-d label "
                         "vectors of its joint-embedding loss; without it that loss is off)")
     p.add_argument("--backbone-weights", metavar="FILE", help="local backbone weights (torchvision/TSM/mmaction2)")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint (any class list): all but the classifier "
+                                                  "kept, classifier re-initialised (model.transfer)")
+    p.add_argument("--freeze", choices=FREEZE_CHOICES, default=None, help="parameters without gradients "
+                   f"(backbone: the CNN backbone; features: all but the classifier; default {d.freeze})")
     for name in ("epochs", "batch_size", "workers", "seed", "max_steps_per_epoch", "val_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"default {getattr(d, name)}")
     for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
@@ -662,6 +704,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                 raise ValueError(f"--family-file expects NAME=PATH, got {text!r}")
             files[name.strip()] = path
         changes["family_files"] = files
+    if getattr(args, "init", None):
+        changes["init_checkpoint"] = args.init
+        if getattr(args, "family", None) is None:
+            changes["family"] = load_checkpoint(args.init).family.name
+    if getattr(args, "freeze", None):
+        changes["freeze"] = args.freeze
     if args.compile:
         changes["compile"] = True
     if args.no_amp:

@@ -41,7 +41,7 @@ from pipeline.manifest import read_manifest
 from pipeline.readout import ReadoutConfig
 from pipeline.run_folder import RunFolder
 
-__all__ = ["Track", "Ratings", "read_codings", "coder_ratings", "add_model", "add_consensus"]
+__all__ = ["Track", "Ratings", "read_codings", "coder_ratings", "add_model", "add_model_readouts", "add_consensus"]
 
 
 @dataclass
@@ -192,6 +192,13 @@ def _readout_config(run: RunFolder, notes: list[str]) -> ReadoutConfig:
     return ReadoutConfig()
 
 
+def _check_coded_videos(ratings: Ratings, manifest, where: str) -> None:
+    known = set(manifest.videos["video_id"].astype(str))
+    unknown = sorted(set(ratings.participant) - known)
+    if unknown:
+        raise BadInput(f"codings: video {unknown[0]!r} is not in {where} ({len(unknown)} coded video(s) are not)")
+
+
 def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> Ratings:
     """Add the model's tracks from a run folder and narrow the actions to the model's classes.
 
@@ -206,15 +213,35 @@ def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> 
     if not run.windows.is_dir():
         raise BadInput(f"--run {run.root}: no recognize/windows/ (the model's windows are needed)")
     manifest = read_manifest(run.manifest, check_videos=False)
-    known = set(manifest.videos["video_id"].astype(str))
-    unknown = sorted(set(ratings.participant) - known)
-    if unknown:
-        raise BadInput(f"codings: video {unknown[0]!r} is not in {run.manifest} ({len(unknown)} coded video(s) are not)")
+    _check_coded_videos(ratings, manifest, str(run.manifest))
     config = _readout_config(run, ratings.notes)
     result = aggregate(manifest, run.windows, config, keep_scores=set(ratings.participant))  # the coded videos
     if result.classes is None:
         raise BadInput(f"--run {run.root}: no windows file could be read ({len(result.failures)} failed)")
-    classes = result.classes
+    return add_model_readouts(ratings, manifest, [result], name=name, where=str(run.manifest))
+
+
+def add_model_readouts(ratings: Ratings, manifest, results, *, name: str = "model", where: str = "the manifest"
+                       ) -> Ratings:
+    """Add the model's tracks from read-outs already made (:func:`pipeline.aggregate.aggregate` results).
+
+    Several results (e.g. one per cross-validation fold, each read out with its own model and
+    thresholds) are merged video by video; they must share one class list, and a video may come from
+    one result only. The rest is :func:`add_model`'s (narrowing the actions, notes, groups); ``model``
+    records every result's model id and read-out.
+    """
+    results = list(results)
+    classes = results[0].classes
+    if any(r.classes != classes for r in results):
+        raise BadInput("model read-outs with different class lists cannot be compared as one model")
+    _check_coded_videos(ratings, manifest, where)
+    readouts, failures = {}, {}
+    for r in results:
+        twice = sorted(set(readouts) & set(r.readouts))
+        if twice:
+            raise BadInput(f"model read-outs: video {twice[0]!r} is read out twice")
+        readouts.update(r.readouts)
+        failures.update(r.failures)
     cols = [i for i, t in enumerate(classes.taxonomy_ids) if t is not None]
     model_actions = [classes.names[i] for i in cols]
     dropped = [a for a in ratings.actions if a not in set(model_actions)]
@@ -233,11 +260,11 @@ def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> 
             videos[vid] = Track(on, t.seen, pts)
     ratings.actions = tuple(model_actions)
     tracks = {}
-    for vid, ro in result.readouts.items():
+    for vid, ro in readouts.items():
         tracks[vid] = Track(ro.active[:, cols] & ro.valid[:, None], ro.valid.copy(),
                             scores=None if ro.scores is None else ro.scores[:, cols])
         ratings.fps.setdefault(vid, ro.fps)
-    for vid, why in result.failures.items():
+    for vid, why in failures.items():
         if vid in ratings.participant:
             ratings.notes.append(f"model: coded video {vid!r} could not be read out ({why}); it counts for coder pairs only")
     ratings.tracks[name] = tracks
@@ -245,8 +272,14 @@ def add_model(ratings: Ratings, run_dir: str | Path, *, name: str = "model") -> 
     for row in videos.itertuples(index=False):
         ratings.participant.setdefault(str(row.video_id), str(row.participant_id))
         ratings.group[str(row.participant_id)] = str(row.group)
-    ratings.model = {"model_id": result.model_id, "readout": config.to_dict(), "readout_text": config.describe(),
-                     "classes": len(model_actions)}
+    if len(results) == 1:
+        config = results[0].config
+        ratings.model = {"model_id": results[0].model_id, "readout": config.to_dict(), "readout_text": config.describe(),
+                         "classes": len(model_actions)}
+    else:
+        ratings.model = {"model_id": ",".join(r.model_id for r in results),
+                         "readout": [r.config.to_dict() for r in results],
+                         "readout_text": "; ".join(r.config.describe() for r in results), "classes": len(model_actions)}
     return ratings
 
 

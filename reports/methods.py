@@ -527,7 +527,9 @@ def _validation_section(run: Run) -> MethodsSection:
             + (f" (a frame is coded when at least {100 * float(cfg.get('consensus_share', 0.5)):g} % of the coders "
                "observing it coded it)" if meta.get("reference") == "consensus" else "")
             + ". An action's verdict is 'below the coder range' when the 95 % interval of the difference between the "
-            "mean model-vs-coder kappa and the mean coder-vs-coder kappa lies below zero." if model else ""))
+            "mean model-vs-coder kappa and the mean coder-vs-coder kappa lies below zero, and 'not enough coded "
+            f"data' when the raters shared fewer than {cfg.get('min_participants', 'unknown')} participants or both "
+            f"coders of a pair coded the action in fewer than {cfg.get('min_engaged', 'unknown')}." if model else ""))
     for n_ in meta.get("notes") or []:
         sec.text.append(str(n_))
     sec.params = flatten({"validation": cfg})

@@ -36,7 +36,7 @@ FAMILIES: tuple[str, ...] = ("part", "all", "action", "contrast")
 INTENSITY_SE: tuple[str, ...] = ("hc0-z", "hc0-t", "hc2-z", "hc2-t", "hc3-z", "hc3-t", "wild", "permutation")
 
 # Corrections of percent time for the read-out's errors (see analysis.misclassification).
-MISCLASSIFICATION: tuple[str, ...] = ("none", "acc", "pacc")
+MISCLASSIFICATION: tuple[str, ...] = ("none", "acc", "pacc", "ratio")
 
 # Whether the read-out's error rates are estimated per group (see analysis.misclassification.rate_grouping).
 ERROR_RATES: tuple[str, ...] = ("auto", "pooled", "group")
@@ -106,11 +106,13 @@ class HurdleConfig:
         refused as probable fractions of time, since analysing fractions as percent would silently
         give wrong intensities. ``"percent"`` confirms percent; ``"fraction"`` reads values in [0, 1]
         and multiplies them by 100.
-    misclassification : {"none", "acc", "pacc"}
+    misclassification : {"none", "acc", "pacc", "ratio"}
         Correct percent time for the read-out's errors before the hurdle (issue 23;
         :mod:`analysis.misclassification`): ``"acc"`` the adjusted count ``(observed - fpr) / (tpr - fpr)``,
-        ``"pacc"`` its variant on per-frame scores. ``"none"`` (default) is the analysis without it,
-        identical to the one before issue 23.
+        ``"pacc"`` its variant on per-frame scores, ``"ratio"`` the two-phase ratio estimator
+        ``observed x (coded frames / read-out frames of the coded participants)`` (for errors that scale
+        with the action's own time, such as segments read too long or too short). ``"none"`` (default)
+        is the analysis without it, identical to the one before issue 23.
     validation : str or None
         The validation folder (``RUN/validation``: ``confusion.parquet``, optionally ``scores.parquet``)
         the error rates come from; required unless misclassification is "none" (or the API is given a

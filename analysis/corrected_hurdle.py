@@ -3,7 +3,7 @@
 Steps (issue 23; :mod:`analysis.misclassification` for the correction, :mod:`analysis.rubin` for
 the combination)::
 
-    validation participants --bootstrap--> M draws of (tpr, fpr) [or (s_pos, s_neg)]
+    validation participants --bootstrap--> M draws of (tpr, fpr) [or (s_pos, s_neg), or the ratio R]
     each draw -> corrected cohort table -> hurdle (same actions, covariates, tests)
     M result tables --Rubin's rules--> estimate, se, df (Barnard-Rubin), p
     -> the same multiple-comparison correction as the uncorrected analysis (config.correction/family)
@@ -41,6 +41,7 @@ from .config import HurdleConfig
 from .contrasts import direction
 from .correction import adjust_pvalues
 from .misclassification import (
+    METHOD_RATES,
     ValidationSet,
     bootstrap_rates,
     check_method_inputs,
@@ -173,7 +174,7 @@ def corrected_hurdle_analysis(
     cohort : pandas.DataFrame
         Cohort table (uncorrected read-out).
     config : HurdleConfig
-        ``misclassification`` "acc" or "pacc", ``imputations``, ``imputation_seed``, ``error_rates``,
+        ``misclassification`` "acc", "pacc" or "ratio", ``imputations``, ``imputation_seed``, ``error_rates``,
         ``min_coded_per_group``, ``frame_rate``, ``zero_floor``, and the hurdle's own options.
     validation : ValidationSet, optional
         The confusion counts; default: read from ``config.validation``.
@@ -188,7 +189,7 @@ def corrected_hurdle_analysis(
     """
     hurdle_analysis = fit
     if config.misclassification == "none":
-        raise ValueError("corrected_hurdle_analysis needs misclassification 'acc' or 'pacc'")
+        raise ValueError("corrected_hurdle_analysis needs misclassification 'acc', 'pacc' or 'ratio'")
     if validate:
         cohort = validate_cohort(cohort, config)
     if validation is None:
@@ -207,7 +208,8 @@ def corrected_hurdle_analysis(
     kw = dict(frame_rate=config.frame_rate, zero_floor=config.zero_floor)
     rk = dict(by_group=by_group, groups=config.groups, min_positive=config.min_coded_positive)
     point_rates = estimate_rates(validation, **rk)
-    missing = sorted(set(fixed.actions) - set(point_rates.dropna(subset=["tpr", "fpr"])["action"]))
+    needed = list(METHOD_RATES[config.misclassification])
+    missing = sorted(set(fixed.actions) - set(point_rates.dropna(subset=needed)["action"]))
     point = hurdle_analysis(corrected_cohort(cohort, point_rates, config.misclassification, **kw), fixed, validate=False)
     draws = bootstrap_rates(validation, config.imputations, seed=config.imputation_seed, **rk)
     if show_progress:
@@ -228,7 +230,9 @@ def corrected_hurdle_analysis(
         for c in ("estimate", "se", "effect", "ci_low", "ci_high", "statistic", "p", "ame_pp", "df", "fmi"):
             res.loc[gone, c] = np.nan
         res.loc[gone, ["test", "direction", "ci_method"]] = None
-        res.loc[gone, "note"] = "not estimable: no error rates (the coded participants show no frame of this action, or none without it)"
+        res.loc[gone, "note"] = ("not estimable: no coded-to-read-out ratio (the read-out marks no frame of this action on the "
+                                 "coded participants)" if config.misclassification == "ratio" else
+                                 "not estimable: no error rates (the coded participants show no frame of this action, or none without it)")  # fmt: skip
         res["p_adj"] = adjust_pvalues(res, config.correction, config.family)
     res["misclassification"] = correction_text(config.misclassification, validation, grouping, config.imputations)
     for col, src in (("estimate_uncorrected", "estimate"), ("effect_uncorrected", "effect"), ("p_uncorrected", "p"),

@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-level", type=float, default=0.95, metavar="LEVEL", help="confidence level of all intervals")
     p.add_argument("--misclassification", choices=MISCLASSIFICATION, default="none",
                    help="correct percent time for the read-out's errors before the hurdle: acc = adjusted count (observed - fpr) / "
-                   "(tpr - fpr), pacc = its variant on per-frame scores, with rates from --validation; none (default) = no "
+                   "(tpr - fpr), pacc = its variant on per-frame scores, ratio = observed x (coded / read-out frames of the coded "
+                   "participants; for errors that scale with the action's own time), from --validation; none (default) = no "
                    "correction, the analysis as before. Not the multiple-comparison correction (--correction)")  # fmt: skip
     p.add_argument("--validation", type=Path, default=None, metavar="RUN/validation",
                    help="validation folder with confusion.parquet (and scores.parquet for pacc), from python -m analysis.agreement")  # fmt: skip

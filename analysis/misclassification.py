@@ -21,6 +21,25 @@ coder's positive and negative frames::
 
     s_pacc = clip((m - s_neg) / (s_pos - s_neg), 0, 1)
 
+**Ratio (two-phase sampling).** ACC assumes that false positives fall on the negative frames
+independently of the participant's true share. A model's errors are often at the ends of the action's
+own segments instead (read a little too long or too short, or a fraction of the events found), so that
+the observed share scales with the true one: ``o ~ R^-1 s``. The coded participants are then a second
+phase sample of the cohort, and the ratio estimator of two-phase sampling (double sampling for ratio
+estimation; Cochran, *Sampling Techniques*, 3rd ed. 1977, chapter 12) corrects every participant by
+the ratio of the coder's to the read-out's frames over them::
+
+    R = sum (tp + fn) / sum (tp + fp)        coded frames / read-out frames, coded participants
+    s_ratio = clip(R o, 0, 1)
+
+It needs only the confusion counts. A participant the read-out shows no frame of stays at 0 (no
+zero floor: the model has no false-positive term), so the zero part is the read-out's. ``R`` is
+undefined where the read-out marked no frame of the action on the coded participants (the action is
+then left uncorrected and its tests are not estimable). Against ACC it trades the fpr subtraction
+for a much smaller noise gain where the read-out finds a small share of the frames (``R`` rather than
+``1 / (tpr - fpr)``; the simulator's turning head: 2.2 against 4.8): ``docs/hurdle.md`` ("End to end")
+has the measured comparison.
+
 What PACC needs besides the confusion counts, and where it comes from (docs/contracts.md):
 
 - the cohort table's column ``mean_score`` (float, 0-1): the model's mean per-frame score of the
@@ -44,7 +63,7 @@ corrected-to-0 participants are non-engagers in the hurdle.
 
 **Uncertainty.** :func:`bootstrap_rates` resamples the coded participants with replacement (within
 group when the rates are per group) and recomputes the rates: M draws of (tpr, fpr) (or of
-(s_pos, s_neg)), each giving one corrected cohort table (:func:`corrected_cohort`); the hurdle is
+(s_pos, s_neg), or of R), each giving one corrected cohort table (:func:`corrected_cohort`); the hurdle is
 fitted on each and combined by Rubin's rules (:mod:`analysis.rubin`, :mod:`analysis.corrected_hurdle`).
 
 **Why not QuaPy.** QuaPy (BSD-3) implements ACC and PACC as *aggregative quantifiers*: it wraps a
@@ -74,6 +93,7 @@ from .config import MISCLASSIFICATION
 
 __all__ = [
     "METHODS",
+    "METHOD_RATES",
     "CONFUSION_COLUMNS",
     "SCORE_COLUMNS",
     "ValidationSet",
@@ -263,9 +283,11 @@ def _rates_from(c: pd.DataFrame, by_group: bool) -> pd.DataFrame:
     s = c.groupby(keys, sort=True)[cols + ["_pos"]].sum()
     pos = s["tp"] + s["fn"]
     neg = s["fp"] + s["tn"]
+    read = s["tp"] + s["fp"]
     out = pd.DataFrame({
         "tpr": s["tp"] / pos.where(pos > 0), "fpr": s["fp"] / neg.where(neg > 0),
         "pos_frames": pos, "neg_frames": neg, "n_positive": s["_pos"].astype("int64"),
+        "ratio": pos / read.where(read > 0), "read_frames": read,
     })  # fmt: skip
     if "pos_score_sum" in cols:
         out["s_pos"] = s["pos_score_sum"] / pos.where(pos > 0)
@@ -276,7 +298,12 @@ def _rates_from(c: pd.DataFrame, by_group: bool) -> pd.DataFrame:
     return out
 
 
-_RATE_COLS = ["tpr", "fpr", "s_pos", "s_neg"]
+_RATE_COLS = ["tpr", "fpr", "ratio", "s_pos", "s_neg"]
+
+# The rates each method uses: an action whose rates are NaN is left uncorrected (corrected_cohort) and
+# its tests are not estimable (analysis.corrected_hurdle).
+METHOD_RATES: dict[str, tuple[str, ...]] = {"acc": ("tpr", "fpr"), "pacc": ("tpr", "fpr", "s_pos", "s_neg"),
+                                            "ratio": ("ratio",)}
 
 
 def _layout(c: pd.DataFrame, by_group: bool, groups, min_positive: int) -> tuple[pd.DataFrame, dict[str, bool]]:
@@ -308,8 +335,9 @@ def estimate_rates(vs: ValidationSet, *, by_group: bool = False, groups: tuple[s
     -------
     pandas.DataFrame
         ``action, group``, ``tpr, fpr, pos_frames, neg_frames, n_positive`` (coded participants with a
-        positive frame) and, with scores, ``s_pos, s_neg``. NaN rates where the coder marked no
-        positive (or no negative) frame.
+        positive frame), ``ratio, read_frames`` (coded / read-out frames, and the latter) and, with
+        scores, ``s_pos, s_neg``. NaN rates where the coder marked no positive (or no negative) frame;
+        NaN ratio where the read-out marked none.
     """
     groups = tuple(groups) if groups is not None else tuple(sorted(vs.counts["group"].unique()))
     return _layout(vs.counts, by_group, groups, min_positive)[0]
@@ -383,12 +411,12 @@ def corrected_cohort(
     rates : pandas.DataFrame
         From :func:`estimate_rates` or one draw of :func:`bootstrap_rates`; per group when it has
         group values other than :data:`POOLED`.
-    method : {"acc", "pacc"}
+    method : {"acc", "pacc", "ratio"}
     frame_rate : float
         Frames per second, for the frame count ``N = observed_s x frame_rate`` of the zero floor.
     zero_floor : float
         Quantile of Binomial(N, fpr) at or below which observed frames count as none (0 = only
-        observed zeros stay zero).
+        observed zeros stay zero). Not used by ``ratio`` (it has no false-positive term).
     min_separation : float
         ``tpr - fpr`` (or ``s_pos - s_neg``) is not taken below this (a draw where the read-out barely
         tells the action apart would otherwise blow the shares up).
@@ -399,8 +427,16 @@ def corrected_cohort(
         A copy; ``percent_time`` corrected (0-100); actions without rates (no coded positive or
         negative frame) are left as they are.
     """
-    if method not in ("acc", "pacc"):
-        raise ValueError(f"method must be 'acc' or 'pacc', got {method!r}")
+    if method not in METHOD_RATES:
+        raise ValueError(f"method must be one of {', '.join(METHOD_RATES)}, got {method!r}")
+    if method == "ratio":
+        if "ratio" not in rates.columns:
+            raise ValueError("rates have no 'ratio' column (from estimate_rates or bootstrap_rates)")
+        r = _lookup(rates, cohort, ["ratio"])["ratio"].to_numpy(dtype=np.float64)
+        obs = cohort["percent_time"].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            out = np.where(np.isfinite(r), np.clip(obs * r, 0.0, 100.0), obs)
+        return cohort.assign(percent_time=out)
     cols = ["tpr", "fpr"] + (["s_pos", "s_neg"] if method == "pacc" else [])
     if method == "pacc" and not {"s_pos", "s_neg"} <= set(rates.columns):
         raise ValidationError("--misclassification pacc needs validation/scores.parquet (per-frame score sums on the "
@@ -432,7 +468,9 @@ def corrected_cohort(
 def correction_text(method: str, vs: ValidationSet, grouping: str, imputations: int) -> str:
     """The correction in words for the results and the Methods."""
     name = {"acc": "adjusted count (observed - fpr) / (tpr - fpr)",
-            "pacc": "probabilistic adjusted count (mean score - s_neg) / (s_pos - s_neg)"}[method]  # fmt: skip
-    return (f"percent time corrected for read-out errors by the {name}, clipped to [0, 100] %, with frame error "
-            f"rates from {vs.participants} coded participants (reference {vs.reference}; {grouping}); uncertainty "
+            "pacc": "probabilistic adjusted count (mean score - s_neg) / (s_pos - s_neg)",
+            "ratio": "two-phase ratio estimator observed x (coded frames / read-out frames)"}[method]  # fmt: skip
+    what = "the coded-to-read-out frame ratio" if method == "ratio" else "frame error rates"
+    return (f"percent time corrected for read-out errors by the {name}, clipped to [0, 100] %, with {what} "
+            f"from {vs.participants} coded participants (reference {vs.reference}; {grouping}); uncertainty "
             f"of the rates carried by {imputations} bootstrap draws of the coded participants, combined by Rubin's rules")  # fmt: skip

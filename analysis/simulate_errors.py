@@ -4,9 +4,13 @@ For the proofs of :mod:`analysis.misclassification` (tests, bench): :func:`analy
 gives each participant's true percent time; with ``N = round(observed_s x frame_rate)`` frames, of which
 ``k = round(N percent_time / 100)`` show the action, the read-out marks::
 
-    observed frames = Binomial(k, tpr[g, a]) + Binomial(N - k, fpr[g, a])
+    observed frames = Binomial(k, tpr[g, a]) + Binomial(N - k, fpr[g, a]) + Binomial(k, boundary[g])
 
-(frames independent), ``tpr``/``fpr`` per group and action. Coded (validation) participants are drawn
+(frames independent), ``tpr``/``fpr`` per group and action. The third term are boundary errors:
+false-positive frames next to the action's own (segments read too long), so many per true frame; they
+scale with the true share, which ACC's model (false positives spread over the negative frames) does
+not describe and the ratio estimator does (:mod:`analysis.misclassification`). It is capped at the
+negative frames left. Coded (validation) participants are drawn
 from the same cohort, ``coded_per_group`` per group, and their confusion counts (``tp`` = the first
 binomial, ``fn = k - tp``, ``fp`` the second, ``tn = N - k - fp``) form a ``validation/confusion.parquet``
 table of the contract (reference ``consensus``). Per-frame scores for PACC: a positive frame's score
@@ -36,6 +40,8 @@ class ReadoutErrors:
         Per-group rates (override the default for every action of the group).
     action_tpr : dict of (str, str) -> float
         ``(action, group) -> tpr``: one action read differently in one group (differential miss).
+    boundary, group_boundary : float, dict of str -> float
+        Boundary false positives per true frame (default and per group; 0: none).
     score_pos, score_neg : float
         Mean per-frame score on positive and negative frames (PACC).
     frame_rate : float
@@ -48,6 +54,8 @@ class ReadoutErrors:
     group_tpr: dict[str, float] = field(default_factory=dict)
     group_fpr: dict[str, float] = field(default_factory=dict)
     action_tpr: dict[tuple[str, str], float] = field(default_factory=dict)
+    boundary: float = 0.0
+    group_boundary: dict[str, float] = field(default_factory=dict)
     score_pos: float = 0.7
     score_neg: float = 0.05
     frame_rate: float = 30.0
@@ -78,6 +86,9 @@ def misread_cohort(cohort: pd.DataFrame, errors: ReadoutErrors = ReadoutErrors()
     k = np.round(n * cohort["percent_time"].to_numpy(dtype=np.float64) / 100.0).astype(np.int64)
     tp = rng.binomial(k, tpr)
     fp = rng.binomial(n - k, fpr)
+    bnd = np.array([errors.group_boundary.get(x, errors.boundary) for x in g])
+    if (bnd > 0).any():  # drawn only when asked for, so that the other scenarios keep their random streams
+        fp = np.minimum(fp + rng.binomial(k, np.clip(bnd, 0.0, 1.0)), n - k)
     obs = 100.0 * (tp + fp) / n
     # score sums: frame scores with the given means and a Beta-like spread (sd 0.15) around them
     sd = 0.15

@@ -64,7 +64,7 @@ from prefect.settings import (
 from analysis.agreement.config import AgreementConfig
 from analysis.agreement.hook import has_codings, run_validation
 from analysis.cohort import load_cohort, validate_cohort
-from analysis.config import HurdleConfig, OutputConfig
+from analysis.config import MISCLASSIFICATION, HurdleConfig, OutputConfig
 from analysis.hurdle import hurdle_analysis
 from analysis.outputs import write_outputs as write_hurdle_outputs
 from flows.console import quiet_http_clients
@@ -236,7 +236,7 @@ def plan_codings(params: CohortAnalysisParams, manifest: Manifest) -> PlannedImp
         plan = resolve_codings(manifest, folder=params.codings, format=params.codings_format,
                                mapping=params.codings_mapping, coder=params.codings_coder,
                                allow_unmapped=params.codings_allow_unmapped,
-                               close_open_states=params.codings_close_open_states)
+                               close_open_states=params.codings_close_open_states, fps=params.codings_fps)
         return None if plan is None else read_planned(plan, manifest)
     except BadInput as exc:
         raise RunRefused(f"params.{' '.join(str(exc).split())}") from None
@@ -612,7 +612,7 @@ def build_parser():
                    help="format of the codings (required with --codings; else the manifest's coding_format column or "
                         "the extension .boris / .eaf)")
     c.add_argument("--codings-mapping", type=Path, metavar="ETHOGRAM", help="ethogram mapping (CSV or YAML)")
-    c.add_argument("--misclassification", choices=("none", "acc", "pacc"), default="none",
+    c.add_argument("--misclassification", choices=MISCLASSIFICATION, default="none",
                    help="correct percent time for the read-out's errors measured against the codings (RUN/validation)")
     parser.add_argument("--task-runner", choices=RUNNERS, default="threads")
     parser.add_argument("--dask-workers", type=int, default=2, metavar="N")

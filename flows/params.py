@@ -98,6 +98,9 @@ class CohortAnalysisParams(_Settings):
         "drop codes the mapping does not list (reported in codings/qc.parquet) instead of refusing the run"))
     codings_close_open_states: bool = Field(False, description=(
         "close a state that was started and never stopped at the video's end instead of refusing the run"))
+    codings_fps: float | None = Field(None, gt=0, description=(
+        "frame rate of coded videos that cannot be opened (their codings are imported with it and the coding's "
+        "length; such videos still fail in pose); default: such a video refuses the run"))
     pose: PoseSettings = PoseSettings()
     recognition: RecognitionSettings = RecognitionSettings()
     readout: ReadoutSettings = ReadoutSettings()

@@ -34,3 +34,14 @@ def ma52_clips(ma52_dir: Path) -> list[Path]:
     if not clips:
         pytest.skip(f"no MA-52 sample clips in {ma52_dir / 'clips'}")
     return clips
+
+
+@pytest.fixture(scope="module")
+def prefect_env(tmp_path_factory):
+    """A real Prefect server on a free loopback port (one per test module that asks for it); yields the
+    environment that points at it (``PREFECT_API_URL``, ``PREFECT_HOME``, ``PYTHONPATH`` = the repo).
+    ``tests/test_flow_slurm.py`` overrides it with one that also reaches the Slurm cluster."""
+    from flow_fixtures import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-home"), {**os.environ, "PYTHONPATH": str(REPO)}) as env:
+        yield env

@@ -62,7 +62,8 @@ def prefect_server(home: Path, env: dict, *, port: int | None = None, server_env
     """A real ``prefect server start`` on a free loopback port, logging to ``home/server.log``.
 
     ``env`` is the environment of the flow runs; it gets PREFECT_HOME, PREFECT_API_URL pointing at the
-    server, analytics off and WARNING logging. ``server_env`` (default: that environment) is the
+    server, analytics off, WARNING logging and a runner that looks for scheduled runs every 2 s (Prefect's
+    default is 10 s: each submission in a test would wait up to that long to start). ``server_env`` (default: that environment) is the
     server's own. Yields the run environment once ``/api/health`` answers (fails the test after 120 s)
     and stops the server's process group on exit.
     """
@@ -75,7 +76,8 @@ def prefect_server(home: Path, env: dict, *, port: int | None = None, server_env
 
     port = port or free_port()
     prefect_vars = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+                    "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     prefect = str(Path(sys.executable).with_name("prefect"))
     with open(home / "server.log", "w") as log:
         server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],

@@ -109,6 +109,23 @@ def test_a_mapping_without_codings_and_a_folder_without_format_are_refused(coded
         resolve_codings(plain, folder=coded / "codings", mapping=coded / "map.csv")
 
 
+def test_codings_fps_imports_the_codings_of_a_video_that_cannot_be_opened(coded):
+    """A coded video that cannot be opened refuses the run, naming the parameter to pass (codings_fps);
+    with it the coding is imported at that frame rate, its length from the coding's last event."""
+    (coded / "videos" / "BROKEN.mp4").write_bytes(b"not a video")
+    (coded / "broken.csv").write_text("video,coder,action,start_s,stop_s\nBROKEN,anna,NOD,0.5,1.5\n")
+    m = read_manifest(_manifest(coded, ["P03,ASD,videos/BROKEN.mp4,broken.csv,csv,8"], name="broken_m.csv"))
+    with pytest.raises(BadInput, match=r"^manifest: .*BROKEN.*codings_fps") as err:
+        read_planned(resolve_codings(m, mapping=coded / "map.csv"), m)
+    assert "\n" not in str(err.value)
+    imported = read_planned(resolve_codings(m, mapping=coded / "map.csv", fps=25.0), m)
+    sessions = imported.result.sessions
+    assert list(sessions["video_id"]) == ["BROKEN"] and imported.config["fps"] == 25.0
+    assert float(sessions["fps"].iat[0]) == 25.0
+    with pytest.raises(BadInput, match=r"^codings_fps: must be a positive number"):
+        resolve_codings(m, mapping=coded / "map.csv", fps=0.0)
+
+
 def _cells(df: pd.DataFrame) -> list[list]:
     """Rows as plain values, every missing one None (a Parquet round trip makes None of object columns NaN)."""
     return [[None if pd.isna(v) else v for v in row] for row in df.astype(object).itertuples(index=False)]
@@ -220,14 +237,6 @@ def test_the_error_correction_reads_the_runs_own_validation(coded, weights, tmp_
 # --------------------------------------------------------------------------------------------------
 # The flow against a real Prefect server (slow)
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def prefect_env(tmp_path_factory):
-    from flow_fixtures import prefect_server
-
-    with prefect_server(tmp_path_factory.mktemp("prefect-home"), {**os.environ, "PYTHONPATH": str(ROOT)}) as env:
-        yield env
-
-
 @pytest.fixture(scope="module")
 def sim_coded(tmp_path_factory):
     """flow_fixtures.small_cohort coded by three simulated coders (perfect, two jittered) as ELAN files, named

@@ -20,19 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from flow_fixtures import prefect_server, stop_group
+from flow_fixtures import stop_group
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-@pytest.fixture(scope="module")
-def prefect_env(tmp_path_factory):
-    """A real Prefect server on a free loopback port; yields the environment that points at it."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-home"), {**os.environ, "PYTHONPATH": str(ROOT)}) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,34 @@ def test_rates_pooled_by_frames_and_group_choice():
     assert dict(zip(r3["group"], r3["tpr"])) == pytest.approx({"ASD": 0.6, "PSY": 0.3})
 
 
+def test_ratio_formula_zero_part_and_undefined_ratio():
+    """R = coded frames / read-out frames over the coded participants (pooled by frames); a participant
+    is corrected to R x observed, clipped at 100 %; an observed zero stays zero; an action the read-out
+    never marked on the coded participants has no R and is left as it is."""
+    conf = pd.DataFrame({
+        "participant_id": ["a", "b", "c", "a", "b", "c"], "group": ["ASD", "ASD", "PSY"] * 2,
+        "action": ["nodding"] * 3 + ["waving"] * 3, "reference": "consensus",
+        "tp": [6, 0, 3, 0, 0, 0], "fp": [1, 2, 0, 0, 0, 0], "fn": [4, 0, 7, 2, 0, 0], "tn": [89, 98, 90, 98, 100, 100],
+    })  # fmt: skip
+    rates = estimate_rates(validation_set(conf)).set_index("action")
+    assert rates.at["nodding", "ratio"] == pytest.approx((10 + 0 + 10) / (7 + 2 + 3))
+    assert rates.at["nodding", "read_frames"] == 12 and np.isnan(rates.at["waving", "ratio"])
+    cohort = pd.DataFrame({
+        "participant_id": list("pqrs") * 2, "group": "ASD", "action": ["nodding"] * 4 + ["waving"] * 4, "action_id": 0,
+        "percent_time": [0.0, 3.0, 12.0, 70.0, 0.0, 1.0, 5.0, 9.0], "observed_s": 100.0,
+    })  # fmt: skip
+    out = corrected_cohort(cohort, rates.reset_index(), "ratio")["percent_time"].to_numpy()
+    R = 20 / 12
+    np.testing.assert_allclose(out[:4], [0.0, 3.0 * R, 12.0 * R, 100.0], rtol=1e-12)  # 70 R > 100: clipped
+    np.testing.assert_allclose(out[4:], cohort["percent_time"].to_numpy()[4:])  # no ratio: as read out
+    # per group (min_positive 1): ASD (6 + 4) / (6 + 1 + 0 + 2), PSY 10 / 3
+    per = estimate_rates(validation_set(conf), by_group=True, groups=("ASD", "PSY"), min_positive=1)
+    nod = per[per["action"] == "nodding"].set_index("group")["ratio"]
+    assert nod.to_dict() == pytest.approx({"ASD": 10 / 9, "PSY": 10 / 3})
+    with pytest.raises(ValueError, match="one of acc, pacc, ratio"):
+        corrected_cohort(cohort, rates.reset_index(), "median")
+
+
 def test_validation_errors_name_the_column():
     conf = pd.DataFrame({"participant_id": ["a"], "group": ["ASD"], "action": ["nodding"], "reference": ["x"],
                          "tp": [1], "fp": [0], "fn": [-1], "tn": [5]})  # fmt: skip
@@ -227,6 +255,51 @@ def test_differential_miss_false_difference_uncorrected_none_corrected():
         assert plain.loc[k, "p_adj"] < 0.001  # a group difference out of nothing
         assert acc.loc[k, "p_adj"] > 0.05
     assert "rates per group" in acc_res["misclassification"].iat[0]
+
+
+def test_boundary_errors_ratio_corrects_what_acc_cannot():
+    """No true effect; the read-out finds 80 % of the frames everywhere but reads PSY's segments too long
+    (0.8 boundary frames per true frame, 0.1 in ASD and TDC): PSY seems to hold its head up longer.
+    ASD vs PSY intensity log OR (seed 12): -0.67 uncorrected, -0.37 with ACC per group (the extra frames
+    count as false positives spread over every negative frame, so too little is taken off the engagers),
+    +0.01 with the ratio estimator per group."""
+    errors = ReadoutErrors(tpr=0.8, fpr=0.001, boundary=0.1, group_boundary={"PSY": 0.8})
+    cohort, truth, observed, vs = _sim(n=(200, 200, 200), actions=("nodding", "head up"), seed=12, errors=errors, eseed=3)
+    cfg = HurdleConfig(top_actions=0, intensity_se="hc2-t", error_rates="group")
+    plain = _by_key(hurdle_analysis(observed, cfg))
+    acc = _by_key(hurdle_analysis(observed, replace(cfg, misclassification="acc", imputations=20), validation=vs))
+    ratio_res = hurdle_analysis(observed, replace(cfg, misclassification="ratio", imputations=20), validation=vs)
+    ratio = _by_key(ratio_res)
+    for contrast in ("ASD vs PSY", "PSY vs TDC"):
+        k = ("head up", contrast, "intensity")
+        assert plain.loc[k, "p_adj"] < 0.001 and acc.loc[k, "p_adj"] < 0.05, (plain.loc[k], acc.loc[k])
+        assert ratio.loc[k, "p_adj"] > 0.05 and abs(ratio.loc[k, "estimate"]) < 2 * ratio.loc[k, "se"], ratio.loc[k]
+    assert ratio_res["misclassification"].str.contains("ratio").all()
+    assert ratio_res["misclassification"].str.contains("rates per group").all()
+    # the zero part is the read-out's: R scales shares, so the probability part is the uncorrected one
+    kp = ("head up", "ASD vs TDC", "probability")
+    assert ratio.loc[kp, "estimate"] == pytest.approx(plain.loc[kp, "estimate"], rel=1e-9)
+
+
+def test_ratio_recovers_a_planted_intensity_effect():
+    """Planted: nodding intensity PSY log(2.5). The read-out finds 60 % of the frames and adds 0.3 boundary
+    frames per true frame in every group: the ratio-corrected estimate is within 2 SE of the planted
+    value and its interval covers it; the corrected share of the engagers is close to the truth."""
+    eff = (PlantedEffect("nodding", "PSY", "intensity", float(np.log(2.5))),)
+    errors = ReadoutErrors(tpr=0.6, fpr=0.0005, boundary=0.3)
+    cohort, truth, observed, vs = _sim(n=(200, 200, 200), actions=("nodding", "head up"), effects=eff, seed=13,
+                                       errors=errors, eseed=4)  # fmt: skip
+    cfg = HurdleConfig(top_actions=0, intensity_se="hc2-t", misclassification="ratio", imputations=20)
+    res = _by_key(hurdle_analysis(observed, cfg, validation=vs))
+    t = truth.set_index(KEYS)["true_log_or"]
+    k = ("nodding", "ASD vs PSY", "intensity")
+    assert abs(res.loc[k, "estimate"] - t[k]) < 2 * res.loc[k, "se"]
+    assert res.loc[k, "ci_low"] < math.exp(t[k]) < res.loc[k, "ci_high"]
+    fixed = corrected_cohort(observed, estimate_rates(vs), "ratio")
+    engaged = cohort["percent_time"] > 0
+    for table, lo, hi in ((observed, 0.85, 0.95), (fixed, 0.97, 1.03)):  # read-out: 0.9 of the truth
+        share = table.loc[engaged, "percent_time"].sum() / cohort.loc[engaged, "percent_time"].sum()
+        assert lo < share < hi, share
 
 
 def test_cli_corrected_with_bouts(tmp_path):

@@ -275,7 +275,8 @@ def import_codings(
         info = videos.info(vid)
         if isinstance(info, VideoError):
             if fps is None:
-                raise BadInput(f"{info}; pass --fps N to import codings of a video that cannot be opened")
+                raise BadInput(f"{info}; pass --fps N (in the flow: codings_fps) to import codings of a video that "
+                               "cannot be opened")
             known = [s.media_length_s for (v, _), s in sessions.items() if v == vid and s.media_length_s]
             ends = [e.stop_s if e.stop_s is not None else e.start_s for e in events if e.video_id == vid]
             dur = max(known) if known else (max(ends) if ends else 0.0)

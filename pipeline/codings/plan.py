@@ -70,6 +70,7 @@ class CodingPlan:
     coder: str | None = None
     allow_unmapped: bool = False
     close_open_states: bool = False
+    fps: float | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -111,9 +112,13 @@ def _format_of(path: Path, cell: str, default: str | None, place: str) -> str:
 
 def resolve_codings(manifest: Manifest, *, folder: str | Path | None = None, format: str | None = None,
                     mapping: str | Path | None = None, coder: str | None = None, allow_unmapped: bool = False,
-                    close_open_states: bool = False) -> CodingPlan | None:
+                    close_open_states: bool = False, fps: float | None = None) -> CodingPlan | None:
     """The run's :class:`CodingPlan` from the manifest's ``coding`` column or ``folder`` (module
-    docstring); None when neither names a coding. Checks that every file exists; reads nothing."""
+    docstring); None when neither names a coding. Checks that every file exists; reads nothing.
+    ``fps``: the frame rate of coded videos that cannot be opened (``codings_fps``; None: such a video
+    is an error)."""
+    if fps is not None and not fps > 0:
+        raise BadInput(f"codings_fps: must be a positive number, got {fps}")
     if format is not None and format not in FORMATS:
         raise BadInput(f"codings_format: {format!r} is not one of {', '.join(FORMATS)}")
     rows = manifest.videos
@@ -160,7 +165,8 @@ def resolve_codings(manifest: Manifest, *, folder: str | Path | None = None, for
                 by_format.setdefault(fmt, []).append(f)
         origin = "manifest"
     return CodingPlan(sources=tuple((k, tuple(v)) for k, v in by_format.items()), mapping=Path(mapping).absolute(),
-                      origin=origin, coder=coder, allow_unmapped=allow_unmapped, close_open_states=close_open_states)
+                      origin=origin, coder=coder, allow_unmapped=allow_unmapped, close_open_states=close_open_states,
+                      fps=fps)
 
 
 def read_planned(plan: CodingPlan, manifest: Manifest) -> PlannedImport:
@@ -173,14 +179,14 @@ def read_planned(plan: CodingPlan, manifest: Manifest) -> PlannedImport:
     try:
         for fmt, files in plan.sources:
             results.append(import_codings(list(files), format=fmt, mapping=emap, manifest=manifest, out=".",
-                                          coder=plan.coder, allow_unmapped=plan.allow_unmapped,
+                                          coder=plan.coder, allow_unmapped=plan.allow_unmapped, fps=plan.fps,
                                           close_open_states=plan.close_open_states, write=False))
         result = results[0] if len(results) == 1 else join_results(results, manifest)
     except BadInput as exc:
         raise BadInput(f"{plan.origin}: {' '.join(str(exc).split())}") from None
     config = {"formats": {fmt: [str(f) for f in files] for fmt, files in plan.sources}, "mapping": str(plan.mapping),
               "mapping_options": emap.describe_options(), "coder": plan.coder, "allow_unmapped": plan.allow_unmapped,
-              "close_open_states": plan.close_open_states, "origin": plan.origin}
+              "close_open_states": plan.close_open_states, "fps": plan.fps, "origin": plan.origin}
     # what the set is made from: the coding files, the mapping and the manifest (matching, participants)
     input_hash = sha256_files([*plan.files, plan.mapping, manifest.path])
     return PlannedImport(plan, result, config, input_hash)

@@ -302,7 +302,8 @@ def test_ratio_recovers_a_planted_intensity_effect():
         assert lo < share < hi, share
 
 
-def test_cli_corrected_with_bouts(tmp_path):
+@pytest.mark.parametrize("method, words", [("acc", "adjusted count"), ("ratio", "ratio estimator")])
+def test_cli_corrected_with_bouts(tmp_path, method, words):
     cohort, _, observed, vs = _sim(n=(40, 40, 40), actions=("nodding", "shaking head"), seed=4)
     cpath = tmp_path / "cohort.parquet"
     observed.drop(columns="mean_score").to_parquet(cpath)
@@ -318,12 +319,12 @@ def test_cli_corrected_with_bouts(tmp_path):
     bpath = tmp_path / "bouts.parquet"
     bouts.to_parquet(bpath)
     out = tmp_path / "h"
-    rc = main(["--cohort", str(cpath), "--misclassification", "acc", "--validation", str(vdir), "--imputations", "5",
+    rc = main(["--cohort", str(cpath), "--misclassification", method, "--validation", str(vdir), "--imputations", "5",
                "--bouts", str(bpath), "--intensity-se", "hc2-t", "--no-plots", "--out", str(out), "-q"])  # fmt: skip
     assert rc == 0
     res = pd.read_parquet(out / "results.parquet")
     assert set(res["part"]) == {"probability", "intensity", "count", "duration"}
-    assert res.loc[res["part"] == "intensity", "misclassification"].str.contains("adjusted count").all()
+    assert res.loc[res["part"] == "intensity", "misclassification"].str.contains(words).all()
     assert res["estimate_uncorrected"].notna().any()
     with pytest.raises(SystemExit) as exc:
         main(["--cohort", str(cpath), "--misclassification", "acc", "--out", str(tmp_path / "x"), "-q"])

@@ -10,7 +10,8 @@ gives each participant's true percent time; with ``N = round(observed_s x frame_
 false-positive frames next to the action's own (segments read too long), so many per true frame; they
 scale with the true share, which ACC's model (false positives spread over the negative frames) does
 not describe and the ratio estimator does (:mod:`analysis.misclassification`). It is capped at the
-negative frames left. Coded (validation) participants are drawn
+negative frames left. The score sums do not see boundary frames (they are drawn from ``k`` positive and
+``N - k`` negative frames), so PACC is not to be judged on a scenario with them. Coded (validation) participants are drawn
 from the same cohort, ``coded_per_group`` per group, and their confusion counts (``tp`` = the first
 binomial, ``fn = k - tp``, ``fp`` the second, ``tn = N - k - fp``) form a ``validation/confusion.parquet``
 table of the contract (reference ``consensus``). Per-frame scores for PACC: a positive frame's score

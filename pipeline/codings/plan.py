@@ -186,7 +186,9 @@ def read_planned(plan: CodingPlan, manifest: Manifest) -> PlannedImport:
         raise BadInput(f"{plan.origin}: {' '.join(str(exc).split())}") from None
     config = {"formats": {fmt: [str(f) for f in files] for fmt, files in plan.sources}, "mapping": str(plan.mapping),
               "mapping_options": emap.describe_options(), "coder": plan.coder, "allow_unmapped": plan.allow_unmapped,
-              "close_open_states": plan.close_open_states, "fps": plan.fps, "origin": plan.origin}
+              "close_open_states": plan.close_open_states, "origin": plan.origin}
+    if plan.fps is not None:  # recorded only when given, so that earlier runs' imports stay up to date
+        config["fps"] = plan.fps
     # what the set is made from: the coding files, the mapping and the manifest (matching, participants)
     input_hash = sha256_files([*plan.files, plan.mapping, manifest.path])
     return PlannedImport(plan, result, config, input_hash)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -189,11 +190,54 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "intensity contrast of each replicate resamples, which dominates the run time; --intensity-se "
                         "hc2-t is much faster but is a different test (anti-conservative with few or skewed engagers, "
                         "docs/hurdle.md), so its power would be optimistic", config.intensity_se, config.intensity_resamples)  # fmt: skip
-        res = run_power(model, config, settings, grid, workers=args.workers, cache=out / CHUNK_DIR, show_progress=not args.quiet)
+        try:
+            res = run_power(model, config, settings, grid, workers=args.workers, cache=out / CHUNK_DIR,
+                            show_progress=not args.quiet)
+        except KeyboardInterrupt:
+            kept = len(list((out / CHUNK_DIR).glob("*/*.npz")))
+            print(f"analysis.power: interrupted; {kept} finished chunk(s) kept in {out / CHUNK_DIR}, reused when the "
+                  "same command is run again", file=sys.stderr, flush=True)
+            raise
         for path in write_power_outputs(res, out, argv=list(sys.argv[1:] if argv is None else argv)):
             report_written(path)
     return 0
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+
+
+def _run_command(grace_s: float = 10.0) -> None:
+    """``python -m analysis.power``: :func:`main`, and on Ctrl-C an exit with code 130 within ``grace_s``.
+
+    By the time the interrupt reaches here, :func:`analysis.power_grid.run_power` has terminated and
+    joined its worker processes, and every finished chunk is on disk (atomic writes). What may be left
+    is the process pool's management thread, which the interpreter joins at exit without a time limit
+    and which, on a pool whose workers were terminated, can wait without end (seen once in CI: the
+    command still running 60 s after Ctrl-C). It gets ``grace_s`` to end; the normal exit follows
+    (the pool's semaphores released). If a thread is still running then, the process ends with
+    ``os._exit``, without the exit handlers. Only the command does this; a caller of :func:`main` gets
+    the KeyboardInterrupt.
+    """
+    import threading
+    import time
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        deadline = time.monotonic() + grace_s
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        for t in others:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in others):
+            log.warning("a thread of the process pool did not end %g s after Ctrl-C; leaving without the exit "
+                        "handlers", grace_s)  # fmt: skip
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _run_command()

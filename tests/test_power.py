@@ -326,7 +326,8 @@ def test_designs_split_totals_in_proportion():
 
 @pytest.mark.slow
 def test_cli_workers_interrupt_leaves_no_worker(tmp_path):
-    """Ctrl-C during a pooled run: the parent stops its workers, finished chunks stay for a resume."""
+    """Ctrl-C during a pooled run: the parent stops its workers and exits at once with 130, saying which
+    finished chunks stay for a resume."""
     import os
     import signal
     import subprocess
@@ -338,14 +339,40 @@ def test_cli_workers_interrupt_leaves_no_worker(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen([sys.executable, "-m", "analysis.power", "--spec", str(spec), "--groups", "ASD=30,PSY=20",
                              "--n-range", "40:400:40", "--nsim", "400", "--chunk", "10", "--workers", "2", "--out", str(out), "-q"],
-                            env=env, start_new_session=True)  # fmt: skip
+                            env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob(".power-chunks/*/*.npz")):
         time.sleep(0.5)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-    assert proc.wait(timeout=60) != 0
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "analysis.power: interrupted;" in err and "finished chunk(s) kept in" in err, err
     time.sleep(1)
     alive = [c for c in children if os.path.exists(f"/proc/{c}") and "zombie" not in open(f"/proc/{c}/status").read().lower()]
     assert not alive
     assert list(out.glob(".power-chunks/*/*.npz")) and not (out / "power.csv").exists()
+
+
+def test_ctrl_c_exit_is_not_held_by_a_thread_that_never_ends():
+    """Fault injected: a non-daemon thread that would hold the interpreter's exit for 10 minutes (as the
+    process pool's management thread once did in CI). ``python -m analysis.power``'s Ctrl-C path gives
+    it the grace period, then leaves with 130 and says why."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = ("import threading, time\n"
+            "import analysis.power as power\n"
+            "def interrupted(argv=None):\n"
+            "    threading.Thread(target=time.sleep, args=(600,)).start()\n"
+            "    raise KeyboardInterrupt\n"
+            "power.main = interrupted\n"
+            "power._run_command(grace_s=0.5)\n")  # fmt: skip
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 130, r.stderr
+    assert "did not end 0.5 s after Ctrl-C" in r.stderr
+    assert time.monotonic() - t0 < 60

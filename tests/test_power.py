@@ -361,7 +361,6 @@ def test_ctrl_c_exit_is_not_held_by_a_thread_that_never_ends():
     import os
     import subprocess
     import sys
-    import time
 
     code = ("import threading, time\n"
             "import analysis.power as power\n"
@@ -370,9 +369,7 @@ def test_ctrl_c_exit_is_not_held_by_a_thread_that_never_ends():
             "    raise KeyboardInterrupt\n"
             "power.main = interrupted\n"
             "power._run_command(grace_s=0.5)\n")  # fmt: skip
-    t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-c", code], cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 130, r.stderr
-    assert "did not end 0.5 s after Ctrl-C" in r.stderr
-    assert time.monotonic() - t0 < 60
+    assert "did not end 0.5 s after Ctrl-C" in r.stderr  # a held exit would end in the subprocess timeout

@@ -102,7 +102,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -603,6 +603,20 @@ def _pool_round(stage, jobs, todo, workers, worker, results, done) -> tuple[bool
     return broken, started
 
 
+def _computed_since(stage: Stage, result: ItemResult, job: Any, since: float) -> ItemResult:
+    """A re-run's "skipped" as "ok" when its outputs were written since ``since`` (this run): the first
+    attempt computed them, and only its result was lost when another job's crash broke the pool."""
+    if result.status != "skipped":
+        return result
+    try:
+        first = Path(stage.outputs(job)[0])
+        if first.stat().st_mtime < since:
+            return result
+    except (OSError, IndexError, TypeError):
+        return result
+    return replace(result, status="ok", qc={**result.qc, "status": "ok"})
+
+
 def run_items(
     stage: Stage, jobs: Sequence[Any], *, workers: int = 1, worker: Callable[[Any], ItemResult] | None = None,
     desc: str | None = None, unit: str = "item",
@@ -616,7 +630,8 @@ def run_items(
     ``ProcessPoolExecutor``: every unfinished future then fails, not only the one that crashed. So
     after a break the jobs that had started (at most ``workers``) are re-run in a one-process pool,
     where a crash can only be the running job's, and the jobs that had not started go on in a fresh
-    pool: only an item that crashes its worker on its own is reported failed.
+    pool: only an item that crashes its worker on its own is reported failed. A re-run job whose
+    outputs the first attempt had finished (written in this run) is reported ``ok``, not ``skipped``.
     """
     if worker is None:
         import functools
@@ -624,6 +639,7 @@ def run_items(
         worker = functools.partial(run_item, stage)
     jobs = list(jobs)
     results: dict[int, ItemResult] = {}
+    since = time.time() - 1.0  # file times have a coarser clock on some filesystems
     bar = progress(range(len(jobs)), desc=desc or stage.name, total=len(jobs), unit=unit)
     it = iter(bar)
 
@@ -651,6 +667,9 @@ def run_items(
                         stage.name, len(suspects))
             while suspects:  # one worker: a break now names its job
                 broken, started1 = _pool_round(stage, jobs, suspects, 1, worker, results, done)
+                for i in suspects:
+                    if i in results:
+                        results[i] = _computed_since(stage, results[i], jobs[i], since)
                 suspects = [i for i in suspects if i not in results]
                 if not broken or not suspects:
                     break

@@ -213,7 +213,9 @@ def _run_command(grace_s: float = 10.0) -> None:
     joined its worker processes, and every finished chunk is on disk (atomic writes). What may be left
     is the process pool's management thread, which the interpreter joins at exit without a time limit
     and which, on a pool whose workers were terminated, can wait without end (seen once in CI: the
-    command still running 60 s after Ctrl-C). It gets ``grace_s`` to end; the normal exit follows
+    command still running 60 s after Ctrl-C; gdb found its threads all waiting on locks, consistent with
+    CPython gh-125451, a lock-order deadlock of the pool's threads fixed after 3.11). It gets
+    ``grace_s`` to end; the normal exit follows
     (the pool's semaphores released). If a thread is still running then, the process ends with
     ``os._exit``, without the exit handlers. Only the command does this; a caller of :func:`main` gets
     the KeyboardInterrupt.

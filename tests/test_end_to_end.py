@@ -212,6 +212,18 @@ def simulated_validation(sim, run, coded_per_group: int = CODED_PER_GROUP):
     return coded
 
 
+def _errors_vs_truth(tables: dict[str, pd.DataFrame], truth: pd.DataFrame, coded) -> pd.DataFrame:
+    """Per action, bias and MAE (pp) of each named cohort table against the truth, over the participants
+    not coded; columns ``(name, "bias" | "mae")``."""
+    parts = {}
+    for name, table in tables.items():
+        m = table.merge(truth, on=["participant_id", "action"], suffixes=("", "_true"))
+        m = m[~m["participant_id"].isin(coded)]
+        err = m["percent_time"] - m["percent_time_true"]
+        parts[name] = pd.DataFrame({"bias": err.groupby(m["action"]).mean(), "mae": err.abs().groupby(m["action"]).mean()})
+    return pd.concat(parts, axis=1)
+
+
 @pytest.fixture(scope="module")
 def corrected(e2e):
     """Demo model -> read-out -> simulated-coder validation of 12 participants -> ACC, PACC and ratio
@@ -223,15 +235,9 @@ def corrected(e2e):
     cohort = e2e["cohort"]
     fps = float(json.loads((e2e["sim"] / "config.json").read_text())["fps"])
     rates = estimate_rates(vs)  # pooled: 4 coded participants per group (< 5)
-    parts = {}
-    for name, table in (("uncorrected", cohort), ("acc", corrected_cohort(cohort, rates, "acc", frame_rate=fps)),
-                        ("pacc", corrected_cohort(cohort, rates, "pacc", frame_rate=fps)),
-                        ("ratio", corrected_cohort(cohort, rates, "ratio"))):  # fmt: skip
-        m = table.merge(e2e["truth_pt"], on=["participant_id", "action"], suffixes=("", "_true"))
-        m = m[~m["participant_id"].isin(coded)]
-        err = m["percent_time"] - m["percent_time_true"]
-        parts[name] = pd.DataFrame({"bias": err.groupby(m["action"]).mean(), "mae": err.abs().groupby(m["action"]).mean()})
-    table = pd.concat(parts, axis=1)
+    table = _errors_vs_truth({"uncorrected": cohort, "acc": corrected_cohort(cohort, rates, "acc", frame_rate=fps),
+                              "pacc": corrected_cohort(cohort, rates, "pacc", frame_rate=fps),
+                              "ratio": corrected_cohort(cohort, rates, "ratio")}, e2e["truth_pt"], coded)  # fmt: skip
     r = rates.set_index("action")
     print(f"\nper action over the {cohort['participant_id'].nunique() - len(coded)} participants not coded: "
           "tpr, fpr (%), ratio R vs the coders' consensus | bias, MAE (pp) vs the truth: uncorrected | acc | pacc | ratio")
@@ -304,14 +310,8 @@ def test_ratio_on_an_uncalibrated_readout(corrected, e2e, tmp_path):
     vs = read_validation(run / "validation")
     rates = estimate_rates(vs)
     cohort = pd.read_parquet(run / "readout" / "cohort.parquet")
-    parts = {}
-    for name, table in (("uncorrected", cohort), ("acc", corrected_cohort(cohort, rates, "acc", frame_rate=corrected["fps"])),
-                        ("ratio", corrected_cohort(cohort, rates, "ratio"))):  # fmt: skip
-        m = table.merge(e2e["truth_pt"], on=["participant_id", "action"], suffixes=("", "_true"))
-        m = m[~m["participant_id"].isin(corrected["coded"])]
-        err = m["percent_time"] - m["percent_time_true"]
-        parts[name] = pd.DataFrame({"bias": err.groupby(m["action"]).mean(), "mae": err.abs().groupby(m["action"]).mean()})
-    table = pd.concat(parts, axis=1)
+    table = _errors_vs_truth({"uncorrected": cohort, "acc": corrected_cohort(cohort, rates, "acc", frame_rate=corrected["fps"]),
+                              "ratio": corrected_cohort(cohort, rates, "ratio")}, e2e["truth_pt"], corrected["coded"])  # fmt: skip
     ratio = rates.set_index("action")["ratio"]
     biased = table[table[("uncorrected", "bias")].abs() > 1.0]
     print("\nuniform threshold 0.5, biased actions: R | bias, MAE (pp): uncorrected | acc | ratio")

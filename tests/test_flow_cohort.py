@@ -241,7 +241,7 @@ def test_killing_the_serving_process_mid_pose_ends_the_run_and_a_resume_equals_a
 
     root = tmp_path_factory.mktemp("crash")
     long = small_cohort(root / "cohort", seconds=20, seed=4)  # pose long enough to be killed in
-    env = {**prefect_env, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    env = prefect_env  # its runner polls every 2 s (flow_fixtures.prefect_server)
     log_path = root / "serve-crash.log"
     serve = _serve(env, "crash", log_path)
     out = root / "out"
